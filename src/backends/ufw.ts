@@ -1,0 +1,218 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ExecError, FirewallError } from '../errors.ts';
+import type { ExecResult, Runner } from '../exec.ts';
+import { ruleHasSpec } from './spec.ts';
+import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
+import { assertSafeUfwArgv, planUfwCalls, type UfwCall } from './ufw/commands.ts';
+import { assertUfwSucceeded } from './ufw/output.ts';
+import { parseUserRules } from './ufw/tuples.ts';
+import { assertValidRuleSpecs } from './validate.ts';
+
+export {
+  allowArgv,
+  assertSafeUfwArgv,
+  planUfwCalls,
+  revokeArgv,
+  type UfwCall,
+  ufwArgvProblem,
+} from './ufw/commands.ts';
+export { assertUfwSucceeded, parseUfwOutput, type UfwLine, type UfwLineKind } from './ufw/output.ts';
+export { parseUserRules } from './ufw/tuples.ts';
+
+export interface UfwBackendOptions {
+  runner: Runner;
+  /** Where user.rules and user6.rules live; /etc/ufw unless testing. */
+  rulesDir?: string;
+  /** ufw's defaults file (IPV6=yes|no); /etc/default/ufw unless testing. */
+  defaultsFile?: string;
+  /** Reads a whole text file; throws an error with code ENOENT when it is missing. */
+  readFile?: (path: string) => string;
+  /** Limit for each ufw run (ufw allow ~170 ms, delete ~300 ms, more while another ufw holds its lock). */
+  timeoutMs: number;
+}
+
+/** ufw prints English only under the C locale, and its words are what we check. */
+const UFW_ENV = { LANG: 'C', LC_ALL: 'C' };
+
+/** True when `error` is a Node system error with this code (ENOENT, EACCES…). */
+function hasCode(error: unknown, code: string): boolean {
+  return error instanceof Error && 'code' in error && error.code === code;
+}
+
+/**
+ * Whether ufw manages IPv6, from the text of /etc/default/ufw, read exactly as ufw reads it: lines matching
+ * `^\w+="?\w+"?`, the value after the first "=" lowercased and unquoted, the last IPV6= winning.
+ */
+export function parseUfwDefaults(text: string): { ipv6: boolean } {
+  let ipv6 = false;
+  for (const line of text.split('\n')) {
+    if (!/^\w+="?\w+"?/.test(line)) continue;
+    const [key = '', value = ''] = line.trim().split('=');
+    if (key.toLowerCase() === 'ipv6') ipv6 = value.toLowerCase().replace(/^["']+|["']+$/g, '') === 'yes';
+  }
+  return { ipv6 };
+}
+
+/** Whether the firewall is enforcing, from the first line of `ufw status`; undefined if it is neither. */
+export function parseUfwStatus(stdout: string): boolean | undefined {
+  const first = stdout.split('\n').find((line) => line.trim() !== '');
+  if (first?.trim() === 'Status: active') return true;
+  if (first?.trim() === 'Status: inactive') return false;
+  return undefined;
+}
+
+/** Creates the UFW backend: lists ufw's user rules from its files, adds and deletes ours with the ufw command. */
+export function createUfwBackend(options: UfwBackendOptions): Backend {
+  const rulesDir = options.rulesDir ?? '/etc/ufw';
+  const defaultsFile = options.defaultsFile ?? '/etc/default/ufw';
+  const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
+  const rulesFiles = { v4: join(rulesDir, 'user.rules'), v6: join(rulesDir, 'user6.rules') };
+
+  const read = (path: string, what: string): string => {
+    try {
+      return readFile(path);
+    } catch (error) {
+      throw new FirewallError(
+        `Cannot read ${what} ${path}; is ufw installed and are we root?`,
+        { path },
+        error,
+      );
+    }
+  };
+  const ipv6Enabled = () => parseUfwDefaults(read(defaultsFile, "ufw's defaults file")).ipv6;
+  const readRules = (ipv6: boolean): FirewallRule[] => [
+    ...parseUserRules(read(rulesFiles.v4, 'ufw rules file'), 'v4', rulesFiles.v4),
+    ...(ipv6 ? parseUserRules(read(rulesFiles.v6, 'ufw rules file'), 'v6', rulesFiles.v6) : []),
+  ];
+  const run = (argv: string[]): Promise<ExecResult> => {
+    assertSafeUfwArgv(argv);
+    return options.runner(argv, { timeoutMs: options.timeoutMs, env: UFW_ENV });
+  };
+  const apply = async (calls: UfwCall[]): Promise<AppliedChange[]> => {
+    const changes: AppliedChange[] = [];
+    for (const call of calls) {
+      try {
+        const result = await run(call.argv);
+        assertUfwSucceeded(call, result);
+        const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
+        changes.push({ kind: call.kind, specs: call.specs, argv: call.argv, output });
+      } catch (error) {
+        if (changes.length === 0 || !(error instanceof FirewallError || error instanceof ExecError))
+          throw error;
+        // Earlier calls of this batch did take effect: say so, the caller's next reconcile will see them.
+        const done = `${changes.length} of ${calls.length} ufw calls had succeeded`;
+        throw new FirewallError(
+          `${error.message} (${done})`,
+          { ...error.context, completed: changes.length },
+          error,
+        );
+      }
+    }
+    return changes;
+  };
+
+  return {
+    name: 'ufw',
+
+    async probe(): Promise<BackendProbe> {
+      let version: ExecResult;
+      try {
+        version = await run(['ufw', 'version']);
+      } catch (error) {
+        if (
+          !(error instanceof ExecError && (hasCode(error.cause, 'ENOENT') || hasCode(error.cause, 'EACCES')))
+        ) {
+          throw error;
+        }
+        const detail = [
+          'ufw is not installed (no runnable `ufw` on PATH); install it (apt install ufw) or choose another backend',
+        ];
+        return { installed: false, active: false, ipv6: false, detail };
+      }
+      if (version.exitCode !== 0) {
+        const why = version.stderr.trim() || version.stdout.trim();
+        return {
+          installed: false,
+          active: false,
+          ipv6: false,
+          detail: [`\`ufw version\` failed (exit ${version.exitCode}): ${why}`],
+        };
+      }
+      const status = await run(['ufw', 'status']);
+      const active = status.exitCode === 0 ? parseUfwStatus(status.stdout) : undefined;
+      if (active === undefined) {
+        throw new FirewallError(
+          `\`ufw status\` failed: ${status.stderr.trim() || status.stdout.trim() || 'no output'}`,
+          {
+            exitCode: status.exitCode,
+            stdout: status.stdout.trim(),
+            stderr: status.stderr.trim(),
+          },
+        );
+      }
+      let ipv6 = false;
+      let ipv6Detail: string;
+      try {
+        ipv6 = parseUfwDefaults(readFile(defaultsFile)).ipv6;
+        ipv6Detail = `IPv6: ${ipv6 ? 'yes' : 'no'} (IPV6= in ${defaultsFile})`;
+      } catch (error) {
+        if (!hasCode(error, 'ENOENT'))
+          throw new FirewallError(`Cannot read ${defaultsFile}`, { path: defaultsFile }, error);
+        ipv6Detail = `IPv6: no (${defaultsFile} is missing)`;
+      }
+      const detail = [
+        version.stdout.split('\n')[0]?.trim() ?? 'ufw',
+        `status: ${active ? 'active' : 'inactive'}`,
+        ipv6Detail,
+        `rules: ${ipv6 ? `${rulesFiles.v4}, ${rulesFiles.v6}` : rulesFiles.v4}`,
+      ];
+      return { installed: true, active, ipv6, detail };
+    },
+
+    async listRules(): Promise<FirewallRule[]> {
+      return readRules(ipv6Enabled());
+    },
+
+    async allow(specs: RuleSpec[]): Promise<AppliedChange[]> {
+      assertValidRuleSpecs(specs);
+      if (specs.length === 0) return [];
+      const ipv6 = ipv6Enabled();
+      const v6 = specs.find((spec) => spec.family === 'v6');
+      if (v6 !== undefined && !ipv6) {
+        throw new FirewallError(
+          `Cannot open v6 port ${v6.port}: ufw manages IPv6 only with IPV6=yes in ${defaultsFile}`,
+          { port: v6.port, source: v6.source, defaultsFile },
+        );
+      }
+      // `ufw allow` with the match of an existing rule but another action or comment rewrites that rule
+      // into ours (even a deny into an allow): refuse before running anything.
+      const rules = readRules(ipv6);
+      const conflicts = specs.flatMap((spec) =>
+        rules.filter((rule) => !rule.ours && ruleHasSpec(rule, spec)).map((rule) => ({ spec, rule })),
+      );
+      const [first] = conflicts;
+      if (first !== undefined) {
+        throw new FirewallError(
+          `Refusing to allow ${first.spec.family} udp port ${first.spec.port} from ${first.spec.source}: ` +
+            `ufw would take over the existing rule \`${first.rule.raw}\`, which is not ours`,
+          {
+            port: first.spec.port,
+            source: first.spec.source,
+            rule: first.rule.raw,
+            conflicts: conflicts.length,
+          },
+        );
+      }
+      return apply(planUfwCalls('allow', specs));
+    },
+
+    async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
+      assertValidRuleSpecs(specs);
+      if (specs.length === 0) return [];
+      // With IPV6=no ufw ignores user6.rules (and refuses v6 deletes): no v6 rule of ours is in force.
+      const wanted = ipv6Enabled() ? specs : specs.filter((spec) => spec.family === 'v4');
+      return apply(planUfwCalls('revoke', wanted));
+    },
+  };
+}

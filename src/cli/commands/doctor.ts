@@ -1,0 +1,25 @@
+import { diagnose, type Finding } from '../../doctor.ts';
+import type { Command } from '../command.ts';
+
+/** One line per finding: level, check, message, and how to fix it. */
+function findingText(finding: Finding): string {
+  const mark = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' }[finding.level];
+  return `${mark}  ${finding.check.padEnd(12)} ${finding.message}${finding.fix ? `\n      ${' '.repeat(12)} fix: ${finding.fix}` : ''}`;
+}
+
+export const doctorCommand: Command = {
+  name: 'doctor',
+  summary: 'Check the host and say what to fix',
+  description: `Checks that moshwall can do its job here: root, the firewall present and active, the
+real mosh-server present and root-owned, IPv6 handled consistently, and no admin rule that already
+opens (or blocks) the mosh range as a whole. Changes nothing. Exits 1 when a check fails.`,
+  options: [{ name: 'json', kind: 'flag', description: 'print the findings as JSON' }],
+  needsRoot: false,
+  async run(context, options) {
+    const facts = await context.doctorFacts();
+    const findings = diagnose(facts);
+    if (options.json === true) context.out(JSON.stringify({ findings }, null, 2));
+    else context.out(findings.map(findingText).join('\n'));
+    return findings.some((finding) => finding.level === 'fail') ? 1 : 0;
+  },
+};

@@ -1,0 +1,65 @@
+import { collectStatus } from '../../engine.ts';
+import type { StatusReport } from '../../status.ts';
+import type { Command } from '../command.ts';
+import { formatAge, table } from '../format.ts';
+
+/** Human-readable status: firewall line, sessions table, our rules, refusals, admin rules in range. */
+function statusText(status: StatusReport): string[] {
+  const lines = [
+    `firewall: ${status.backend} ${status.firewall.active ? 'active' : 'INACTIVE'}, IPv6 ${status.firewall.ipv6 ? 'on' : 'off'}`,
+  ];
+  lines.push('', `sessions (${status.sessions.length}):`);
+  if (status.sessions.length > 0) {
+    lines.push(
+      table([
+        ['USER', 'PID', 'PORT', 'LISTEN', 'CLIENT', 'AGE', 'RULE'],
+        ...status.sessions.map((session) => [
+          session.user,
+          String(session.pid),
+          String(session.port),
+          session.localAddress,
+          session.clientAddress ?? '-',
+          formatAge(session.ageSeconds),
+          session.rule,
+        ]),
+      ]),
+    );
+  }
+  lines.push('', `rules of ours (${status.rules.length}):`);
+  for (const rule of status.rules) {
+    lines.push(
+      `  ${rule.port}/udp ${rule.family} from ${rule.source}  ${rule.state === 'stale' ? 'STALE (no session; next sync removes it)' : 'live'}`,
+    );
+  }
+  if (status.refused.length > 0) {
+    lines.push('', `refused (${status.refused.length}):`);
+    for (const holder of status.refused) {
+      lines.push(
+        `  ${holder.port}/udp pid ${holder.pid} user ${holder.user} exe ${holder.exe}: ${holder.reason}`,
+      );
+    }
+  }
+  if (status.foreignInRange.length > 0) {
+    lines.push('', 'rules not ours that match UDP in the range (never changed by moshwall):');
+    for (const rule of status.foreignInRange) lines.push(`  ${rule.raw}`);
+  }
+  for (const warning of status.warnings) lines.push('', `warning: ${warning}`);
+  return lines;
+}
+
+export const statusCommand: Command = {
+  name: 'status',
+  summary: 'Show sessions, their rule state, rules of ours (live and stale) and refusals',
+  description: `Reads /proc and the firewall and changes nothing. Each session's RULE column says:
+open (our rule is in place), missing (the next sync adds it), covered (an admin rule already allows
+it), conflict (an admin rule has the same match, e.g. a deny; moshwall leaves the port alone), or
+unfiltered (the firewall is inactive). Rules of ours with no session are marked STALE.`,
+  options: [{ name: 'json', kind: 'flag', description: 'print the status as JSON' }],
+  needsRoot: true,
+  async run(context, options) {
+    const status = await collectStatus(context.engine(), Date.now());
+    if (options.json === true) context.out(JSON.stringify(status, null, 2));
+    else context.out(statusText(status).join('\n'));
+    return 0;
+  },
+};

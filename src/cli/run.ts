@@ -1,0 +1,136 @@
+import { type Config, loadConfig } from '../config.ts';
+import type { DoctorFacts } from '../doctor.ts';
+import type { EngineDeps } from '../engine.ts';
+import { describeError, exitCodeFor, MoshwallError, UsageError } from '../errors.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { type OptionSpec, parseGlobalArgs, parseOptions } from './args.ts';
+import type { Command } from './command.ts';
+import { doctorCommand } from './commands/doctor.ts';
+import { flushCommand } from './commands/flush.ts';
+import { statusCommand } from './commands/status.ts';
+import { syncCommand } from './commands/sync.ts';
+
+export const VERSION = '0.1.0';
+
+export const COMMANDS: Command[] = [syncCommand, statusCommand, flushCommand, doctorCommand];
+
+/** The outside world as runMain sees it; the entry point passes the real one, tests a fake. */
+export interface MainIo {
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+  uid: number;
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  edges: HostEdges;
+}
+
+/** The factories that reach the machine: the engine's edges and doctor's fact gathering. */
+export interface HostEdges {
+  engine: (config: Config, log: Logger) => EngineDeps;
+  doctorFacts: (config: Config, log: Logger, isRoot: boolean) => Promise<DoctorFacts>;
+}
+
+const EXIT_CODES = `Exit codes:
+  0   done (sync/flush/status), or no problem found (doctor)
+  1   a firewall command or /proc failed; doctor found a problem to fix
+  2   bad command-line usage
+  3   bad config file (file, line and key are named)
+  4   the firewall tool is missing or unusable
+  5   another moshwall run held the lock too long
+  6   not running as root
+  70  internal error (a bug: please report it with the stack trace)`;
+
+/** The top-level help text. */
+function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((command) => command.name.length));
+  return `moshwall ${VERSION}: open exactly the UDP ports genuine mosh-server processes hold
+
+Usage: moshwall [--config FILE] [--verbose] <command> [options]
+
+Commands:
+${COMMANDS.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`).join('\n')}
+
+Global options:
+  --config FILE  config file (default: $MOSHWALL_CONFIG, else /etc/moshwall/moshwall.toml if it exists)
+  --verbose, -v  log every step (to stderr)
+  --help, -h     this help; \`moshwall <command> --help\` for a command
+  --version      print the version
+
+${EXIT_CODES}`;
+}
+
+/** Help text of one command. */
+function commandHelp(command: Command): string {
+  const options: OptionSpec[] = [
+    ...command.options,
+    { name: 'help', kind: 'flag', description: 'this help' },
+  ];
+  const optionLines = options.map(
+    (option) =>
+      `  --${option.name}${option.kind === 'value' ? ` ${option.placeholder ?? 'VALUE'}` : ''}  ${option.description}`,
+  );
+  return `Usage: moshwall [--config FILE] ${command.name} [options]
+
+${command.summary}.
+
+${command.description}
+
+Options:
+${optionLines.join('\n')}
+${command.needsRoot ? '\nNeeds root.\n' : ''}
+${EXIT_CODES}`;
+}
+
+/** Parses argv, runs one command, and returns the exit code; never throws. */
+export async function runMain(io: MainIo): Promise<number> {
+  let verbose = io.argv.includes('--verbose') || io.argv.includes('-v');
+  try {
+    const global = parseGlobalArgs(io.argv);
+    verbose = global.verbose;
+    if (global.version) {
+      io.stdout(VERSION);
+      return 0;
+    }
+    if (global.command === undefined) {
+      if (global.help) {
+        io.stdout(mainHelp());
+        return 0;
+      }
+      throw new UsageError('no command given (see `moshwall --help`)');
+    }
+    const command = COMMANDS.find((candidate) => candidate.name === global.command);
+    if (!command) throw new UsageError(`unknown command "${global.command}" (see \`moshwall --help\`)`);
+    if (global.help || global.rest.includes('--help') || global.rest.includes('-h')) {
+      io.stdout(commandHelp(command));
+      return 0;
+    }
+    const options = parseOptions(global.rest, command.options, command.name);
+    const log = createLogger((line) => io.stderr(`moshwall: ${line}`), verbose ? 'debug' : 'warn');
+    const config = loadConfig(global.config, io.env);
+    if (command.needsRoot && io.uid !== 0) {
+      throw new MoshwallError(
+        'ENOTROOT',
+        `moshwall ${command.name} must run as root (try: sudo moshwall ${command.name})`,
+      );
+    }
+    return await command.run(
+      {
+        config,
+        out: io.stdout,
+        log,
+        isRoot: io.uid === 0,
+        verbose,
+        engine: () => io.edges.engine(config, log),
+        doctorFacts: () => io.edges.doctorFacts(config, log, io.uid === 0),
+      },
+      options,
+    );
+  } catch (error) {
+    const code = exitCodeFor(error);
+    io.stderr(`moshwall: error: ${describeError(error)}`);
+    if (!(error instanceof MoshwallError) || verbose) {
+      io.stderr(error instanceof Error && error.stack ? error.stack : String(error));
+    }
+    return code;
+  }
+}

@@ -1,0 +1,199 @@
+import { ProcError } from '../errors.ts';
+import type { Family, MoshSession, PortRange, RefusedHolder, ScanResult, UdpSocket } from '../model.ts';
+import { readProcessDetails, readRealUid } from './details.ts';
+import { errnoCode } from './errno.ts';
+import { checkGenuine, createGenuineCache, type GenuineVerdict } from './genuine.ts';
+import type { ProcReader } from './proc-reader.ts';
+import { parseBootTime } from './process.ts';
+import { holdersOf } from './sockets.ts';
+import { parseProcNetUdp } from './udp.ts';
+import { parsePasswd } from './users.ts';
+
+export interface ScanOptions {
+  range: PortRange;
+  serverNames: string[];
+  /** sysconf(_SC_CLK_TCK): the unit of the start time in /proc/PID/stat. Default 100. */
+  clockTicksPerSecond?: number;
+}
+
+const UDP_FILES: Record<Family, string> = { v4: '/proc/net/udp', v6: '/proc/net/udp6' };
+
+/**
+ * The mosh sessions in the range: UDP sockets in range whose every holder is a genuine mosh-server,
+ * and a RefusedHolder for every other holder (or for a socket nobody visible holds). Holders that
+ * exit mid-scan are not counted. Throws ProcError when the socket tables or the process table cannot
+ * be read: a failed scan must never read as "no sessions".
+ */
+export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResult {
+  const { first, last } = options.range;
+  const sockets = [...readSockets(reader, 'v4'), ...readSockets(reader, 'v6')]
+    .filter((socket) => socket.localPort >= first && socket.localPort <= last)
+    .sort(bySocket);
+  if (sockets.length === 0) return { sessions: [], refused: [] };
+
+  const scan = startScan(reader, options);
+  const holders = holdersOf(reader, new Set(sockets.map((socket) => socket.inode)));
+  const result: ScanResult = { sessions: [], refused: [] };
+  for (const socket of sockets) {
+    const { session, refused } = judgeSocket(scan, socket, holders.get(socket.inode) ?? []);
+    if (session !== undefined) result.sessions.push(session);
+    result.refused.push(...refused);
+  }
+  result.sessions.sort(byPlace);
+  result.refused.sort(byPlace);
+  return result;
+}
+
+/** What one scan knows and remembers: the reader, options, verdicts by pid, names, boot time. */
+interface Scan {
+  reader: ProcReader;
+  options: ScanOptions;
+  verdictOf(pid: number): GenuineVerdict;
+  userName(uid: number): string;
+  bootTime(): number;
+}
+
+/** A scan's memory: each pid judged once, /etc/passwd and /proc/stat read on first use. */
+function startScan(reader: ProcReader, options: ScanOptions): Scan {
+  const cache = createGenuineCache();
+  const verdicts = new Map<number, GenuineVerdict>();
+  let names: Map<number, string> | undefined;
+  let bootTime: number | undefined;
+  return {
+    reader,
+    options,
+    verdictOf(pid) {
+      const verdict =
+        verdicts.get(pid) ?? checkGenuine(pid, reader, { serverNames: options.serverNames }, cache);
+      verdicts.set(pid, verdict);
+      return verdict;
+    },
+    userName(uid) {
+      names ??= readPasswd(reader);
+      return names.get(uid) ?? String(uid);
+    },
+    bootTime() {
+      bootTime ??= parseBootTime(readRequired(reader, '/proc/stat'), '/proc/stat');
+      return bootTime;
+    },
+  };
+}
+
+/**
+ * One socket in range: a session when every holder still present is genuine; otherwise a refusal
+ * for each holder that is not (or for the socket itself when no holder was found).
+ */
+function judgeSocket(
+  scan: Scan,
+  socket: UdpSocket,
+  pids: number[],
+): { session?: MoshSession; refused: RefusedHolder[] } {
+  const place = { port: socket.localPort, family: socket.family, localAddress: socket.localAddress };
+  const refusal = (pid: number, uid: number, exe: string, reason: string): RefusedHolder => ({
+    pid,
+    uid,
+    user: scan.userName(uid),
+    ...place,
+    exe,
+    reason,
+  });
+  if (pids.length === 0) {
+    return {
+      refused: [refusal(0, socket.uid, '', `no process holding socket inode ${socket.inode} was found`)],
+    };
+  }
+  const present = pids
+    .map((pid) => ({ pid, verdict: scan.verdictOf(pid) }))
+    .filter(({ verdict }) => verdict.genuine || !verdict.vanished);
+  const refused = present.flatMap(({ pid, verdict }) =>
+    verdict.genuine
+      ? []
+      : [refusal(pid, readRealUid(scan.reader, pid) ?? socket.uid, verdict.exe, verdict.reason)],
+  );
+  const holder = present[0];
+  if (refused.length > 0 || holder === undefined) return { refused };
+
+  const details = readProcessDetails(scan.reader, holder.pid);
+  if (details === undefined) return { refused: [] };
+  if ('reason' in details)
+    return { refused: [refusal(holder.pid, socket.uid, holder.verdict.exe, details.reason)] };
+  const ticks = scan.options.clockTicksPerSecond ?? 100;
+  const session: MoshSession = {
+    pid: holder.pid,
+    uid: details.uid,
+    user: scan.userName(details.uid),
+    gids: details.gids,
+    ...place,
+    exe: holder.verdict.exe,
+    startedAtMs: Math.round(scan.bootTime() * 1000 + (details.startTimeTicks * 1000) / ticks),
+  };
+  if (details.clientAddress !== undefined) session.clientAddress = details.clientAddress;
+  return { session, refused: [] };
+}
+
+/** The sockets of /proc/net/udp or udp6; a missing udp6 is IPv6 switched off, any other failure throws. */
+function readSockets(reader: ProcReader, family: Family): UdpSocket[] {
+  const file = UDP_FILES[family];
+  let text: string;
+  try {
+    text = reader.readText(file);
+  } catch (error) {
+    if (family === 'v6' && errnoCode(error) === 'ENOENT') return [];
+    throw readError(file, error);
+  }
+  return parseProcNetUdp(text, family, file);
+}
+
+/** uid → name from /etc/passwd; a system without the file has no names, only numbers. */
+function readPasswd(reader: ProcReader): Map<number, string> {
+  let text: string;
+  try {
+    text = reader.readText('/etc/passwd');
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return new Map();
+    throw readError('/etc/passwd', error);
+  }
+  return parsePasswd(text, '/etc/passwd');
+}
+
+/** The text of a file the scan cannot do without. */
+function readRequired(reader: ProcReader, file: string): string {
+  try {
+    return reader.readText(file);
+  } catch (error) {
+    throw readError(file, error);
+  }
+}
+
+/** A ProcError for a file that could not be read: which file and why. */
+function readError(file: string, error: unknown): ProcError {
+  const code = errnoCode(error);
+  const why = code ?? (error instanceof Error ? error.message : String(error));
+  return new ProcError(`Cannot read ${file} (${why}); nothing is decided without it`, { file, code }, error);
+}
+
+/** Order of sockets: port, then v4 before v6, then address. */
+function bySocket(a: UdpSocket, b: UdpSocket): number {
+  return (
+    compare(a.localPort, b.localPort) ||
+    compare(a.family, b.family) ||
+    compare(a.localAddress, b.localAddress)
+  );
+}
+
+type Place = Pick<MoshSession, 'port' | 'family' | 'localAddress' | 'pid'>;
+
+/** Order of sessions and refused holders: port, family, address, then pid. */
+function byPlace(a: Place, b: Place): number {
+  return (
+    compare(a.port, b.port) ||
+    compare(a.family, b.family) ||
+    compare(a.localAddress, b.localAddress) ||
+    compare(a.pid, b.pid)
+  );
+}
+
+/** -1, 0 or 1 by plain < on numbers or strings ("v4" < "v6"), independent of the locale. */
+function compare<T extends number | string>(a: T, b: T): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,138 @@
+import type { BackendProbe, FirewallRule } from './backends/types.ts';
+import type { Config } from './config.ts';
+import { anywhere } from './net.ts';
+import { touchesRange } from './status.ts';
+
+/** One line of `moshwall doctor`. */
+export interface Finding {
+  level: 'ok' | 'warn' | 'fail';
+  check: string;
+  message: string;
+  fix?: string;
+}
+
+/** What doctor looked at; gathered at the edge, judged here. */
+export interface DoctorFacts {
+  isRoot: boolean;
+  config: Config;
+  backendName: string;
+  probe: BackendProbe;
+  /** The firewall's rules, or the error listing them raised. */
+  rules: FirewallRule[] | Error;
+  /** Verdict on config.moshServer: undefined when it is genuine, else why not. */
+  moshServerProblem: string | undefined;
+  /** True when the host has any IPv6 address besides loopback. */
+  hostHasIpv6: boolean;
+}
+
+/** True when an allow rule opens every port of the range to anyone, for one family. */
+function opensWholeRange(rule: FirewallRule, config: Config): boolean {
+  if (rule.ours || rule.action !== 'allow' || rule.direction !== 'in' || rule.interface !== undefined)
+    return false;
+  if (rule.protocol !== 'udp' && rule.protocol !== 'any') return false;
+  if (rule.source !== anywhere(rule.family) || rule.destination !== anywhere(rule.family)) return false;
+  const { first, last } = config.portRange;
+  return rule.ports === 'any' || rule.ports.some((range) => range.first <= first && range.last >= last);
+}
+
+/** The findings for a set of facts, most important first within each check. */
+export function diagnose(facts: DoctorFacts): Finding[] {
+  const findings: Finding[] = [];
+  const { config, probe } = facts;
+  findings.push(
+    facts.isRoot
+      ? { level: 'ok', check: 'privileges', message: 'running as root' }
+      : {
+          level: 'fail',
+          check: 'privileges',
+          message: 'not running as root: /proc of other users and the firewall cannot be read',
+          fix: 'run `sudo moshwall doctor`',
+        },
+  );
+  findings.push({ level: 'ok', check: 'config', message: `loaded from ${config.source}` });
+  if (!probe.installed) {
+    findings.push({
+      level: 'fail',
+      check: 'firewall',
+      message: `${facts.backendName} is not usable: ${probe.detail.join('; ')}`,
+      fix: 'install ufw (apt-get install ufw), or choose another backend when it is available',
+    });
+  } else if (!probe.active) {
+    findings.push({
+      level: 'warn',
+      check: 'firewall',
+      message: `${facts.backendName} is installed but inactive: every port is open, moshwall has nothing to do`,
+      fix: 'enable the firewall yourself once SSH is allowed (moshwall never enables or disables it)',
+    });
+  } else {
+    findings.push({
+      level: 'ok',
+      check: 'firewall',
+      message: `${facts.backendName} is active (${probe.detail.join('; ')})`,
+    });
+  }
+  findings.push(
+    facts.moshServerProblem === undefined
+      ? {
+          level: 'ok',
+          check: 'mosh-server',
+          message: `${config.moshServer} is root-owned and not writable by others`,
+        }
+      : {
+          level: 'fail',
+          check: 'mosh-server',
+          message: facts.moshServerProblem,
+          fix: 'install mosh from your distribution (apt-get install mosh) or set mosh_server in the config',
+        },
+  );
+  if (probe.installed && facts.hostHasIpv6 && !probe.ipv6) {
+    findings.push({
+      level: 'warn',
+      check: 'ipv6',
+      message:
+        'this host has IPv6 addresses but the firewall does not manage IPv6: mosh over IPv6 is not filtered',
+      fix: 'set IPV6=yes in /etc/default/ufw, then `ufw reload` at a time of your choosing',
+    });
+  } else {
+    findings.push({
+      level: 'ok',
+      check: 'ipv6',
+      message: `IPv6 ${probe.ipv6 ? 'managed' : 'not in use'} by the firewall`,
+    });
+  }
+  if (facts.rules instanceof Error) {
+    findings.push({
+      level: 'fail',
+      check: 'rules',
+      message: `cannot list the firewall's rules: ${facts.rules.message}`,
+    });
+    return findings;
+  }
+  const rangeText = `${config.portRange.first}:${config.portRange.last}`;
+  for (const rule of facts.rules.filter((candidate) => opensWholeRange(candidate, config))) {
+    findings.push({
+      level: 'warn',
+      check: 'range',
+      message: `the whole mosh range ${rangeText}/udp is already open to anyone (${rule.family}) by: ${rule.raw}`,
+      fix: 'remove that rule once moshwall runs; until then any process can listen there past the firewall',
+    });
+  }
+  const shadowing = facts.rules.filter(
+    (rule) => !rule.ours && rule.action !== 'allow' && touchesRange(rule, config.portRange),
+  );
+  for (const rule of shadowing) {
+    findings.push({
+      level: 'warn',
+      check: 'range',
+      message: `a rule that is not an allow matches UDP in ${rangeText}; sessions on its ports cannot connect: ${rule.raw}`,
+    });
+  }
+  if (!findings.some((finding) => finding.check === 'range')) {
+    findings.push({
+      level: 'ok',
+      check: 'range',
+      message: `no admin rule opens or blocks ${rangeText}/udp as a whole`,
+    });
+  }
+  return findings;
+}

@@ -1,0 +1,150 @@
+import { specOfRule } from './backends/spec.ts';
+import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './backends/types.ts';
+import type { Config } from './config.ts';
+import { LockError, NoFirewallError } from './errors.ts';
+import type { ReleaseLock } from './exec.ts';
+import type { Logger } from './log.ts';
+import type { RefusedHolder, ScanResult } from './model.ts';
+import { type AllowedSession, decide, type GroupDirectory } from './policy.ts';
+import { type Plan, planChanges } from './reconcile.ts';
+import { buildStatus, type StatusReport } from './status.ts';
+
+/** Everything a reconcile touches, injected so tests can replace each edge. */
+export interface EngineDeps {
+  config: Config;
+  backend: Backend;
+  scan: () => ScanResult;
+  groups: () => GroupDirectory;
+  lock: (path: string, timeoutMs: number) => Promise<ReleaseLock | undefined>;
+  log: Logger;
+}
+
+/** What one sync found and did. */
+export interface SyncReport {
+  firewall: BackendProbe;
+  dryRun: boolean;
+  sessions: AllowedSession[];
+  refused: RefusedHolder[];
+  warnings: string[];
+  plan: Plan;
+  applied: AppliedChange[];
+}
+
+const EMPTY_PLAN: Plan = { allow: [], revoke: [], keep: [], deferred: [] };
+
+/** Probes the backend; a missing tool is an error, an inactive firewall is reported by the caller. */
+async function probeOrFail(backend: Backend): Promise<BackendProbe> {
+  const probe = await backend.probe();
+  if (!probe.installed) {
+    throw new NoFirewallError(`${backend.name} is not usable: ${probe.detail.join('; ')}`, {
+      backend: backend.name,
+    });
+  }
+  return probe;
+}
+
+/** Runs `work` while holding moshwall's lock; waits up to lockTimeoutMs for another run to finish. */
+export async function withLock<T>(
+  deps: Pick<EngineDeps, 'config' | 'lock'>,
+  work: () => Promise<T>,
+): Promise<T> {
+  const { lockFile, lockTimeoutMs } = deps.config;
+  const release = await deps.lock(lockFile, lockTimeoutMs);
+  if (!release) {
+    throw new LockError(`Another moshwall run held ${lockFile} for more than ${lockTimeoutMs} ms`, {
+      lockFile,
+      lockTimeoutMs,
+    });
+  }
+  try {
+    return await work();
+  } finally {
+    await release();
+  }
+}
+
+/**
+ * One reconcile: scan /proc, apply policy, compare with our rules, allow what is missing, revoke what
+ * no session holds. Discovery or listing failing throws before anything changes.
+ */
+export async function syncOnce(deps: EngineDeps, options: { dryRun: boolean }): Promise<SyncReport> {
+  const firewall = await probeOrFail(deps.backend);
+  const base = { firewall, dryRun: options.dryRun, applied: [] as AppliedChange[] };
+  if (!firewall.active) {
+    const warning = `${deps.backend.name} is inactive: nothing is blocked, so nothing was changed`;
+    return { ...base, sessions: [], refused: [], warnings: [warning], plan: EMPTY_PLAN };
+  }
+  const run = async (): Promise<SyncReport> => {
+    const decision = decide(deps.scan(), deps.config, deps.groups(), firewall.ipv6);
+    const rules = await deps.backend.listRules();
+    const plan = planChanges(decision.wanted, rules);
+    const report: SyncReport = { ...base, ...decision, sessions: decision.allowed, plan, applied: [] };
+    for (const deferred of plan.deferred) {
+      deps.log.debug('deferred', {
+        port: deferred.spec.port,
+        family: deferred.spec.family,
+        kind: deferred.kind,
+        rule: deferred.rule.raw,
+      });
+    }
+    if (options.dryRun) return report;
+    if (plan.allow.length > 0) report.applied.push(...(await deps.backend.allow(plan.allow)));
+    logSpecs(deps.log, 'opened', plan.allow, decision.allowed);
+    if (plan.revoke.length > 0) report.applied.push(...(await deps.backend.revoke(plan.revoke)));
+    logSpecs(deps.log, 'closed', plan.revoke, []);
+    return report;
+  };
+  return options.dryRun ? run() : withLock(deps, run);
+}
+
+/** Logs one line per changed spec, with the session that wanted it when there is one. */
+function logSpecs(log: Logger, event: string, specs: RuleSpec[], sessions: AllowedSession[]): void {
+  for (const spec of specs) {
+    const owner = sessions.find((entry) => entry.session.port === spec.port)?.session;
+    log.info(event, {
+      port: spec.port,
+      family: spec.family,
+      source: spec.source,
+      user: owner?.user,
+      pid: owner?.pid,
+    });
+  }
+}
+
+/** Every rule of ours the firewall has, as specs. */
+export function ourSpecs(rules: FirewallRule[]): RuleSpec[] {
+  return rules.flatMap((rule) => {
+    const spec = rule.ours ? specOfRule(rule) : undefined;
+    return spec ? [spec] : [];
+  });
+}
+
+/** Removes every rule of ours (whatever the firewall's state); foreign rules are never touched. */
+export async function flushOurs(deps: EngineDeps): Promise<AppliedChange[]> {
+  await probeOrFail(deps.backend);
+  return withLock(deps, async () => {
+    const specs = ourSpecs(await deps.backend.listRules());
+    const applied = specs.length > 0 ? await deps.backend.revoke(specs) : [];
+    logSpecs(deps.log, 'closed', specs, []);
+    return applied;
+  });
+}
+
+/** The status view: scan, policy, rules and the plan a sync would run, changing nothing. */
+export async function collectStatus(deps: EngineDeps, nowMs: number): Promise<StatusReport> {
+  const firewall = await probeOrFail(deps.backend);
+  const decision = decide(deps.scan(), deps.config, deps.groups(), firewall.ipv6);
+  const rules = await deps.backend.listRules();
+  const plan = planChanges(decision.wanted, rules);
+  const status = buildStatus({
+    backend: deps.backend.name,
+    firewall,
+    decision,
+    rules,
+    plan,
+    range: deps.config.portRange,
+    nowMs,
+  });
+  if (!firewall.active) status.warnings.push(`${deps.backend.name} is inactive: nothing is blocked`);
+  return status;
+}

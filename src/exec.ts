@@ -1,0 +1,147 @@
+import { spawn } from 'node:child_process';
+import { ExecError } from './errors.ts';
+
+/** What a finished child process left behind. */
+export interface ExecResult {
+  argv: string[];
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+export interface ExecOptions {
+  /** Kill the child (SIGKILL) after this long; always set, there is no "forever". */
+  timeoutMs: number;
+  /** Extra environment on top of a minimal, fixed one (PATH, LANG=C, LC_ALL=C). */
+  env?: Record<string, string>;
+  input?: string;
+}
+
+/** Runs argv[0] with argv[1..] (no shell); resolves with the result whatever the exit code. */
+export type Runner = (argv: string[], options: ExecOptions) => Promise<ExecResult>;
+
+const FIXED_ENV = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  LANG: 'C',
+  LC_ALL: 'C',
+};
+
+/** Largest output kept from one child; more is a sign of something wrong, not data we need. */
+const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+
+/** The Runner of the real machine: spawns without a shell, under a timeout, LANG=C. */
+export const runCommand: Runner = (argv, options) =>
+  new Promise((resolve, reject) => {
+    const [file, ...args] = argv;
+    if (file === undefined) {
+      reject(new ExecError('Refusing to run an empty command', {}));
+      return;
+    }
+    const startedAt = performance.now();
+    const child = spawn(file, args, {
+      shell: false,
+      env: { ...FIXED_ENV, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let outputBytes = 0;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, options.timeoutMs);
+    const collect = (into: Buffer[]) => (chunk: Buffer) => {
+      outputBytes += chunk.length;
+      if (outputBytes > MAX_OUTPUT_BYTES) child.kill('SIGKILL');
+      else into.push(chunk);
+    };
+    child.stdout.on('data', collect(stdout));
+    child.stderr.on('data', collect(stderr));
+    child.stdin.on('error', () => {
+      // The child may exit before reading its input; its exit code tells the story.
+    });
+    child.stdin.end(options.input ?? '');
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(new ExecError(`Could not run ${file}`, { command: argv.join(' ') }, error));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const command = argv.join(' ');
+      if (timedOut) {
+        reject(new ExecError(`${file} did not finish within ${options.timeoutMs} ms`, { command }));
+        return;
+      }
+      if (code === null) {
+        reject(new ExecError(`${file} was killed by ${signal ?? 'a signal'}`, { command }));
+        return;
+      }
+      resolve({
+        argv,
+        exitCode: code,
+        stdout: Buffer.concat(stdout).toString('utf8'),
+        stderr: Buffer.concat(stderr).toString('utf8'),
+        durationMs: performance.now() - startedAt,
+      });
+    });
+  });
+
+/** Releases a held lock; safe to call more than once. */
+export type ReleaseLock = () => Promise<void>;
+
+/**
+ * Takes an exclusive flock(2) on `path` through util-linux `flock`, which then runs `cat` holding the
+ * lock: the byte we write comes back only once cat runs, i.e. once the lock is ours. Closing cat's
+ * input releases it, and so does our death (cat sees end of input), so a crash never leaves it held.
+ * Resolves with the release function, or undefined when `timeoutMs` passed while another run held it.
+ */
+export function holdFileLock(path: string, timeoutMs: number): Promise<ReleaseLock | undefined> {
+  const notAcquired = 75;
+  return new Promise((resolve, reject) => {
+    const argv = [
+      'flock',
+      '--exclusive',
+      '--wait',
+      String(timeoutMs / 1000),
+      '--conflict-exit-code',
+      String(notAcquired),
+      path,
+      'cat',
+    ];
+    const child = spawn(argv[0] ?? 'flock', argv.slice(1), {
+      shell: false,
+      env: FIXED_ENV,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let acquired = false;
+    let stderr = '';
+    const closed = new Promise<void>((done) => child.on('close', () => done()));
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    child.stdin.on('error', () => {
+      // flock may exit (timeout) before reading; the close handler reports it.
+    });
+    child.stdout.once('data', () => {
+      acquired = true;
+      resolve(async () => {
+        child.stdin.end();
+        await closed;
+      });
+    });
+    child.on('error', (error) =>
+      reject(new ExecError('Could not run flock to take the lock', { path }, error)),
+    );
+    child.on('close', (code) => {
+      if (acquired) return;
+      if (code === notAcquired) resolve(undefined);
+      else
+        reject(
+          new ExecError(`flock failed on ${path}`, { path, exitCode: code ?? -1, stderr: stderr.trim() }),
+        );
+    });
+    child.stdin.write('L');
+  });
+}

@@ -1,0 +1,78 @@
+import { specKey } from './backends/spec.ts';
+import type { BackendProbe, FirewallRule, RuleSpec } from './backends/types.ts';
+import type { MoshSession, PortRange, RefusedHolder } from './model.ts';
+import type { PolicyDecision } from './policy.ts';
+import type { Plan } from './reconcile.ts';
+
+/** How the firewall treats a session's port. */
+export type RuleState = 'open' | 'missing' | 'covered' | 'conflict' | 'unfiltered';
+
+export interface SessionStatus extends MoshSession {
+  ageSeconds: number;
+  rule: RuleState;
+}
+
+export interface OurRuleStatus extends RuleSpec {
+  /** live: a session wants it; stale: nobody does (the next sync removes it). */
+  state: 'live' | 'stale';
+}
+
+/** Everything `moshwall status` shows. */
+export interface StatusReport {
+  backend: string;
+  firewall: BackendProbe;
+  sessions: SessionStatus[];
+  refused: RefusedHolder[];
+  rules: OurRuleStatus[];
+  /** Rules that are not ours but match UDP ports in the range. */
+  foreignInRange: FirewallRule[];
+  warnings: string[];
+}
+
+/** The state of a session's specs: missing beats conflict beats covered beats open. */
+function ruleStateOf(specs: RuleSpec[], plan: Plan): RuleState {
+  const keys = new Set(specs.map(specKey));
+  const touches = (list: RuleSpec[]) => list.some((spec) => keys.has(specKey(spec)));
+  const deferred = plan.deferred.filter((entry) => keys.has(specKey(entry.spec)));
+  if (touches(plan.allow)) return 'missing';
+  if (deferred.some((entry) => entry.kind === 'conflict')) return 'conflict';
+  if (deferred.length > 0) return 'covered';
+  return 'open';
+}
+
+/** True when a rule could let UDP in to some port of the range. */
+export function touchesRange(rule: FirewallRule, range: PortRange): boolean {
+  if (rule.direction !== 'in' || (rule.protocol !== 'udp' && rule.protocol !== 'any')) return false;
+  if (rule.ports === 'any') return true;
+  return rule.ports.some((ports) => ports.first <= range.last && ports.last >= range.first);
+}
+
+/** Assembles the status view from a decision, the firewall's rules and the plan a sync would run. */
+export function buildStatus(input: {
+  backend: string;
+  firewall: BackendProbe;
+  decision: PolicyDecision;
+  rules: FirewallRule[];
+  plan: Plan;
+  range: PortRange;
+  nowMs: number;
+}): StatusReport {
+  const { decision, plan } = input;
+  const revokeKeys = new Set(plan.revoke.map(specKey));
+  return {
+    backend: input.backend,
+    firewall: input.firewall,
+    sessions: decision.allowed.map(({ session, specs }) => ({
+      ...session,
+      ageSeconds: Math.max(0, Math.round((input.nowMs - session.startedAtMs) / 1000)),
+      rule: input.firewall.active ? ruleStateOf(specs, plan) : 'unfiltered',
+    })),
+    refused: decision.refused,
+    rules: [...plan.keep, ...plan.revoke].map((spec) => ({
+      ...spec,
+      state: revokeKeys.has(specKey(spec)) ? 'stale' : 'live',
+    })),
+    foreignInRange: input.rules.filter((rule) => !rule.ours && touchesRange(rule, input.range)),
+    warnings: decision.warnings,
+  };
+}

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { DEFAULT_CONFIG, loadConfig, parseConfig } from '../../src/config.ts';
+import { ConfigError } from '../../src/errors.ts';
+
+/** The ConfigError parseConfig throws for a text, or a failure if it accepts it. */
+function rejection(text: string): ConfigError {
+  try {
+    parseConfig(text, '/etc/moshwall/moshwall.toml');
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail(`accepted: ${text}`);
+}
+
+describe('parseConfig', () => {
+  it('gives the defaults for an empty file, with the file as source', () => {
+    assert.deepEqual(parseConfig('# nothing\n', '/x.toml'), { ...DEFAULT_CONFIG, source: '/x.toml' });
+  });
+
+  it('reads every key', () => {
+    const config = parseConfig(
+      [
+        'backend = "ufw"',
+        'port_range = "60001:60100"',
+        'allow_users = ["alice", "bob"]',
+        'allow_groups = ["mosh"]',
+        'max_sessions_per_user = 3',
+        'source_networks = ["192.0.2.0/24", "2001:DB8::/32"]',
+        'mosh_server_names = ["mosh-server", "mosh-server-real"]',
+        'mosh_server = "/usr/bin/mosh-server"',
+        'lock_file = "/run/moshwall/lock"',
+        'command_timeout_ms = 5000',
+        'lock_timeout_ms = 1000',
+      ].join('\n'),
+      '/c.toml',
+    );
+    assert.deepEqual(config.portRange, { first: 60001, last: 60100 });
+    assert.deepEqual(config.allowUsers, ['alice', 'bob']);
+    assert.deepEqual(config.allowGroups, ['mosh']);
+    assert.equal(config.maxSessionsPerUser, 3);
+    assert.deepEqual(config.sourceNetworks, ['192.0.2.0/24', '2001:db8::/32']);
+    assert.deepEqual(config.moshServerNames, ['mosh-server', 'mosh-server-real']);
+    assert.equal(config.commandTimeoutMs, 5000);
+    assert.equal(config.lockTimeoutMs, 1000);
+  });
+
+  const cases: [string, string, RegExp, number | undefined, string | undefined][] = [
+    [
+      'unknown key',
+      'port_range = "60000:61000"\nallow_user = ["x"]',
+      /:2: allow_user: unknown key/,
+      2,
+      'allow_user',
+    ],
+    [
+      'range order',
+      'port_range = "61000:60000"',
+      /:1: port_range: "61000:60000" is not a range/,
+      1,
+      'port_range',
+    ],
+    [
+      'range syntax',
+      '\n\nport_range = "60000-61000"',
+      /:3: port_range: expected "first:last"/,
+      3,
+      'port_range',
+    ],
+    ['range type', 'port_range = 60000', /expected a string/, 1, 'port_range'],
+    [
+      'cap negative',
+      'max_sessions_per_user = -1',
+      /whole number from 0 to 65535, got -1/,
+      1,
+      'max_sessions_per_user',
+    ],
+    ['cap float', 'max_sessions_per_user = 1.5', /got 1\.5/, 1, 'max_sessions_per_user'],
+    ['bad network', 'source_networks = ["10.0.0.1/8"]', /host bits set/, 1, 'source_networks'],
+    ['bad user', 'allow_users = ["al ice"]', /"al ice" is not a valid name/, 1, 'allow_users'],
+    ['user not string', 'allow_users = [1]', /expected strings/, 1, 'allow_users'],
+    ['backend', 'backend = "iptables"', /backend: expected "ufw"/, 1, 'backend'],
+    ['relative path', 'mosh_server = "mosh-server"', /absolute path/, 1, 'mosh_server'],
+    ['dotdot path', 'lock_file = "/run/../tmp/x"', /absolute path/, 1, 'lock_file'],
+    [
+      'names with slash',
+      'mosh_server_names = ["/usr/bin/mosh-server"]',
+      /bare file name/,
+      1,
+      'mosh_server_names',
+    ],
+    ['empty names', 'mosh_server_names = []', /at least one/, 1, 'mosh_server_names'],
+    ['table', '[ufw]\nx = 1', /ufw: unknown key/, 1, 'ufw'],
+    [
+      'syntax',
+      'port_range = "60000:61000"\nallow_users = [',
+      /moshwall\.toml:\d+: Invalid TOML/,
+      undefined,
+      undefined,
+    ],
+  ];
+  for (const [name, text, message, line, key] of cases) {
+    it(`rejects ${name} naming file, line and key`, () => {
+      const error = rejection(text);
+      assert.match(error.message, /^\/etc\/moshwall\/moshwall\.toml/);
+      assert.match(error.message, message);
+      assert.equal(error.context.file, '/etc/moshwall/moshwall.toml');
+      if (line !== undefined) assert.equal(error.context.line, line);
+      if (key !== undefined) assert.equal(error.context.key, key);
+    });
+  }
+});
+
+describe('loadConfig', () => {
+  it('uses the defaults when no file is named and the default file is absent', () => {
+    // The default path exists only on hosts where moshwall is installed; skip there.
+    const config = loadConfig(undefined, {});
+    if (config.source === '(defaults)') assert.deepEqual(config, DEFAULT_CONFIG);
+    else assert.equal(config.source, '/etc/moshwall/moshwall.toml');
+  });
+
+  it('reads --config, then MOSHWALL_CONFIG, and fails on a named file that is missing', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moshwall-config-'));
+    try {
+      const a = join(dir, 'a.toml');
+      const b = join(dir, 'b.toml');
+      writeFileSync(a, 'max_sessions_per_user = 1\n');
+      writeFileSync(b, 'max_sessions_per_user = 2\n');
+      assert.equal(loadConfig(a, { MOSHWALL_CONFIG: b }).maxSessionsPerUser, 1);
+      assert.equal(loadConfig(undefined, { MOSHWALL_CONFIG: b }).maxSessionsPerUser, 2);
+      assert.throws(
+        () => loadConfig(join(dir, 'missing.toml'), {}),
+        /Cannot read config file .*missing\.toml: ENOENT/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

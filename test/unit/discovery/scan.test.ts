@@ -1,0 +1,440 @@
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { scanSessions } from '../../../src/discovery/scan.ts';
+import { ProcError } from '../../../src/errors.ts';
+import type { ScanResult } from '../../../src/model.ts';
+import { createFakeProc, type FakeProc } from './fake-proc.ts';
+import { FIXTURES, fixture, LAB_PROCESSES, type LabProcess, labNodes, pidOf, socketOf } from './lab.ts';
+
+const SERVER_NAMES = ['mosh-server'];
+const MOSH_RANGE = { first: 60000, last: 61000 };
+const TRACER = Number(/^TracerPid:\s*(\d+)$/m.exec(fixture('lab/pid/traced/status'))?.[1]);
+
+/** A fake of the lab (all processes unless named), edited, and the scan of one range on it. */
+function scan(
+  range: { first: number; last: number },
+  edit: (fake: FakeProc) => void = () => {},
+  processes: readonly LabProcess[] = LAB_PROCESSES,
+): { result: ScanResult; fake: FakeProc } {
+  const fake = createFakeProc(labNodes(processes));
+  edit(fake);
+  return { result: scanSessions(fake.reader, { range, serverNames: SERVER_NAMES }), fake };
+}
+
+/** The range holding only one port. */
+const only = (port: number) => ({ first: port, last: port });
+
+describe('scanSessions over the real lab capture', () => {
+  it('lists the lab processes the fixtures hold (meta)', () => {
+    assert.deepEqual(readdirSync(join(FIXTURES, 'lab/pid')).sort(), [...LAB_PROCESSES].sort());
+  });
+
+  it('finds the genuine sessions with every field and refuses every other holder in range', () => {
+    const { result } = scan(MOSH_RANGE);
+    assert.deepEqual(result, {
+      sessions: [
+        {
+          pid: pidOf('mosh-v4'),
+          uid: 0,
+          user: 'root',
+          gids: [0],
+          port: 60777,
+          family: 'v4',
+          localAddress: '0.0.0.0',
+          exe: '/usr/bin/mosh-server',
+          startedAtMs: 1795511664110, // btime 1795510470 s + 119411 ticks at 100 Hz
+          clientAddress: '203.0.113.7',
+        },
+        {
+          pid: pidOf('mosh-v6'),
+          uid: 1000,
+          user: 'cloudsdk',
+          gids: [1000],
+          port: 60778,
+          family: 'v6',
+          localAddress: '2001:db8::1',
+          exe: '/usr/bin/mosh-server',
+          startedAtMs: 1795511664120,
+          clientAddress: '2001:db8::99',
+        },
+        {
+          pid: pidOf('deleted'),
+          uid: 0,
+          user: 'root',
+          gids: [0],
+          port: 60782,
+          family: 'v4',
+          localAddress: '0.0.0.0',
+          exe: '/opt/mosh/bin/mosh-server (deleted)',
+          startedAtMs: 1795511664160,
+        },
+      ],
+      refused: [
+        {
+          pid: pidOf('user-copy'),
+          uid: 1000,
+          user: 'cloudsdk',
+          port: 60779,
+          family: 'v4',
+          localAddress: '0.0.0.0',
+          exe: '/home/cloudsdk/mosh-server',
+          reason: 'executable /home/cloudsdk/mosh-server is owned by uid 1000, not root',
+        },
+        {
+          pid: pidOf('preload'),
+          uid: 1000,
+          user: 'cloudsdk',
+          port: 60780,
+          family: 'v4',
+          localAddress: '0.0.0.0',
+          exe: '/usr/bin/mosh-server',
+          reason: 'mapped library /home/cloudsdk/libx.so is owned by uid 1000, not root',
+        },
+        {
+          pid: pidOf('traced'),
+          uid: 0,
+          user: 'root',
+          port: 60781,
+          family: 'v4',
+          localAddress: '0.0.0.0',
+          exe: '/usr/bin/mosh-server',
+          reason: `traced by pid ${TRACER}`,
+        },
+        {
+          pid: pidOf('impostor'),
+          uid: 0,
+          user: 'root',
+          port: 60783,
+          family: 'v6',
+          localAddress: '::1',
+          exe: '/usr/bin/python3.11',
+          reason: 'executable /usr/bin/python3.11 is not named mosh-server',
+        },
+        {
+          pid: pidOf('impostor'),
+          uid: 0,
+          user: 'root',
+          port: 60784,
+          family: 'v6',
+          localAddress: '::ffff:192.0.2.1',
+          exe: '/usr/bin/python3.11',
+          reason: 'executable /usr/bin/python3.11 is not named mosh-server',
+        },
+      ],
+    });
+  });
+
+  it('converts the start time with the given clock tick rate', () => {
+    const fake = createFakeProc(labNodes());
+    const result = scanSessions(fake.reader, {
+      range: only(60777),
+      serverNames: SERVER_NAMES,
+      clockTicksPerSecond: 1000,
+    });
+    assert.equal(result.sessions[0]?.startedAtMs, 1795510470000 + 119411);
+  });
+});
+
+describe('scanSessions refusals', () => {
+  const cases: [string, LabProcess, number, (fake: FakeProc) => void, string][] = [
+    [
+      'named mosh-server but exe is /usr/bin/socat',
+      'mosh-v4',
+      60777,
+      (fake) => fake.set(`/proc/${pidOf('mosh-v4')}/exe`, { link: '/usr/bin/socat' }),
+      'executable /usr/bin/socat is not named mosh-server',
+    ],
+    [
+      'user-owned exe (real capture)',
+      'user-copy',
+      60779,
+      () => {},
+      'executable /home/cloudsdk/mosh-server is owned by uid 1000, not root',
+    ],
+    [
+      'exe in a world-writable directory',
+      'mosh-v4',
+      60777,
+      (fake) =>
+        fake.set('/usr/bin', { facts: { uid: 0, gid: 0, mode: 0o1777, isFile: false, isDirectory: true } }),
+      'directory /usr/bin is writable by group and others',
+    ],
+    [
+      'user-owned executable mapping via LD_PRELOAD (real capture)',
+      'preload',
+      60780,
+      () => {},
+      'mapped library /home/cloudsdk/libx.so is owned by uid 1000, not root',
+    ],
+    ['traced (real capture, strace attached)', 'traced', 60781, () => {}, `traced by pid ${TRACER}`],
+  ];
+  for (const [name, process, port, edit, reason] of cases) {
+    it(`${name}: no session, refused with "${reason}"`, () => {
+      const { result } = scan(only(port), edit);
+      assert.deepEqual(result.sessions, []);
+      assert.deepEqual(
+        result.refused.map((holder) => [holder.pid, holder.port, holder.reason]),
+        [[pidOf(process), port, reason]],
+      );
+    });
+  }
+
+  it('keeps a " (deleted)" exe (package upgrade) genuine', () => {
+    const { result } = scan(only(60782));
+    assert.deepEqual(
+      result.sessions.map((session) => [session.pid, session.exe]),
+      [[pidOf('deleted'), '/opt/mosh/bin/mosh-server (deleted)']],
+    );
+    assert.deepEqual(result.refused, []);
+  });
+
+  it('does not count a socket shared with a non-genuine process (SCM_RIGHTS, inheritance)', () => {
+    const { result } = scan(only(60777), (fake) => {
+      fake.set(`/proc/${pidOf('impostor')}/fd/9`, { link: `socket:[${socketOf('mosh-v4')}]` });
+    });
+    assert.deepEqual(result.sessions, []);
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.pid, holder.port, holder.exe, holder.reason]),
+      [
+        [
+          pidOf('impostor'),
+          60777,
+          '/usr/bin/python3.11',
+          'executable /usr/bin/python3.11 is not named mosh-server',
+        ],
+      ],
+    );
+  });
+
+  it('counts a socket shared by genuine processes once, under the lowest pid', () => {
+    const { result } = scan(only(60777), (fake) => {
+      fake.set(`/proc/${pidOf('deleted')}/fd/9`, { link: `socket:[${socketOf('mosh-v4')}]` });
+    });
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [Math.min(pidOf('mosh-v4'), pidOf('deleted'))],
+    );
+  });
+
+  it('refuses a socket in range that no visible process holds (another pid namespace)', () => {
+    const others = LAB_PROCESSES.filter((name) => name !== 'mosh-v4');
+    const { result } = scan(only(60777), () => {}, others);
+    assert.deepEqual(result, {
+      sessions: [],
+      refused: [
+        {
+          pid: 0,
+          uid: 0,
+          user: 'root',
+          port: 60777,
+          family: 'v4',
+          localAddress: '0.0.0.0',
+          exe: '',
+          reason: `no process holding socket inode ${socketOf('mosh-v4')} was found`,
+        },
+      ],
+    });
+  });
+
+  it('refuses a holder it may not inspect, naming the cause', () => {
+    const pid = pidOf('mosh-v4');
+    const { result } = scan(only(60777), (fake) => fake.set(`/proc/${pid}/maps`, { error: 'EACCES' }));
+    assert.equal(
+      result.refused[0]?.reason,
+      `cannot verify pid ${pid}: permission denied (moshwall must run as root)`,
+    );
+    assert.deepEqual(result.sessions, []);
+  });
+});
+
+describe('scanSessions with processes that exit mid-scan', () => {
+  const mosh = () => pidOf('mosh-v4');
+  const cases: [string, (fake: FakeProc) => void][] = [
+    ['during the check', (fake) => fake.before(`/proc/${mosh()}/maps`, () => fake.remove(`/proc/${mosh()}`))],
+    [
+      'before its details are read',
+      (fake) => fake.before(`/proc/${mosh()}/stat`, () => fake.remove(`/proc/${mosh()}`)),
+    ],
+  ];
+  for (const [when, edit] of cases) {
+    it(`neither counts nor refuses a holder that exits ${when}`, () => {
+      const { result } = scan({ first: 60777, last: 60778 }, edit);
+      assert.deepEqual(
+        result.sessions.map((session) => session.port),
+        [60778],
+      );
+      assert.deepEqual(result.refused, []);
+    });
+  }
+
+  it('skips a pid whose fd directory vanished during the walk', () => {
+    const { result } = scan(only(60778), (fake) => {
+      fake.before(`/proc/${pidOf('impostor')}/fd`, () => fake.remove(`/proc/${pidOf('impostor')}`));
+    });
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v6')],
+    );
+  });
+
+  it('skips an fd closed during the walk', () => {
+    const pid = pidOf('mosh-v6');
+    const { result } = scan(only(60778), (fake) => {
+      fake.before(`/proc/${pid}/fd/3`, () => fake.remove(`/proc/${pid}/fd/3`));
+    });
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pid],
+    );
+  });
+});
+
+describe('scanSessions range and cheap path', () => {
+  it('ignores sockets outside the range', () => {
+    const { result } = scan(only(60777));
+    assert.deepEqual(
+      result.sessions.map((session) => session.port),
+      [60777],
+    );
+    assert.deepEqual(result.refused, []);
+  });
+
+  it('does not walk the process table when no socket is in range', () => {
+    const { result, fake } = scan({ first: 1000, last: 2000 });
+    assert.deepEqual(result, { sessions: [], refused: [] });
+    assert.deepEqual(fake.calls, ['readText /proc/net/udp', 'readText /proc/net/udp6']);
+  });
+
+  it('includes both ends of the range', () => {
+    const { result } = scan({ first: 60778, last: 60782 });
+    assert.deepEqual(
+      result.sessions.map((session) => session.port),
+      [60778, 60782],
+    );
+  });
+});
+
+describe('scanSessions failures (a failed scan never reads as "no sessions")', () => {
+  const failing: [string, (fake: FakeProc) => void, RegExp][] = [
+    [
+      '/proc/net/udp unreadable',
+      (fake) => fake.set('/proc/net/udp', { error: 'EACCES' }),
+      /Cannot read \/proc\/net\/udp \(EACCES\)/,
+    ],
+    [
+      '/proc/net/udp missing',
+      (fake) => fake.remove('/proc/net/udp'),
+      /Cannot read \/proc\/net\/udp \(ENOENT\)/,
+    ],
+    [
+      '/proc/net/udp6 unreadable',
+      (fake) => fake.set('/proc/net/udp6', { error: 'EIO' }),
+      /Cannot read \/proc\/net\/udp6 \(EIO\)/,
+    ],
+    [
+      'a malformed line in /proc/net/udp (edited capture)',
+      (fake) => fake.set('/proc/net/udp', { text: fixture('edited/udp-truncated-line') }),
+      /Malformed line 3 of \/proc\/net\/udp: " 4611: 00000000:ED6B/,
+    ],
+    [
+      "a process's fds unlistable",
+      (fake) => fake.set(`/proc/${pidOf('odd-comm')}/fd`, { error: 'EACCES' }),
+      /Cannot read \/proc\/\d+\/fd \(EACCES\) \(moshwall must run as root\)/,
+    ],
+    [
+      '/proc/stat unreadable',
+      (fake) => fake.set('/proc/stat', { error: 'EACCES' }),
+      /Cannot read \/proc\/stat \(EACCES\)/,
+    ],
+    [
+      '/etc/passwd unreadable',
+      (fake) => fake.set('/etc/passwd', { error: 'EACCES' }),
+      /Cannot read \/etc\/passwd \(EACCES\)/,
+    ],
+  ];
+  for (const [name, edit, message] of failing) {
+    it(`throws a ProcError when ${name}`, () => {
+      assert.throws(
+        () => scan(MOSH_RANGE, edit),
+        (error: unknown) => error instanceof ProcError && message.test(error.message),
+      );
+    });
+  }
+
+  it('throws a ProcError when only the process table cannot be listed', () => {
+    const { reader } = createFakeProc(labNodes());
+    const failingList = {
+      ...reader,
+      listDir: (path: string) => (path === '/proc' ? fail(path) : reader.listDir(path)),
+    };
+    assert.throws(
+      () => scanSessions(failingList, { range: MOSH_RANGE, serverNames: SERVER_NAMES }),
+      (error: unknown) => error instanceof ProcError && /Cannot read \/proc \(EMFILE\)/.test(error.message),
+    );
+  });
+
+  it('reads a missing /proc/net/udp6 as IPv6 switched off', () => {
+    const { result } = scan(MOSH_RANGE, (fake) => fake.remove('/proc/net/udp6'));
+    assert.deepEqual(
+      result.sessions.map((session) => [session.port, session.family]),
+      [
+        [60777, 'v4'],
+        [60782, 'v4'],
+      ],
+    );
+  });
+});
+
+/** Throws an EMFILE errno error for path. */
+function fail(path: string): never {
+  throw Object.assign(new Error(`EMFILE: too many open files, scandir '${path}'`), { code: 'EMFILE' });
+}
+
+describe('scanSessions details', () => {
+  it('names an unknown uid by its number', () => {
+    const passwd = fixture('lab/etc/passwd').replace(/^cloudsdk:.*\n/m, '');
+    const { result } = scan(only(60778), (fake) => fake.set('/etc/passwd', { text: passwd }));
+    assert.equal(result.sessions[0]?.user, '1000');
+  });
+
+  it('names every uid by its number without /etc/passwd', () => {
+    const { result } = scan(only(60777), (fake) => fake.remove('/etc/passwd'));
+    assert.equal(result.sessions[0]?.user, '0');
+  });
+
+  it('still counts a session whose environment cannot be read, without a client address', () => {
+    const pid = pidOf('mosh-v4');
+    const { result } = scan(only(60777), (fake) => fake.set(`/proc/${pid}/environ`, { error: 'EACCES' }));
+    assert.equal(result.sessions.length, 1);
+    assert.equal('clientAddress' in (result.sessions[0] ?? {}), false);
+  });
+
+  it('omits a client address that is not an IP literal', () => {
+    const pid = pidOf('mosh-v4');
+    const { result } = scan(only(60777), (fake) => {
+      fake.set(`/proc/${pid}/environ`, { text: 'SSH_CONNECTION=evil.example 1 192.0.2.1 22\0' });
+    });
+    assert.equal('clientAddress' in (result.sessions[0] ?? {}), false);
+  });
+
+  it('refuses a verified holder whose stat makes no sense (edited capture)', () => {
+    const pid = pidOf('mosh-v4');
+    const { result } = scan(only(60777), (fake) =>
+      fake.set(`/proc/${pid}/stat`, { text: fixture('edited/stat-truncated') }),
+    );
+    assert.deepEqual(result.sessions, []);
+    assert.match(
+      result.refused[0]?.reason ?? '',
+      new RegExp(`^cannot read pid ${pid}: Malformed stat in /proc/${pid}/stat`),
+    );
+  });
+
+  it('lists gids primary first, then supplementary groups, without repeats', () => {
+    const pid = pidOf('mosh-v6');
+    const status = fixture('lab/pid/mosh-v6/status').replace(/^Groups:.*$/m, 'Groups:\t27 1000 100 ');
+    const { result } = scan(only(60778), (fake) => fake.set(`/proc/${pid}/status`, { text: status }));
+    assert.deepEqual(result.sessions[0]?.gids, [1000, 27, 100]);
+  });
+});
