@@ -1,13 +1,16 @@
 import { ProcError } from '../errors.ts';
-import { errnoCode, isGone } from './errno.ts';
+import { errnoCode, isDenied, isGone } from './errno.ts';
 import type { ProcReader } from './proc-reader.ts';
+import { parseStatus } from './process.ts';
 
 const SOCKET_LINK = /^socket:\[(\d+)\]$/;
 
 /**
  * Socket inode → pids (ascending) of the processes with an fd on it, for the wanted inodes only, by
- * walking /proc/[0-9]+/fd/*. A pid or fd that disappears mid-walk is skipped; any other failure
- * throws, since a holder we cannot see could be one that must not count.
+ * walking /proc/[0-9]+/fd/*. A pid or fd that disappears mid-walk is skipped. A process whose fds even
+ * root may not list (a container's init, say) is skipped only if it runs as root: root can change the
+ * firewall itself, so its holding a socket gains it nothing. Any other failure throws, since a holder
+ * we cannot see could be one that must not count.
  */
 export function holdersOf(reader: ProcReader, inodes: ReadonlySet<number>): Map<number, number[]> {
   const holders = new Map<number, number[]>();
@@ -16,7 +19,7 @@ export function holdersOf(reader: ProcReader, inodes: ReadonlySet<number>): Map<
     .map(Number)
     .sort((a, b) => a - b);
   for (const pid of pids) {
-    const fds = listIfPresent(reader, `/proc/${pid}/fd`) ?? [];
+    const fds = listFds(reader, pid);
     for (const fd of fds) {
       const target = linkIfPresent(reader, `/proc/${pid}/fd/${fd}`);
       const inode = Number(SOCKET_LINK.exec(target ?? '')?.[1] ?? Number.NaN);
@@ -27,6 +30,27 @@ export function holdersOf(reader: ProcReader, inodes: ReadonlySet<number>): Map<
     }
   }
   return holders;
+}
+
+/** The fd names of pid: [] if it is gone or is a root process whose fds are closed to us. */
+function listFds(reader: ProcReader, pid: number): string[] {
+  try {
+    return listIfPresent(reader, `/proc/${pid}/fd`) ?? [];
+  } catch (error) {
+    if (error instanceof ProcError && isDenied(String(error.context.code)) && runsAsRoot(reader, pid))
+      return [];
+    throw error;
+  }
+}
+
+/** True when pid's real and effective uid are both 0 (from /proc/PID/status). */
+function runsAsRoot(reader: ProcReader, pid: number): boolean {
+  try {
+    const status = parseStatus(reader.readText(`/proc/${pid}/status`), `/proc/${pid}/status`);
+    return status.realUid === 0 && status.effectiveUid === 0;
+  } catch {
+    return false;
+  }
 }
 
 /** The names in a directory that must be listable. */

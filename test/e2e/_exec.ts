@@ -1,5 +1,6 @@
 // The only place the e2e lab spawns processes: argv arrays, no shell, a timeout on every call.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 
 /** What a finished command left behind; a death by signal N reads as exit code 128 + N, like a shell. */
@@ -14,6 +15,11 @@ export interface RunOptions {
   /** The whole environment of the child (nothing is inherited from this process). */
   env?: Record<string, string>;
   input?: string;
+  /**
+   * For lab infrastructure (holder, sshd): send stdout and stderr to this file, take no input, and do not
+   * keep this process alive, so a test that forgets destroy() still ends and the exit safety net runs.
+   */
+  logFile?: string;
 }
 
 /** A long-running child: its pid, its output so far, and its end. */
@@ -52,6 +58,7 @@ function signalCode(signal: NodeJS.Signals | null): number {
 export function start(argv: readonly string[], options: RunOptions = {}): Started {
   const [file, ...args] = argv;
   if (file === undefined) throw new LabError('Refusing to run an empty argv');
+  if (options.logFile !== undefined) return startLogged(file, args, options.logFile, options.env);
   const child = spawn(file, args, {
     shell: false,
     env: options.env ?? BASE_ENV,
@@ -77,6 +84,35 @@ export function start(argv: readonly string[], options: RunOptions = {}): Starte
   });
   const pid = child.pid ?? -1;
   return { pid, argv: [...argv], output: () => ({ stdout, stderr }), done, child };
+}
+
+/** A child writing to `logFile`, neither holding this process open nor read through pipes. */
+function startLogged(
+  file: string,
+  args: string[],
+  logFile: string,
+  env: Record<string, string> | undefined,
+): Started {
+  const fd = openSync(logFile, 'a', 0o644);
+  let child: ChildProcess;
+  try {
+    child = spawn(file, args, { shell: false, env: env ?? BASE_ENV, stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
+  child.unref();
+  const output = () => {
+    try {
+      return { stdout: '', stderr: readFileSync(logFile, 'utf8').slice(-MAX_KEPT) };
+    } catch {
+      return { stdout: '', stderr: '' };
+    }
+  };
+  const done = new Promise<Result>((resolve) => {
+    child.on('error', (error) => resolve({ exitCode: 127, ...output(), stderr: error.message }));
+    child.on('exit', (code, signal) => resolve({ exitCode: code ?? signalCode(signal), ...output() }));
+  });
+  return { pid: child.pid ?? -1, argv: [file, ...args], output, done, child };
 }
 
 /** Runs argv to its end under a timeout (SIGKILL, then a LabError naming the command and its output). */

@@ -100,8 +100,9 @@ export function planUsers(names: string[], groups: Record<string, string[]>, hom
   if (new Set(names).size !== names.length) throw new LabError(`Lab user names repeat: ${names.join(', ')}`);
   for (const [group, members] of Object.entries(groups)) {
     const unknown = members.filter((member) => !names.includes(member));
-    if (unknown.length > 0)
+    if (unknown.length > 0) {
       throw new LabError(`Group "${group}" lists unknown lab users: ${unknown.join(', ')}`);
+    }
   }
   const uids = takenIds('/etc/passwd');
   const gids = takenIds('/etc/group');
@@ -218,8 +219,9 @@ export async function writeSshFiles(
     ),
   );
   const clientPublic = readFileSync(`${paths.clientKey}.pub`, 'utf8');
-  for (const user of users)
+  for (const user of users) {
     writeFileSync(join(paths.authorizedKeysDir, user.name), clientPublic, { mode: 0o644 });
+  }
   writeFileSync(paths.sshdConfig, sshdConfig(paths, dir, listen), { mode: 0o644 });
 }
 

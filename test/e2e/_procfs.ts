@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The inode of the namespace a pid lives in ("net:[4026532]" → 4026532), or undefined if it is gone. */
-export function namespaceOf(pid: number, kind: 'net' | 'mnt'): number | undefined {
+export function namespaceOf(pid: number, kind: 'net' | 'mnt' | 'pid'): number | undefined {
   try {
     const match = /\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/ns/${kind}`));
     return match ? Number(match[1]) : undefined;
@@ -52,20 +52,44 @@ export function statusField(pid: number, field: string): string | undefined {
   }
 }
 
-/** Every live pid on the host whose network or mount namespace is one of `inodes` (zombies have none). */
-export function pidsInNamespaces(inodes: { net: number[]; mnt: number[] }): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    if (pid === process.pid) continue;
-    const net = namespaceOf(pid, 'net');
-    const mnt = namespaceOf(pid, 'mnt');
-    if ((net !== undefined && inodes.net.includes(net)) || (mnt !== undefined && inodes.mnt.includes(mnt))) {
-      pids.push(pid);
-    }
+/** Every pid in /proc (this PID namespace's view). */
+function allPids(): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number);
+}
+
+/** Every live pid on the host in one of the namespaces `inodes` lists (zombies are in none). */
+export function pidsInNamespaces(inodes: Record<'net' | 'mnt' | 'pid', number[]>): number[] {
+  const kinds = ['net', 'mnt', 'pid'] as const;
+  return allPids().filter((pid) => {
+    if (pid === process.pid) return false;
+    return kinds.some((kind) => {
+      const inode = namespaceOf(pid, kind);
+      return inode !== undefined && inodes[kind].includes(inode);
+    });
+  });
+}
+
+/** The children of pid (from /proc/PID/task/PID/children), [] once it is gone. */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
   }
-  return pids;
+}
+
+/** The host pid of the process that is `nsPid` inside the PID namespace with inode `pidNs`. */
+export function hostPidOf(nsPid: number, pidNs: number): number | undefined {
+  return allPids().find(
+    (pid) =>
+      namespaceOf(pid, 'pid') === pidNs && statusField(pid, 'NSpid')?.split(/\s+/).at(-1) === String(nsPid),
+  );
 }
 
 /** Sends `signal` to pid, ignoring a process that already went away. */

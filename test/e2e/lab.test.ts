@@ -144,6 +144,10 @@ describe('e2e lab', { skip: labSkipReason() }, () => {
     assert.equal(statusField(mosh.pid, 'Uid')?.split(/\s+/)[0], String(alice.uid));
     assert.equal(readlinkSync(`/proc/${mosh.pid}/exe`), '/usr/bin/mosh-server');
     assert.ok(udpBound(theLab().server.holderPid, mosh.port), 'the port is bound in the server host');
+    // The server host has its own PID namespace: pid 1 is the lab's reaper, and pids map back to the host's.
+    assert.equal(theLab().hostPid(mosh.nsPid), mosh.pid);
+    const init = await theLab().runServer(['cat', '/proc/1/comm', `/proc/${mosh.nsPid}/comm`]);
+    assert.equal(init.stdout, 'python3\nmosh-server\n');
   });
 
   test('the server host has private, writable /etc and /usr/local', async () => {

@@ -291,6 +291,29 @@ describe('scanSessions with processes that exit mid-scan', () => {
   });
 });
 
+describe('scanSessions and processes whose fds root may not list', () => {
+  it('skips a root process whose fds are closed to us (a container init) and still finds sessions', () => {
+    const { result } = scan(only(60778), (fake) =>
+      fake.set(`/proc/${pidOf('odd-comm')}/fd`, { error: 'EACCES' }),
+    );
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v6')],
+    );
+  });
+
+  it('fails when that process cannot be shown to run as root', () => {
+    assert.throws(
+      () =>
+        scan(only(60778), (fake) => {
+          fake.set(`/proc/${pidOf('odd-comm')}/fd`, { error: 'EACCES' });
+          fake.set(`/proc/${pidOf('odd-comm')}/status`, { error: 'EACCES' });
+        }),
+      /Cannot read \/proc\/\d+\/fd \(EACCES\)/,
+    );
+  });
+});
+
 describe('scanSessions range and cheap path', () => {
   it('ignores sockets outside the range', () => {
     const { result } = scan(only(60777));
@@ -339,8 +362,8 @@ describe('scanSessions failures (a failed scan never reads as "no sessions")', (
       /Malformed line 3 of \/proc\/net\/udp: " 4611: 00000000:ED6B/,
     ],
     [
-      "a process's fds unlistable",
-      (fake) => fake.set(`/proc/${pidOf('odd-comm')}/fd`, { error: 'EACCES' }),
+      "a non-root process's fds unlistable",
+      (fake) => fake.set(`/proc/${pidOf('preload')}/fd`, { error: 'EACCES' }),
       /Cannot read \/proc\/\d+\/fd \(EACCES\) \(moshwall must run as root\)/,
     ],
     [

@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { COMMANDS, type HostEdges, runMain } from '../../../src/cli/run.ts';
+import type { DoctorFacts } from '../../../src/doctor.ts';
+import type { ScanResult } from '../../../src/model.ts';
+import { session } from '../../support/builders.ts';
+import { createMemoryBackend, type MemoryBackend } from '../backends/memory-backend.ts';
+
+/** Runs the CLI against a memory backend and a fixed scan; returns exit code and captured output. */
+async function cli(
+  argv: string[],
+  options: { uid?: number; backend?: MemoryBackend; scan?: ScanResult; facts?: Partial<DoctorFacts> } = {},
+) {
+  const backend = options.backend ?? createMemoryBackend();
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const edges: HostEdges = {
+    engine: (config, log) => ({
+      config,
+      log,
+      backend,
+      scan: () => options.scan ?? { sessions: [], refused: [] },
+      groups: () => ({ gidOf: () => undefined, membersOf: () => [] }),
+      lock: async () => async () => {},
+    }),
+    doctorFacts: async (config, _log, isRoot) => ({
+      isRoot,
+      config,
+      backendName: 'memory',
+      probe: await backend.probe(),
+      rules: await backend.listRules(),
+      moshServerProblem: undefined,
+      hostHasIpv6: false,
+      ...options.facts,
+    }),
+  };
+  const code = await runMain({
+    argv,
+    env: {},
+    uid: options.uid ?? 0,
+    stdout: (text) => stdout.push(text),
+    stderr: (text) => stderr.push(text),
+    edges,
+  });
+  return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n'), backend };
+}
+
+describe('moshwall CLI', () => {
+  it('has --help for every command, naming its options and the exit codes', async () => {
+    for (const command of COMMANDS) {
+      const result = await cli([command.name, '--help'], { uid: 1000 });
+      assert.equal(result.code, 0, command.name);
+      assert.match(result.stdout, new RegExp(`Usage: moshwall \\[--config FILE\\] ${command.name}`));
+      for (const option of command.options) assert.match(result.stdout, new RegExp(`--${option.name}`));
+      assert.match(result.stdout, /Exit codes:/);
+    }
+    assert.match((await cli(['--help'])).stdout, /Commands:\n {2}sync/);
+  });
+
+  const usage: [string[], RegExp][] = [
+    [[], /no command given/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [['sync', '--force'], /sync: unknown option --force/],
+    [['sync', 'extra'], /unexpected argument "extra"/],
+    [['--config'], /--config needs a file path/],
+    [['--colour', 'sync'], /unknown option --colour/],
+  ];
+  for (const [argv, message] of usage) {
+    it(`exits 2 for usage error: ${JSON.stringify(argv)}`, async () => {
+      const result = await cli(argv);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, message);
+    });
+  }
+
+  it('exits 6 when a root command runs as another user, before touching anything', async () => {
+    const result = await cli(['sync'], {
+      uid: 1000,
+      scan: { sessions: [session({ port: 60001 })], refused: [] },
+    });
+    assert.equal(result.code, 6);
+    assert.match(result.stderr, /must run as root/);
+    assert.deepEqual(result.backend.calls, []);
+  });
+
+  it('exits 3 for a bad config, naming file, line and key, and changes nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moshwall-cli-'));
+    try {
+      const file = join(dir, 'bad.toml');
+      writeFileSync(file, 'port_range = "60000:61000"\nmax_sessions_per_user = "ten"\n');
+      const result = await cli(['--config', file, 'sync'], {
+        scan: { sessions: [session({ port: 60001 })], refused: [] },
+      });
+      assert.equal(result.code, 3);
+      assert.match(result.stderr, new RegExp(`${file}:2: max_sessions_per_user: expected a whole number`));
+      assert.deepEqual(result.backend.calls, []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sync prints what it opened, and JSON on request', async () => {
+    const scan = { sessions: [session({ port: 60001 })], refused: [] };
+    const text = await cli(['sync'], { scan });
+    assert.equal(text.code, 0);
+    assert.match(text.stdout, /^open {3}60001\/udp v4 from 0\.0\.0\.0\/0$/m);
+    const json = await cli(['sync', '--json'], { scan, backend: text.backend });
+    assert.deepEqual(JSON.parse(json.stdout).kept, [{ port: 60001, family: 'v4', source: '0.0.0.0/0' }]);
+  });
+
+  it('sync --dry-run says "would" and changes nothing', async () => {
+    const result = await cli(['sync', '--dry-run'], {
+      scan: { sessions: [session({ port: 60001 })], refused: [] },
+    });
+    assert.match(result.stdout, /would open/);
+    assert.deepEqual(result.backend.calls, []);
+  });
+
+  it('exits 1 with the firewall error and its context when the firewall fails', async () => {
+    const backend = createMemoryBackend();
+    backend.failNext('allow', new Error('ufw exploded'));
+    const result = await cli(['sync'], {
+      backend,
+      scan: { sessions: [session({ port: 60001 })], refused: [] },
+    });
+    assert.equal(result.code, 70, 'a plain Error is a bug: exit 70 with a stack');
+    assert.match(result.stderr, /ufw exploded/);
+  });
+
+  it('exits 4 when the firewall tool is missing', async () => {
+    const result = await cli(['status'], { backend: createMemoryBackend({ installed: false }) });
+    assert.equal(result.code, 4);
+  });
+
+  it('doctor exits 0 on a healthy host and 1 when a check fails, with the fix', async () => {
+    assert.equal((await cli(['doctor'])).code, 0);
+    const bad = await cli(['doctor'], {
+      facts: { moshServerProblem: 'mosh-server /usr/bin/mosh-server cannot be read (ENOENT)' },
+    });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stdout, /FAIL {2}mosh-server/);
+    assert.match(bad.stdout, /fix: install mosh/);
+  });
+});
