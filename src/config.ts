@@ -27,6 +27,16 @@ export interface Config {
   lockFile: string;
   commandTimeoutMs: number;
   lockTimeoutMs: number;
+  /** Daemon: how often /proc/net/udp{,6} is checked for changed sockets. */
+  pollIntervalMs: number;
+  /** Daemon: a full reconcile at least this often, changed or not. */
+  resyncIntervalMs: number;
+  /** Daemon: the Unix socket the shim asks through. */
+  socketPath: string;
+  /** Daemon: on SIGTERM keep live sessions' rules ("keep") or remove every rule of ours ("flush"). */
+  onStop: 'keep' | 'flush';
+  /** Shim: longest wait for the daemon's answer before MOSH CONNECT is passed on anyway. */
+  shimTimeoutMs: number;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -42,6 +52,11 @@ export const DEFAULT_CONFIG: Config = {
   lockFile: '/run/moshwall/lock',
   commandTimeoutMs: 15000,
   lockTimeoutMs: 60000,
+  pollIntervalMs: 250,
+  resyncIntervalMs: 30000,
+  socketPath: '/run/moshwall/moshwall.sock',
+  onStop: 'keep',
+  shimTimeoutMs: 3000,
 };
 
 type Check = (value: unknown, fail: (message: string) => never) => Partial<Config>;
@@ -115,6 +130,15 @@ const CHECKS: Record<string, Check> = {
   lock_file: (value, fail) => ({ lockFile: absolutePath(value, fail) }),
   command_timeout_ms: (value, fail) => ({ commandTimeoutMs: integer(value, 100, 600000, fail) }),
   lock_timeout_ms: (value, fail) => ({ lockTimeoutMs: integer(value, 0, 3600000, fail) }),
+  poll_interval_ms: (value, fail) => ({ pollIntervalMs: integer(value, 20, 60000, fail) }),
+  resync_interval_ms: (value, fail) => ({ resyncIntervalMs: integer(value, 1000, 86400000, fail) }),
+  socket_path: (value, fail) => ({ socketPath: absolutePath(value, fail) }),
+  on_stop: (value, fail) => {
+    if (value !== 'keep' && value !== 'flush')
+      return fail(`expected "keep" or "flush", got ${describe(value)}`);
+    return { onStop: value };
+  },
+  shim_timeout_ms: (value, fail) => ({ shimTimeoutMs: integer(value, 100, 30000, fail) }),
 };
 
 /** An absolute path without NUL or "..", or a failure. */

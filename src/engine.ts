@@ -33,7 +33,7 @@ export interface SyncReport {
 const EMPTY_PLAN: Plan = { allow: [], revoke: [], keep: [], deferred: [] };
 
 /** Probes the backend; a missing tool is an error, an inactive firewall is reported by the caller. */
-async function probeOrFail(backend: Backend): Promise<BackendProbe> {
+export async function probeOrFail(backend: Backend): Promise<BackendProbe> {
   const probe = await backend.probe();
   if (!probe.installed) {
     throw new NoFirewallError(`${backend.name} is not usable: ${probe.detail.join('; ')}`, {
@@ -63,16 +63,26 @@ export async function withLock<T>(
   }
 }
 
+export interface SyncOptions {
+  dryRun: boolean;
+  /** Called once the new rules are in place, before stale ones are revoked (revokes are slow in ufw). */
+  onAllowed?: (report: SyncReport) => void;
+  /** A recent probe to reuse (the daemon probes once, not on every reconcile). */
+  firewall?: BackendProbe;
+}
+
 /**
  * One reconcile: scan /proc, apply policy, compare with our rules, allow what is missing, revoke what
  * no session holds. Discovery or listing failing throws before anything changes.
  */
-export async function syncOnce(deps: EngineDeps, options: { dryRun: boolean }): Promise<SyncReport> {
-  const firewall = await probeOrFail(deps.backend);
+export async function syncOnce(deps: EngineDeps, options: SyncOptions): Promise<SyncReport> {
+  const firewall = options.firewall ?? (await probeOrFail(deps.backend));
   const base = { firewall, dryRun: options.dryRun, applied: [] as AppliedChange[] };
   if (!firewall.active) {
     const warning = `${deps.backend.name} is inactive: nothing is blocked, so nothing was changed`;
-    return { ...base, sessions: [], refused: [], warnings: [warning], plan: EMPTY_PLAN };
+    const report = { ...base, sessions: [], refused: [], warnings: [warning], plan: EMPTY_PLAN };
+    options.onAllowed?.(report);
+    return report;
   }
   const run = async (): Promise<SyncReport> => {
     const decision = decide(deps.scan(), deps.config, deps.groups(), firewall.ipv6);
@@ -90,6 +100,7 @@ export async function syncOnce(deps: EngineDeps, options: { dryRun: boolean }): 
     if (options.dryRun) return report;
     if (plan.allow.length > 0) report.applied.push(...(await deps.backend.allow(plan.allow)));
     logSpecs(deps.log, 'opened', plan.allow, decision.allowed);
+    options.onAllowed?.(report);
     if (plan.revoke.length > 0) report.applied.push(...(await deps.backend.revoke(plan.revoke)));
     logSpecs(deps.log, 'closed', plan.revoke, []);
     return report;

@@ -145,3 +145,26 @@ export function holdFileLock(path: string, timeoutMs: number): Promise<ReleaseLo
     child.stdin.write('L');
   });
 }
+
+/** A child whose stdout we read while stdin and stderr stay the caller's own. */
+export interface PipedChild {
+  stdout: import('node:stream').Readable;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * Starts argv (no shell) with our stdin and stderr passed straight through and stdout piped to us,
+ * keeping the caller's environment (the shim runs the real mosh-server as the user would have).
+ */
+export function spawnPipedStdout(argv: string[], env: NodeJS.ProcessEnv): PipedChild {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new ExecError('Refusing to run an empty command', {});
+  const child = spawn(file, args, { shell: false, env, stdio: ['inherit', 'pipe', 'inherit'] });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', (error) =>
+      reject(new ExecError(`Could not run ${file}`, { command: argv.join(' ') }, error)),
+    );
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return { stdout: child.stdout, exited };
+}

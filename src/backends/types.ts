@@ -68,4 +68,10 @@ export interface Backend {
   allow(specs: RuleSpec[]): Promise<AppliedChange[]>;
   /** Removes rules of ours with exactly these specs and our tag, nothing else. Idempotent. */
   revoke(specs: RuleSpec[]): Promise<AppliedChange[]>;
+  /**
+   * A cheap token that changes whenever the firewall's rules may have changed (e.g. the mtime of
+   * ufw's rule files), so the daemon can notice an admin's change or reload without listing rules.
+   * Optional: without it the daemon relies on its periodic resync.
+   */
+  changeToken?(): string;
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExecError, FirewallError } from '../errors.ts';
 import type { ExecResult, Runner } from '../exec.ts';
@@ -62,6 +62,16 @@ export function parseUfwStatus(stdout: string): boolean | undefined {
   return undefined;
 }
 
+/** "ino:size:mtime" of a file, or "-" when it cannot be stat'ed: changes whenever ufw rewrites it. */
+function statToken(path: string): string {
+  try {
+    const facts = statSync(path);
+    return `${facts.ino}:${facts.size}:${facts.mtimeMs}`;
+  } catch {
+    return '-';
+  }
+}
+
 /** Creates the UFW backend: lists ufw's user rules from its files, adds and deletes ours with the ufw command. */
 export function createUfwBackend(options: UfwBackendOptions): Backend {
   const rulesDir = options.rulesDir ?? '/etc/ufw';
@@ -114,6 +124,10 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
 
   return {
     name: 'ufw',
+
+    changeToken(): string {
+      return [rulesFiles.v4, rulesFiles.v6].map(statToken).join(' ');
+    },
 
     async probe(): Promise<BackendProbe> {
       let version: ExecResult;

@@ -1,4 +1,5 @@
 import type { Config } from '../config.ts';
+import type { DaemonDeps } from '../daemon/daemon.ts';
 import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
 import type { Logger } from '../log.ts';
@@ -16,6 +17,12 @@ export interface CommandContext {
   engine: () => EngineDeps;
   /** Gathers what `doctor` judges. */
   doctorFacts: () => Promise<DoctorFacts>;
+  /** Writes one line to standard error (the daemon's log goes here, for journald). */
+  err: (text: string) => void;
+  /** Reads the config again the way this run first did (for SIGHUP). */
+  reloadConfig: () => Config;
+  /** The daemon's edges. */
+  daemon: (config: Config, log: Logger) => DaemonDeps;
 }
 
 /** One `moshwall <verb>`. */
@@ -26,5 +33,7 @@ export interface Command {
   description: string;
   options: OptionSpec[];
   needsRoot: boolean;
-  run(context: CommandContext, options: ParsedOptions): Promise<number>;
+  /** Arguments go to the command unparsed (the shim passes them to the real mosh-server). */
+  rawArguments?: boolean;
+  run(context: CommandContext, options: ParsedOptions, rawArguments: string[]): Promise<number>;
 }

@@ -1,15 +1,22 @@
+import { realpathSync } from 'node:fs';
+import { constants } from 'node:os';
 import { createUfwBackend } from '../backends/ufw.ts';
-import type { Config } from '../config.ts';
+import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
+import type { DaemonDeps } from '../daemon/daemon.ts';
+import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
 import { createHostProcReader, type ProcReader } from '../discovery/proc-reader.ts';
 import { scanSessions } from '../discovery/scan.ts';
 import { parseGroup } from '../discovery/users.ts';
 import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
-import { holdFileLock, runCommand } from '../exec.ts';
+import { describeError } from '../errors.ts';
+import { holdFileLock, runCommand, spawnPipedStdout } from '../exec.ts';
 import type { Logger } from '../log.ts';
 import type { GroupDirectory } from '../policy.ts';
-import type { HostEdges } from './run.ts';
+import { askDaemon } from '../shim/daemon-client.ts';
+import { runShim } from '../shim/shim.ts';
+import { type HostEdges, type ShimInvocation, VERSION } from './run.ts';
 import { ensureRuntimeDirectory } from './runtime-dir.ts';
 
 /** The group directory of this host, from /etc/group read through the reader. */
@@ -76,4 +83,73 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
   };
 }
 
-export const hostEdges: HostEdges = { engine, doctorFacts };
+/** The daemon's real edges: /proc/net reads, process signals, the Unix socket server. */
+function daemon(config: Config, log: Logger, reloadConfig: () => Config): DaemonDeps {
+  const reader = createHostProcReader();
+  return {
+    config,
+    reloadConfig,
+    log,
+    makeEngine: (current) => engine(current, log),
+    readUdp: () => {
+      const udp = reader.readText('/proc/net/udp');
+      let udp6: string | undefined;
+      try {
+        udp6 = reader.readText('/proc/net/udp6');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
+      return { udp, udp6 };
+    },
+    onSignal: (signal, handler) => process.on(signal, handler),
+    startServer: async (path, handle) => {
+      ensureRuntimeDirectory(path);
+      return startSocketServer(path, handle, log);
+    },
+    now: () => performance.now(),
+    version: VERSION,
+  };
+}
+
+/** The config for the shim: a broken config must not break mosh, so it warns and uses the defaults. */
+function shimConfig(invocation: ShimInvocation): Config {
+  try {
+    return loadConfig(invocation.configPath, invocation.env);
+  } catch (error) {
+    invocation.warn(`moshwall: ${describeError(error)}; the shim uses the defaults`);
+    return DEFAULT_CONFIG;
+  }
+}
+
+/** The exit code a shell would report for a child's status. */
+function exitCodeOf(status: { code: number | null; signal: NodeJS.Signals | null }): number {
+  if (status.code !== null) return status.code;
+  return 128 + (status.signal ? (constants.signals[status.signal] ?? 0) : 0);
+}
+
+/** Runs the shim for real: the configured mosh-server, the daemon's socket, our stdout. */
+async function shim(invocation: ShimInvocation): Promise<number> {
+  const config = shimConfig(invocation);
+  const same = (a: string, b: string) => {
+    try {
+      return realpathSync(a) === realpathSync(b);
+    } catch {
+      return false;
+    }
+  };
+  if (same(config.moshServer, invocation.selfPath)) {
+    invocation.warn(
+      `moshwall: mosh_server (${config.moshServer}) is the shim itself; set it to the real mosh-server`,
+    );
+    return 1;
+  }
+  const status = await runShim({
+    startServer: () => spawnPipedStdout([config.moshServer, ...invocation.args], invocation.env),
+    askDaemon: (port) => askDaemon(config.socketPath, { op: 'open', port }, config.shimTimeoutMs),
+    writeStdout: (data) => new Promise((resolve) => process.stdout.write(data, () => resolve())),
+    warn: invocation.warn,
+  });
+  return exitCodeOf(status);
+}
+
+export const hostEdges: HostEdges = { engine, doctorFacts, daemon, shim };

@@ -1,33 +1,60 @@
 import { type Config, loadConfig } from '../config.ts';
+import type { DaemonDeps } from '../daemon/daemon.ts';
 import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
 import { describeError, exitCodeFor, MoshwallError, UsageError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { type OptionSpec, parseGlobalArgs, parseOptions } from './args.ts';
 import type { Command } from './command.ts';
+import { daemonCommand } from './commands/daemon.ts';
 import { doctorCommand } from './commands/doctor.ts';
 import { flushCommand } from './commands/flush.ts';
+import { shimCommand } from './commands/shim.ts';
 import { statusCommand } from './commands/status.ts';
 import { syncCommand } from './commands/sync.ts';
 
 export const VERSION = '0.1.0';
 
-export const COMMANDS: Command[] = [syncCommand, statusCommand, flushCommand, doctorCommand];
+export const COMMANDS: Command[] = [
+  syncCommand,
+  statusCommand,
+  flushCommand,
+  doctorCommand,
+  daemonCommand,
+  shimCommand,
+];
 
 /** The outside world as runMain sees it; the entry point passes the real one, tests a fake. */
 export interface MainIo {
   argv: string[];
   env: NodeJS.ProcessEnv;
   uid: number;
+  /** The base name this program was started as ("mosh-server" when installed as the shim). */
+  invokedAs: string;
+  /** The path this program was started from (process.argv[1]). */
+  selfPath: string;
   stdout: (text: string) => void;
   stderr: (text: string) => void;
   edges: HostEdges;
+}
+
+/** How the shim was started: the real mosh-server's arguments and where moshwall itself lives. */
+export interface ShimInvocation {
+  args: string[];
+  configPath: string | undefined;
+  env: NodeJS.ProcessEnv;
+  /** The path this program was started from, so the shim can refuse to run itself. */
+  selfPath: string;
+  warn: (text: string) => void;
 }
 
 /** The factories that reach the machine: the engine's edges and doctor's fact gathering. */
 export interface HostEdges {
   engine: (config: Config, log: Logger) => EngineDeps;
   doctorFacts: (config: Config, log: Logger, isRoot: boolean) => Promise<DoctorFacts>;
+  daemon: (config: Config, log: Logger, reloadConfig: () => Config) => DaemonDeps;
+  /** Runs the shim with these mosh-server arguments; resolves with the exit code to use. */
+  shim: (request: ShimInvocation) => Promise<number>;
 }
 
 const EXIT_CODES = `Exit codes:
@@ -83,6 +110,16 @@ ${EXIT_CODES}`;
 
 /** Parses argv, runs one command, and returns the exit code; never throws. */
 export async function runMain(io: MainIo): Promise<number> {
+  if (io.invokedAs === 'mosh-server') {
+    // Installed as /usr/local/bin/mosh-server: every argument belongs to the real mosh-server.
+    return io.edges.shim({
+      args: io.argv,
+      configPath: undefined,
+      env: io.env,
+      selfPath: io.selfPath,
+      warn: io.stderr,
+    });
+  }
   let verbose = io.argv.includes('--verbose') || io.argv.includes('-v');
   try {
     const global = parseGlobalArgs(io.argv);
@@ -100,13 +137,27 @@ export async function runMain(io: MainIo): Promise<number> {
     }
     const command = COMMANDS.find((candidate) => candidate.name === global.command);
     if (!command) throw new UsageError(`unknown command "${global.command}" (see \`moshwall --help\`)`);
-    if (global.help || global.rest.includes('--help') || global.rest.includes('-h')) {
+    const wantsHelp = command.rawArguments
+      ? global.rest[0] === '--help'
+      : global.rest.includes('--help') || global.rest.includes('-h');
+    if (global.help || wantsHelp) {
       io.stdout(commandHelp(command));
       return 0;
     }
+    if (command.name === 'shim') {
+      const args = global.rest[0] === '--' ? global.rest.slice(1) : global.rest;
+      return await io.edges.shim({
+        args,
+        configPath: global.config,
+        env: io.env,
+        selfPath: io.selfPath,
+        warn: io.stderr,
+      });
+    }
     const options = parseOptions(global.rest, command.options, command.name);
     const log = createLogger((line) => io.stderr(`moshwall: ${line}`), verbose ? 'debug' : 'warn');
-    const config = loadConfig(global.config, io.env);
+    const reloadConfig = () => loadConfig(global.config, io.env);
+    const config = reloadConfig();
     if (command.needsRoot && io.uid !== 0) {
       throw new MoshwallError(
         'ENOTROOT',
@@ -122,8 +173,12 @@ export async function runMain(io: MainIo): Promise<number> {
         verbose,
         engine: () => io.edges.engine(config, log),
         doctorFacts: () => io.edges.doctorFacts(config, log, io.uid === 0),
+        err: io.stderr,
+        reloadConfig,
+        daemon: (current, daemonLog) => io.edges.daemon(current, daemonLog, reloadConfig),
       },
       options,
+      global.rest,
     );
   } catch (error) {
     const code = exitCodeFor(error);

@@ -16,6 +16,7 @@ async function cli(
 ) {
   const backend = options.backend ?? createMemoryBackend();
   const stdout: string[] = [];
+  const shimCalls: string[][] = [];
   const stderr: string[] = [];
   const edges: HostEdges = {
     engine: (config, log) => ({
@@ -26,6 +27,13 @@ async function cli(
       groups: () => ({ gidOf: () => undefined, membersOf: () => [] }),
       lock: async () => async () => {},
     }),
+    daemon: () => {
+      throw new Error('no daemon in unit tests');
+    },
+    shim: async (invocation) => {
+      shimCalls.push(invocation.args);
+      return 0;
+    },
     doctorFacts: async (config, _log, isRoot) => ({
       isRoot,
       config,
@@ -41,6 +49,8 @@ async function cli(
     argv,
     env: {},
     uid: options.uid ?? 0,
+    invokedAs: 'moshwall',
+    selfPath: '/usr/local/sbin/moshwall',
     stdout: (text) => stdout.push(text),
     stderr: (text) => stderr.push(text),
     edges,

@@ -1,0 +1,22 @@
+import { runDaemon } from '../../daemon/daemon.ts';
+import { createLogger } from '../../log.ts';
+import type { Command } from '../command.ts';
+
+export const daemonCommand: Command = {
+  name: 'daemon',
+  summary: 'Keep the firewall in step with mosh sessions, and answer the mosh-server shim',
+  description: `Runs until SIGTERM, normally under systemd (see deploy/moshwall.service). At start it
+reconciles once, which sweeps rules of ours left by a crash or reboot. Then it polls
+/proc/net/udp{,6} every poll_interval_ms and reconciles only when the sockets in the range changed,
+when the firewall's rule files changed (an admin's edit or reload), or every resync_interval_ms.
+It serves socket_path for the shim: a request is only a nudge, the daemon checks /proc itself and
+answers once the port's rule is in place. SIGHUP reloads the config (a bad one is reported and the
+old one kept). SIGTERM keeps live sessions' rules (on_stop = "keep") or removes every rule of ours
+(on_stop = "flush"). Logs one line per event to stderr (journald).`,
+  options: [],
+  needsRoot: true,
+  async run(context) {
+    const log = createLogger(context.err, context.verbose ? 'debug' : 'info');
+    return runDaemon(context.daemon(context.config, log));
+  },
+};

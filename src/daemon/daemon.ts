@@ -1,0 +1,214 @@
+import type { BackendProbe } from '../backends/types.ts';
+import type { Config } from '../config.ts';
+import { type EngineDeps, flushOurs, probeOrFail, type SyncReport, syncOnce } from '../engine.ts';
+import { describeError, MoshwallError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { socketFingerprint } from './fingerprint.ts';
+import { portOutcome } from './outcome.ts';
+import { type DaemonResponse, parseRequest } from './protocol.ts';
+import { createScheduler } from './scheduler.ts';
+
+/** The daemon's edges, injected: config loading, the engine, /proc/net reads, signals, the socket. */
+export interface DaemonDeps {
+  config: Config;
+  /** Reads the config again (SIGHUP); throws a ConfigError when it is bad. */
+  reloadConfig: () => Config;
+  makeEngine: (config: Config) => EngineDeps;
+  /** The texts of /proc/net/udp and /proc/net/udp6 (undefined when IPv6 is off); throws on failure. */
+  readUdp: () => { udp: string; udp6: string | undefined };
+  log: Logger;
+  onSignal: (signal: 'SIGHUP' | 'SIGTERM' | 'SIGINT', handler: () => void) => void;
+  startServer: (
+    path: string,
+    handle: (line: string) => Promise<DaemonResponse>,
+  ) => Promise<{ close(): void }>;
+  now: () => number;
+  version: string;
+}
+
+const MAX_BACKOFF_MS = 30000;
+
+/** Errors after which running on makes no sense: the admin must fix something first. */
+function isFatal(error: unknown): boolean {
+  return error instanceof MoshwallError && (error.code === 'ENOFIREWALL' || error.code === 'ECONFIG');
+}
+
+/**
+ * Runs until SIGTERM/SIGINT: reconciles at start (sweeping stale rules), whenever the sockets in the
+ * range or the firewall's rule files change, at least every resync interval, and for every shim
+ * request, which it answers once the port's rule is in place. Resolves with the exit code.
+ */
+export async function runDaemon(deps: DaemonDeps): Promise<number> {
+  const { log } = deps;
+  let config = deps.config;
+  let engine = deps.makeEngine(config);
+  let probe: BackendProbe | undefined;
+  let probedAt = 0;
+  let lastRunAt = Number.NEGATIVE_INFINITY;
+  let lastFingerprint: string | undefined;
+  let lastToken: string | undefined;
+  let failures = 0;
+  let retryAt = 0;
+  let stopping = false;
+  const refusalsLogged = new Set<string>();
+
+  /** Logs each refused holder once (per pid, port and reason), not on every reconcile. */
+  const logRefusals = (report: SyncReport) => {
+    for (const holder of report.refused) {
+      const key = `${holder.pid}:${holder.port}:${holder.reason}`;
+      if (refusalsLogged.has(key)) continue;
+      refusalsLogged.add(key);
+      log.warn('refused', {
+        port: holder.port,
+        pid: holder.pid,
+        user: holder.user,
+        exe: holder.exe,
+        reason: holder.reason,
+      });
+    }
+    for (const warning of report.warnings) log.debug('warning', { warning });
+  };
+
+  const scheduler = createScheduler(async (onAllowed) => {
+    const startedAt = deps.now();
+    if (!probe || startedAt - probedAt >= config.resyncIntervalMs) {
+      probe = await probeOrFail(engine.backend);
+      probedAt = startedAt;
+      if (!probe.active) log.warn('firewall-inactive', { backend: engine.backend.name });
+    }
+    try {
+      const report = await syncOnce(engine, { dryRun: false, firewall: probe, onAllowed });
+      lastToken = engine.backend.changeToken?.();
+      lastRunAt = startedAt;
+      failures = 0;
+      logRefusals(report);
+      log.debug('reconciled', { sessions: report.sessions.length, ms: Math.round(deps.now() - startedAt) });
+      return report;
+    } catch (error) {
+      probe = undefined;
+      throw error;
+    }
+  });
+
+  let fatal: unknown;
+  let stop: (code: number) => void = () => {};
+  const stopped = new Promise<number>((resolve) => {
+    stop = resolve;
+  });
+
+  /** Queues a reconcile; a failure is logged, retried with backoff, or ends the daemon if fatal. */
+  const reconcile = (reason: string) => {
+    log.debug('reconcile', { reason });
+    scheduler.request().catch((error: unknown) => {
+      failures++;
+      lastFingerprint = undefined;
+      retryAt = deps.now() + Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
+      log.error('reconcile-failed', {
+        error: describeError(error),
+        retryInMs: Math.round(retryAt - deps.now()),
+      });
+      if (isFatal(error) && !stopping) {
+        fatal = error;
+        void shutdown('fatal');
+      }
+    });
+  };
+
+  /** The cheap check run every poll interval: only a change (or the resync timer) costs a reconcile. */
+  const tick = () => {
+    if (stopping || deps.now() < retryAt) return;
+    let fingerprint: string;
+    try {
+      const { udp, udp6 } = deps.readUdp();
+      fingerprint = socketFingerprint(udp, udp6, config.portRange);
+    } catch (error) {
+      fingerprint = `error: ${describeError(error)}`;
+    }
+    const token = engine.backend.changeToken?.();
+    if (fingerprint !== lastFingerprint) {
+      lastFingerprint = fingerprint;
+      reconcile('sockets changed');
+    } else if (token !== lastToken) {
+      lastToken = token;
+      reconcile('firewall rules changed');
+    } else if (deps.now() - lastRunAt >= config.resyncIntervalMs) {
+      lastRunAt = deps.now();
+      reconcile('periodic resync');
+    }
+  };
+
+  const handle = async (line: string): Promise<DaemonResponse> => {
+    const request = parseRequest(line, config.portRange);
+    if ('error' in request) {
+      log.warn('bad-request', { error: request.error });
+      return { ok: false, error: request.error };
+    }
+    if (request.op === 'ping') return { ok: true, op: 'ping', version: deps.version };
+    let response: DaemonResponse;
+    try {
+      response = portOutcome(await scheduler.request(), request.port);
+    } catch (error) {
+      response = { ok: false, port: request.port, error: `reconcile failed: ${describeError(error)}` };
+    }
+    if (response.ok)
+      log.info('request-served', {
+        port: request.port,
+        state: 'state' in response ? response.state : undefined,
+      });
+    else log.warn('request-refused', { port: request.port, error: response.error });
+    return response;
+  };
+
+  let server: { close(): void } | undefined;
+  let timer: NodeJS.Timeout | undefined;
+
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal, onStop: config.onStop });
+    if (timer) clearInterval(timer);
+    server?.close();
+    await scheduler.idle();
+    let code = fatal === undefined ? 0 : 1;
+    if (fatal instanceof MoshwallError && fatal.code === 'ENOFIREWALL') code = 4;
+    if (config.onStop === 'flush' && fatal === undefined) {
+      try {
+        const removed = await flushOurs(engine);
+        log.info('flushed', { rules: removed.flatMap((change) => change.specs).length });
+      } catch (error) {
+        log.error('flush-failed', { error: describeError(error) });
+        code = 1;
+      }
+    }
+    log.info('stopped', { code });
+    stop(code);
+  };
+
+  deps.onSignal('SIGTERM', () => void shutdown('SIGTERM'));
+  deps.onSignal('SIGINT', () => void shutdown('SIGINT'));
+  deps.onSignal('SIGHUP', () => {
+    try {
+      const next = deps.reloadConfig();
+      if (next.socketPath !== config.socketPath) {
+        log.warn('reload-partial', { reason: 'socket_path changes take effect at the next restart' });
+      }
+      config = { ...next, socketPath: config.socketPath };
+      engine = deps.makeEngine(config);
+      probe = undefined;
+      log.info('reloaded', { source: config.source });
+      reconcile('config reloaded');
+    } catch (error) {
+      log.error('reload-failed', { error: describeError(error), keeping: config.source });
+    }
+  });
+
+  log.info('starting', {
+    backend: engine.backend.name,
+    socket: config.socketPath,
+    pollMs: config.pollIntervalMs,
+  });
+  server = await deps.startServer(config.socketPath, handle);
+  tick();
+  timer = setInterval(tick, config.pollIntervalMs);
+  return stopped;
+}
