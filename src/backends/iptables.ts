@@ -1,0 +1,197 @@
+import { ExecError, FirewallError } from '../errors.ts';
+import type { ExecResult, Runner } from '../exec.ts';
+import type { Family } from '../model.ts';
+import {
+  assertSafeRestoreInput,
+  type IptablesVariant,
+  iptablesCommands,
+  planIptablesAllow,
+  planIptablesRevoke,
+  type RestoreBatch,
+} from './iptables/restore.ts';
+import { inputBlockingReason, OUR_CHAIN, tableRules } from './iptables/rules.ts';
+import { parseIptablesSave, type SavedTable } from './iptables/save.ts';
+import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
+import { assertValidRuleSpecs } from './validate.ts';
+
+export {
+  assertSafeRestoreInput,
+  type IptablesCommands,
+  type IptablesVariant,
+  iptablesCommands,
+  planIptablesAllow,
+  planIptablesRevoke,
+  type RestoreBatch,
+  restoreInputProblem,
+} from './iptables/restore.ts';
+export {
+  inputBlockingReason,
+  isOurJump,
+  JUMP_WORDS,
+  OUR_CHAIN,
+  ourChainState,
+  ourRuleWords,
+  savedRuleToFirewallRule,
+  specOfOurWords,
+  tableRules,
+} from './iptables/rules.ts';
+export { parseIptablesSave, type SavedRule, type SavedTable, splitSaveWords } from './iptables/save.ts';
+
+/*
+ * iptables and ip6tables, runtime only: moshwall's chain, jump and rules (see iptables/rules.ts) live in
+ * the kernel's filter tables; moshwall never writes /etc/iptables/rules.v4 or runs netfilter-persistent.
+ * A reboot or a restore of the admin's saved rules removes them; the next sync re-adds what live sessions
+ * hold (and if an admin saved them, the next sync finds them and revokes the stale ones). Each family's
+ * batch is one `iptables-restore --noflush -w` commit; -w waits for the xtables lock.
+ */
+
+export interface IptablesBackendOptions {
+  runner: Runner;
+  /** Limit for each command (a save or restore takes a few milliseconds, more while the lock is held). */
+  timeoutMs: number;
+  /** iptables-nft or iptables-legacy explicitly; absent: the system's iptables, whichever it is. */
+  variant?: IptablesVariant;
+}
+
+const FAMILIES: Family[] = ['v4', 'v6'];
+
+/** True when `error` is a Node system error with this code (ENOENT, EACCES…). */
+function hasCode(error: unknown, code: string): boolean {
+  return error instanceof Error && 'code' in error && error.code === code;
+}
+
+/** What a failed command printed, in one line. */
+function complaint(result: ExecResult): string {
+  return (result.stderr.trim() || result.stdout.trim() || 'no output').split('\n').join(' / ');
+}
+
+/** Creates the iptables backend: our chain in each family's filter table, entered from INPUT by one jump. */
+export function createIptablesBackend(options: IptablesBackendOptions): Backend {
+  const commands = {
+    v4: iptablesCommands(options.variant, 'v4'),
+    v6: iptablesCommands(options.variant, 'v6'),
+  };
+  const run = (argv: string[], input?: string): Promise<ExecResult> =>
+    options.runner(
+      argv,
+      input === undefined ? { timeoutMs: options.timeoutMs } : { timeoutMs: options.timeoutMs, input },
+    );
+
+  /** The family's filter table, or the reason it cannot be read (no IPv6, not root…). */
+  const read = async (family: Family): Promise<SavedTable | string> => {
+    const argv = [commands[family].save, '-t', 'filter'];
+    const result = await run(argv);
+    if (result.exitCode !== 0)
+      return `\`${argv.join(' ')}\` failed (exit ${result.exitCode}): ${complaint(result)}`;
+    return parseIptablesSave(result.stdout, argv.join(' '));
+  };
+  /** The family's table, throwing when it is needed and cannot be read. */
+  const readOrFail = async (family: Family): Promise<SavedTable> => {
+    const table = await read(family);
+    if (typeof table === 'string')
+      throw new FirewallError(`Cannot read the ${family} firewall: ${table}`, { family });
+    return table;
+  };
+  const apply = async (batches: RestoreBatch[]): Promise<AppliedChange[]> => {
+    const changes: AppliedChange[] = [];
+    for (const batch of batches) {
+      assertSafeRestoreInput(batch.input, batch.family);
+      const argv = [commands[batch.family].restore, '--noflush', '-w'];
+      const result = await run(argv, batch.input);
+      if (result.exitCode !== 0) {
+        const done =
+          changes.length > 0
+            ? ` (the ${changes.map((change) => change.specs[0]?.family).join(', ')} commit had succeeded)`
+            : '';
+        throw new FirewallError(
+          `${argv[0]} refused to ${batch.kind} ${batch.family} udp port(s) ` +
+            `${[...new Set(batch.specs.map((spec) => spec.port))].join(',')} (exit ${result.exitCode})${done}: ${complaint(result)}`,
+          {
+            exitCode: result.exitCode,
+            stderr: result.stderr.trim(),
+            input: batch.input,
+            completed: changes.length,
+          },
+        );
+      }
+      const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
+      changes.push({ kind: batch.kind, specs: batch.specs, argv, output });
+    }
+    return changes;
+  };
+  const families = (specs: RuleSpec[]) =>
+    FAMILIES.filter((family) => specs.some((spec) => spec.family === family));
+
+  return {
+    name: 'iptables',
+
+    async probe(): Promise<BackendProbe> {
+      let version: ExecResult;
+      const cli = commands.v4.cli;
+      try {
+        version = await run([cli, '--version']);
+      } catch (error) {
+        if (
+          !(error instanceof ExecError && (hasCode(error.cause, 'ENOENT') || hasCode(error.cause, 'EACCES')))
+        ) {
+          throw error;
+        }
+        const detail = [
+          `${cli} is not installed (no runnable \`${cli}\` on PATH); install it (apt install iptables)`,
+        ];
+        return { installed: false, active: false, ipv6: false, detail };
+      }
+      const v4 =
+        version.exitCode === 0 ? await read('v4') : `\`${cli} --version\` failed: ${complaint(version)}`;
+      if (typeof v4 === 'string') return { installed: false, active: false, ipv6: false, detail: [v4] };
+      const v6 = await read('v6');
+      const detail = [version.stdout.trim() || cli];
+      let active = false;
+      for (const [family, table] of [['v4', v4] as const, ['v6', v6] as const]) {
+        if (typeof table === 'string') continue;
+        const why = inputBlockingReason(table);
+        active ||= why !== undefined;
+        const state =
+          why === undefined
+            ? 'accepts all input (policy ACCEPT, no DROP or REJECT rule)'
+            : `drops input: ${why}`;
+        detail.push(`${family === 'v6' ? commands.v6.cli : cli} INPUT: ${state}`);
+      }
+      detail.push(typeof v6 === 'string' ? `IPv6: no (${v6})` : `IPv6: yes (${commands.v6.cli})`);
+      detail.push(`moshwall's rules: chain ${OUR_CHAIN}, jumped to from INPUT position 1 (filter table)`);
+      detail.push(
+        'runtime only: not written to any rules file; a reboot or restore of saved rules removes them; sync re-adds them',
+      );
+      return { installed: true, active, ipv6: typeof v6 !== 'string', detail };
+    },
+
+    async listRules(): Promise<FirewallRule[]> {
+      const v4 = await readOrFail('v4');
+      // Without IPv6 in the kernel, ip6tables cannot list anything: there is then no v6 rule to report.
+      const v6 = await read('v6');
+      return [...tableRules(v4, 'v4'), ...(typeof v6 === 'string' ? [] : tableRules(v6, 'v6'))];
+    },
+
+    async allow(specs: RuleSpec[]): Promise<AppliedChange[]> {
+      assertValidRuleSpecs(specs);
+      const batches: RestoreBatch[] = [];
+      for (const family of families(specs)) {
+        const batch = planIptablesAllow(await readOrFail(family), family, specs);
+        if (batch !== undefined) batches.push(batch);
+      }
+      return apply(batches);
+    },
+
+    async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
+      assertValidRuleSpecs(specs);
+      const batches: RestoreBatch[] = [];
+      for (const family of families(specs)) {
+        // An unreadable ip6tables (no IPv6 in the kernel) holds no rule of ours to delete.
+        const table = family === 'v6' ? await read(family) : await readOrFail(family);
+        const batch = typeof table === 'string' ? undefined : planIptablesRevoke(table, family, specs);
+        if (batch !== undefined) batches.push(batch);
+      }
+      return apply(batches);
+    },
+  };
+}

@@ -1,0 +1,219 @@
+import { ExecError, FirewallError } from '../errors.ts';
+import type { ExecResult, Runner } from '../exec.ts';
+import { adminRules } from './nftables/admin.ts';
+import {
+  type AnchorChoice,
+  chainLabel,
+  chooseAnchor,
+  type NftPlacement,
+  nftNameProblem,
+} from './nftables/anchor.ts';
+import { isOurJump, type NftTableFamily, OUR_CHAIN } from './nftables/layout.ts';
+import { ourRules } from './nftables/ours.ts';
+import { type NftRuleset, parseNftRuleset, rulesOf } from './nftables/ruleset.ts';
+import { assertSafeNftScript, type NftBatch, planNftAllow, planNftRevoke } from './nftables/script.ts';
+import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
+import { assertValidRuleSpecs } from './validate.ts';
+
+export { adminRules, renderRule } from './nftables/admin.ts';
+export {
+  type AnchorChoice,
+  blockingReason,
+  chooseAnchor,
+  type InputChain,
+  inputChains,
+  type NftAnchor,
+  type NftPlacement,
+  nftNameProblem,
+  tableOwner,
+} from './nftables/anchor.ts';
+export { OUR_CHAIN, parseOurSetName, setOfSpec } from './nftables/layout.ts';
+export { ourRules, ourTableState } from './nftables/ours.ts';
+export { type NftRuleset, parseNftRuleset } from './nftables/ruleset.ts';
+export {
+  assertSafeNftScript,
+  type NftBatch,
+  nftScriptProblem,
+  planNftAllow,
+  planNftRevoke,
+} from './nftables/script.ts';
+
+/*
+ * nftables, runtime only: moshwall adds a chain, sets and two kinds of rules to the admin's table (see
+ * nftables/layout.ts) and never writes /etc/nftables.conf. A reboot, or reloading the admin's ruleset
+ * (`flush ruleset` in nftables.conf), removes all of it, and with it every port of ours: the next sync
+ * or daemon resync adds back what live sessions hold. Every change is one `nft -f -` transaction.
+ */
+
+export interface NftablesBackendOptions {
+  runner: Runner;
+  /** Limit for each nft run (a listing or a transaction takes a few milliseconds). */
+  timeoutMs: number;
+  /** The admin's table to use; found automatically when absent (see chooseAnchor). */
+  table?: { family: NftTableFamily; name: string };
+  /** The chain of that table our jump goes in; the table's input-hook chain when absent. */
+  chain?: string;
+}
+
+const NFT_LIST = ['nft', '-j', 'list', 'ruleset'];
+const NFT_APPLY = ['nft', '-f', '-'];
+
+/** True when `error` is a Node system error with this code (ENOENT, EACCES…). */
+function hasCode(error: unknown, code: string): boolean {
+  return error instanceof Error && 'code' in error && error.code === code;
+}
+
+/** The first "Error: …" line nft printed, or all it printed. */
+function nftComplaint(result: ExecResult): string {
+  const text = `${result.stderr}\n${result.stdout}`;
+  const line = text.split('\n').find((each) => each.startsWith('Error:'));
+  return line?.trim() ?? (text.trim() || 'no output');
+}
+
+/** The placement options as given, after checking the names can be written in a script. */
+function placementOf(options: NftablesBackendOptions): NftPlacement {
+  const placement: NftPlacement = {};
+  if (options.table !== undefined) {
+    const { family, name } = options.table;
+    if (family !== 'inet' && family !== 'ip' && family !== 'ip6') {
+      throw new FirewallError(`nftables table family must be inet, ip or ip6, got \`${String(family)}\``, {
+        family: String(family),
+      });
+    }
+    const problem = nftNameProblem(name);
+    if (problem !== undefined)
+      throw new FirewallError(`Bad nftables table name: ${problem}`, { table: name });
+    placement.table = { family, name };
+  }
+  if (options.chain !== undefined) {
+    const problem = nftNameProblem(options.chain);
+    if (problem !== undefined)
+      throw new FirewallError(`Bad nftables chain name: ${problem}`, { chain: options.chain });
+    placement.chain = options.chain;
+  }
+  return placement;
+}
+
+/** Lines for `doctor`: every input chain, what blocks, where our rules go, and the runtime-only caveat. */
+function describe(version: string, choice: AnchorChoice): string[] {
+  const lines = [version];
+  for (const { chain, blocks, owner } of choice.inputChains) {
+    const state =
+      blocks === undefined ? 'accepts all input (no drop policy or rule)' : `drops input: ${blocks}`;
+    lines.push(
+      `input chain ${chainLabel(chain)}: ${state}${owner === undefined ? '' : `; belongs to ${owner}`}`,
+    );
+  }
+  const { anchor } = choice;
+  if (anchor === undefined) lines.push(`no chain for moshwall's rules: ${choice.problem ?? 'none found'}`);
+  else {
+    lines.push(
+      `moshwall's rules: jump to ${OUR_CHAIN} at the top of ${chainLabel({ ...anchor, name: anchor.chain })}`,
+    );
+    lines.push(`IPv6: ${anchor.family === 'ip' ? 'no (an ip table)' : `yes (an ${anchor.family} table)`}`);
+  }
+  lines.push(...choice.warnings);
+  lines.push(
+    "runtime only: a reboot or a reload of the admin's ruleset removes moshwall's rules; sync re-adds them",
+  );
+  return lines;
+}
+
+/** Creates the nftables backend: a set of ports per family (and source prefix) in the admin's table. */
+export function createNftablesBackend(options: NftablesBackendOptions): Backend {
+  const placement = placementOf(options);
+  const run = (argv: string[], input?: string): Promise<ExecResult> =>
+    options.runner(
+      argv,
+      input === undefined ? { timeoutMs: options.timeoutMs } : { timeoutMs: options.timeoutMs, input },
+    );
+  const list = async (): Promise<NftRuleset> => {
+    const result = await run(NFT_LIST);
+    if (result.exitCode !== 0) {
+      throw new FirewallError(
+        `\`nft -j list ruleset\` failed (exit ${result.exitCode}): ${nftComplaint(result)}`,
+        {
+          exitCode: result.exitCode,
+          stderr: result.stderr.trim(),
+        },
+      );
+    }
+    return parseNftRuleset(result.stdout);
+  };
+  const apply = async (batch: NftBatch | undefined): Promise<AppliedChange[]> => {
+    if (batch === undefined) return [];
+    assertSafeNftScript(batch.script);
+    const result = await run(NFT_APPLY, batch.script);
+    if (result.exitCode !== 0) {
+      const ports = [...new Set(batch.specs.map((spec) => spec.port))].join(',');
+      throw new FirewallError(
+        `nft refused to ${batch.kind} udp port(s) ${ports} (exit ${result.exitCode}), nothing changed: ${nftComplaint(result)}`,
+        { exitCode: result.exitCode, stderr: result.stderr.trim(), script: batch.script },
+      );
+    }
+    const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
+    return [{ kind: batch.kind, specs: batch.specs, argv: NFT_APPLY, output }];
+  };
+
+  return {
+    name: 'nftables',
+
+    async probe(): Promise<BackendProbe> {
+      let version: ExecResult;
+      try {
+        version = await run(['nft', '--version']);
+      } catch (error) {
+        if (
+          !(error instanceof ExecError && (hasCode(error.cause, 'ENOENT') || hasCode(error.cause, 'EACCES')))
+        ) {
+          throw error;
+        }
+        const detail = [
+          'nft is not installed (no runnable `nft` on PATH); install it (apt install nftables)',
+        ];
+        return { installed: false, active: false, ipv6: false, detail };
+      }
+      if (version.exitCode !== 0) {
+        const detail = [`\`nft --version\` failed (exit ${version.exitCode}): ${nftComplaint(version)}`];
+        return { installed: false, active: false, ipv6: false, detail };
+      }
+      const ruleset = await list();
+      const choice = chooseAnchor(ruleset, placement);
+      const active = choice.inputChains.some((chain) => chain.blocks !== undefined);
+      const ipv6 = choice.anchor !== undefined && choice.anchor.family !== 'ip';
+      const detail = describe(version.stdout.trim() || 'nft', choice);
+      return { installed: true, active, ipv6, detail };
+    },
+
+    async listRules(): Promise<FirewallRule[]> {
+      const ruleset = await list();
+      const { anchor } = chooseAnchor(ruleset, placement);
+      const admin =
+        anchor === undefined
+          ? []
+          : rulesOf(ruleset, anchor.family, anchor.table, anchor.chain)
+              .filter((rule) => !isOurJump(rule))
+              .flatMap((rule) => adminRules(rule, anchor.family, ruleset));
+      return [...admin, ...ourRules(ruleset)];
+    },
+
+    async allow(specs: RuleSpec[]): Promise<AppliedChange[]> {
+      assertValidRuleSpecs(specs);
+      if (specs.length === 0) return [];
+      const ruleset = await list();
+      const choice = chooseAnchor(ruleset, placement);
+      if (choice.anchor === undefined) {
+        throw new FirewallError(`Cannot open ports with nftables: ${choice.problem ?? 'no input chain'}`, {
+          ports: [...new Set(specs.map((spec) => spec.port))].join(','),
+        });
+      }
+      return apply(planNftAllow(ruleset, choice.anchor, specs));
+    },
+
+    async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
+      assertValidRuleSpecs(specs);
+      if (specs.length === 0) return [];
+      return apply(planNftRevoke(await list(), specs));
+    },
+  };
+}

@@ -1,0 +1,199 @@
+import { FirewallError } from '../../errors.ts';
+import { parseCidr } from '../../net.ts';
+import { specKey } from '../spec.ts';
+import { RULE_TAG, type RuleSpec } from '../types.ts';
+import { assertValidRuleSpecs, portProblem } from '../validate.ts';
+import { type NftAnchor, nftNameProblem } from './anchor.ts';
+import {
+  elementText,
+  OUR_CHAIN,
+  type OurSet,
+  parseOurSetName,
+  ruleMatchText,
+  setDeclaration,
+  setOfSpec,
+  tableFamilies,
+} from './layout.ts';
+import { inForce, ourTableState, ourTables } from './ours.ts';
+import type { NftRuleset } from './ruleset.ts';
+
+/** One `nft -f -` run: the specs it changes and the script, applied by nft as one transaction. */
+export interface NftBatch {
+  kind: 'allow' | 'revoke';
+  specs: RuleSpec[];
+  script: string;
+}
+
+/** The specs without duplicates, in order of first mention. */
+function unique(specs: readonly RuleSpec[]): RuleSpec[] {
+  return [...new Map(specs.map((spec) => [specKey(spec), spec])).values()];
+}
+
+/** Throws a FirewallError unless `name` can be written in a script. */
+function assertName(name: string, what: string): void {
+  const problem = nftNameProblem(name);
+  if (problem !== undefined) throw new FirewallError(`Cannot name the ${what} in nft: ${problem}`, { name });
+}
+
+/**
+ * The script that puts `specs` in force in the anchor's table, or undefined when all already are: our
+ * chain, sets and set rules where missing, our jump at the top of the anchor chain where missing, then
+ * the elements. A set whose elements were not in force (its rule or the jump was gone: an admin's
+ * `flush chain`) is flushed first, so no element nobody asked for comes back to life with the path.
+ */
+export function planNftAllow(
+  ruleset: NftRuleset,
+  anchor: NftAnchor,
+  specs: readonly RuleSpec[],
+): NftBatch | undefined {
+  assertValidRuleSpecs(specs);
+  assertName(anchor.table, 'table');
+  assertName(anchor.chain, 'chain');
+  const families = tableFamilies(anchor.family);
+  const outside = specs.find((spec) => !families.includes(spec.family));
+  if (outside !== undefined) {
+    throw new FirewallError(
+      `Cannot open ${outside.family} port ${outside.port}: moshwall's rules live in the ${anchor.family} table ` +
+        `${anchor.table}, which filters ${families.join(' and ')} only`,
+      { port: outside.port, source: outside.source, table: `${anchor.family} ${anchor.table}` },
+    );
+  }
+  const state = ourTableState(ruleset, anchor.family, anchor.table);
+  const where = `${anchor.family} ${anchor.table}`;
+  const structure: string[] = [];
+  const flushes: string[] = [];
+  const additions = new Map<string, { set: OurSet; specs: RuleSpec[] }>();
+  if (!state.chainExists) structure.push(`add chain ${where} ${OUR_CHAIN}`);
+  for (const existing of state.sets) {
+    if (!inForce(state, existing) && (existing.specs.length > 0 || existing.odd.length > 0)) {
+      flushes.push(`flush set ${where} ${existing.set.name}`);
+    }
+  }
+  const declared = new Set<string>();
+  for (const spec of unique(specs)) {
+    const set = setOfSpec(spec);
+    const existing = state.sets.find((each) => each.set.name === set.name);
+    if (existing !== undefined && !existing.typeOk) {
+      throw new FirewallError(
+        `Set ${set.name} in ${where} was not made by moshwall (wrong type or flags); delete it and retry`,
+        { set: set.name, table: where },
+      );
+    }
+    if (
+      existing !== undefined &&
+      inForce(state, existing) &&
+      existing.specs.some((s) => specKey(s) === specKey(spec))
+    ) {
+      continue;
+    }
+    if (!declared.has(set.name)) {
+      declared.add(set.name);
+      if (existing === undefined) structure.push(`add set ${where} ${set.name} ${setDeclaration(set)}`);
+      if (existing?.ruleOk !== true) {
+        structure.push(
+          `add rule ${where} ${OUR_CHAIN} ${ruleMatchText(set, anchor.family)} accept comment "${RULE_TAG}"`,
+        );
+      }
+    }
+    const entry = additions.get(set.name) ?? { set, specs: [] };
+    entry.specs.push(spec);
+    additions.set(set.name, entry);
+  }
+  if (additions.size === 0) return undefined;
+  if (!state.jumpsFrom.includes(anchor.chain)) {
+    structure.push(`insert rule ${where} ${anchor.chain} jump ${OUR_CHAIN} comment "${RULE_TAG}"`);
+  }
+  const elements = [...additions.values()].map(
+    (entry) => `add element ${where} ${entry.set.name} { ${entry.specs.map(elementText).join(', ')} }`,
+  );
+  const script = [...structure, ...flushes, ...elements].join('\n');
+  return {
+    kind: 'allow',
+    specs: [...additions.values()].flatMap((entry) => entry.specs),
+    script: `${script}\n`,
+  };
+}
+
+/**
+ * The script that deletes the elements of `specs` from our sets, in every table that has them (in force
+ * or not), or undefined when none is there: nft refuses to delete a missing element, and one refusal
+ * would undo the whole transaction.
+ */
+export function planNftRevoke(ruleset: NftRuleset, specs: readonly RuleSpec[]): NftBatch | undefined {
+  assertValidRuleSpecs(specs);
+  const wanted = new Map(unique(specs).map((spec) => [specKey(spec), spec]));
+  const lines: string[] = [];
+  const removed = new Map<string, RuleSpec>();
+  for (const state of ourTables(ruleset)) {
+    for (const existing of state.sets) {
+      const present = existing.specs.filter((spec) => wanted.has(specKey(spec)));
+      if (present.length === 0) continue;
+      assertName(state.table, 'table');
+      lines.push(
+        `delete element ${state.family} ${state.table} ${existing.set.name} { ${present.map(elementText).join(', ')} }`,
+      );
+      for (const spec of present) removed.set(specKey(spec), spec);
+    }
+  }
+  if (lines.length === 0) return undefined;
+  return { kind: 'revoke', specs: [...removed.values()], script: `${lines.join('\n')}\n` };
+}
+
+const FAMILY = '(inet|ip|ip6)';
+const NAME = '([A-Za-z_.][A-Za-z0-9_.-]*)';
+const SET = '(moshwall_v[46]_(?:any|net[0-9]+))';
+const TAG = `comment "${RULE_TAG}"`;
+const LINE_FORMS: RegExp[] = [
+  new RegExp(`^add chain ${FAMILY} ${NAME} ${OUR_CHAIN}$`),
+  new RegExp(
+    `^add set ${FAMILY} ${NAME} ${SET} \\{ type (?:inet_service|ipv[46]_addr \\. inet_service); (?:flags interval; )?\\}$`,
+  ),
+  new RegExp(
+    `^add rule ${FAMILY} ${NAME} ${OUR_CHAIN} (?:meta nfproto ipv[46] )?udp dport @${SET} accept ${TAG}$`,
+  ),
+  new RegExp(`^add rule ${FAMILY} ${NAME} ${OUR_CHAIN} ip6? saddr \\. udp dport @${SET} accept ${TAG}$`),
+  new RegExp(`^insert rule ${FAMILY} ${NAME} ${NAME} jump ${OUR_CHAIN} ${TAG}$`),
+  new RegExp(`^flush set ${FAMILY} ${NAME} ${SET}$`),
+];
+const ELEMENT_LINE = new RegExp(`^(?:add|delete) element ${FAMILY} ${NAME} ${SET} \\{ (.+) \\}$`);
+
+/** Why an element text cannot be in `set`, or undefined when it is a valid element of it. */
+function elementProblem(set: OurSet, text: string): string | undefined {
+  const [first = '', second, ...rest] = text.split(' . ');
+  const portText = set.prefix === 0 ? first : (second ?? '');
+  if (rest.length > 0 || (set.prefix === 0) !== (second === undefined))
+    return `element \`${text}\` does not fit ${set.name}`;
+  const port = /^[0-9]{1,5}$/.test(portText) ? Number(portText) : Number.NaN;
+  if (portProblem(port) !== undefined) return `bad port in element \`${text}\``;
+  if (set.prefix === 0) return undefined;
+  const cidr = parseCidr(first);
+  const exact =
+    cidr !== undefined && cidr.network === first && cidr.family === set.family && cidr.prefix === set.prefix;
+  return exact ? undefined : `element \`${text}\` has no ${set.family} /${set.prefix} network`;
+}
+
+/**
+ * Why moshwall must not feed this script to `nft -f -`, or undefined when it may: every line must be one
+ * of the statements planNftAllow/planNftRevoke write, on our chain, our sets or our jump, with valid
+ * elements (the last guard before the Runner).
+ */
+export function nftScriptProblem(script: string): string | undefined {
+  if (!script.endsWith('\n')) return 'a script must end with a newline';
+  for (const line of script.slice(0, -1).split('\n')) {
+    if (LINE_FORMS.some((form) => form.test(line))) continue;
+    const match = ELEMENT_LINE.exec(line);
+    const set = match?.[3] === undefined ? undefined : parseOurSetName(match[3]);
+    if (match === null || set === undefined) return `\`${line}\` is not a statement moshwall writes`;
+    for (const element of (match[4] ?? '').split(', ')) {
+      const problem = elementProblem(set, element);
+      if (problem !== undefined) return problem;
+    }
+  }
+  return undefined;
+}
+
+/** Throws a FirewallError when moshwall must not run this script (see nftScriptProblem). */
+export function assertSafeNftScript(script: string): void {
+  const problem = nftScriptProblem(script);
+  if (problem !== undefined) throw new FirewallError(`Refusing to run nft: ${problem}`, { script });
+}

@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { type Config, DEFAULT_CONFIG } from '../../../src/config.ts';
+import { type DaemonDeps, runDaemon } from '../../../src/daemon/daemon.ts';
+import type { DaemonResponse } from '../../../src/daemon/protocol.ts';
+import { ConfigError } from '../../../src/errors.ts';
+import { createLogger } from '../../../src/log.ts';
+import type { MoshSession } from '../../../src/model.ts';
+import { anySpec, session } from '../../support/builders.ts';
+import { createMemoryBackend } from '../backends/memory-backend.ts';
+
+const UDP = readFileSync('test/fixtures/proc/lab/net/udp', 'utf8');
+const HEADER = UDP.split('\n')[0] ?? '';
+
+/** A /proc/net/udp text with one socket per port (inode = port), as the daemon's poll reads it. */
+function udpText(ports: number[]): string {
+  const lines = ports.map(
+    (port, index) =>
+      ` ${4000 + index}: 00000000:${port.toString(16).toUpperCase()} 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 ${port} 2 0000000000000000 0`,
+  );
+  return `${[HEADER, ...lines].join('\n')}\n`;
+}
+
+const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls until `check` holds (or fails the test after 2 s). */
+async function eventually(check: () => boolean, what: string): Promise<void> {
+  for (let tries = 0; tries < 200; tries++) {
+    if (check()) return;
+    await wait(10);
+  }
+  assert.fail(`timed out waiting for: ${what}`);
+}
+
+/** A daemon over a memory backend with sessions, config and signals the test controls. */
+function fakeDaemon(initial: Partial<Config> = {}, backend = createMemoryBackend()) {
+  const state = {
+    sessions: [] as MoshSession[],
+    nextConfig: (): Config => ({ ...DEFAULT_CONFIG, ...initial }),
+  };
+  const handlers = new Map<string, () => void>();
+  const lines: string[] = [];
+  let handle: (line: string) => Promise<DaemonResponse> = async () => ({ ok: false, error: 'not started' });
+  let closed = false;
+  const config: Config = { ...DEFAULT_CONFIG, pollIntervalMs: 20, ...initial };
+  const deps: DaemonDeps = {
+    config,
+    reloadConfig: () => state.nextConfig(),
+    makeEngine: (current) => ({
+      config: current,
+      backend,
+      log: createLogger((line) => lines.push(line), 'debug'),
+      scan: () => ({ sessions: state.sessions, refused: [] }),
+      groups: () => ({ gidOf: () => undefined, membersOf: () => [] }),
+      lock: async () => async () => {},
+    }),
+    readUdp: () => ({ udp: udpText(state.sessions.map((entry) => entry.port)), udp6: undefined }),
+    log: createLogger((line) => lines.push(line), 'debug'),
+    onSignal: (signal, handler) => handlers.set(signal, handler),
+    startServer: async (_path, handler) => {
+      handle = handler;
+      return {
+        close: () => {
+          closed = true;
+        },
+      };
+    },
+    now: () => performance.now(),
+    version: 'test',
+  };
+  const exit = runDaemon(deps);
+  const ours = () =>
+    backend
+      .rules()
+      .filter((rule) => rule.ours)
+      .map((rule) => (rule.ports === 'any' ? 0 : (rule.ports[0]?.first ?? 0)));
+  return {
+    backend,
+    state,
+    lines,
+    exit,
+    ours,
+    ask: (line: string) => handle(line),
+    signal: (name: string) => handlers.get(name)?.(),
+    isClosed: () => closed,
+  };
+}
+
+describe('runDaemon', () => {
+  it('sweeps stale rules at start, opens on request, closes when the socket goes, stops on SIGTERM keeping live rules', async () => {
+    const daemon = fakeDaemon();
+    await daemon.backend.allow([anySpec(60999)]);
+    await eventually(() => daemon.ours().length === 0, 'stale rule swept at start');
+    daemon.state.sessions = [session({ port: 60001 })];
+    const answer = await daemon.ask('{"op":"open","port":60001}');
+    assert.deepEqual(answer, { ok: true, op: 'open', port: 60001, state: 'open' });
+    assert.deepEqual(daemon.ours(), [60001], 'the rule exists when the answer comes');
+    daemon.state.sessions = [session({ port: 60001 }), session({ port: 60002 })];
+    await eventually(() => daemon.ours().includes(60002), 'poll opens a session nobody asked for');
+    daemon.state.sessions = [session({ port: 60002 })];
+    await eventually(() => !daemon.ours().includes(60001), 'closed after its socket went away');
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+    assert.deepEqual(daemon.ours(), [60002], 'on_stop = keep leaves live rules');
+    assert.equal(daemon.isClosed(), true);
+    assert.ok(daemon.lines.some((line) => /^info opened port=60002/.test(line)));
+    assert.ok(daemon.lines.some((line) => /^info closed port=60001/.test(line)));
+  });
+
+  it('answers hostile and wrong requests with errors and keeps serving', async () => {
+    const daemon = fakeDaemon();
+    for (const line of [
+      'garbage',
+      '{"op":"open","port":22}',
+      '{"op":"open","port":60005}',
+      'x'.repeat(600),
+    ]) {
+      const answer = await daemon.ask(line);
+      assert.equal(answer.ok, false, line.slice(0, 40));
+    }
+    assert.match(
+      JSON.stringify(await daemon.ask('{"op":"open","port":60005}')),
+      /no genuine mosh-server holds port 60005/,
+    );
+    assert.deepEqual(await daemon.ask('{"op":"ping"}'), { ok: true, op: 'ping', version: 'test' });
+    assert.deepEqual(daemon.ours(), []);
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+  });
+
+  it('puts back a live rule an admin removed (its change token moved)', async () => {
+    const daemon = fakeDaemon();
+    let edits = 0;
+    daemon.backend.changeToken = () => String(edits);
+    daemon.state.sessions = [session({ port: 60001 })];
+    await eventually(() => daemon.ours().includes(60001), 'opened');
+    await daemon.backend.revoke([anySpec(60001)]);
+    edits++;
+    await eventually(() => daemon.ours().includes(60001), 'put back after the firewall changed');
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+  });
+
+  it('keeps the old config when SIGHUP brings a bad one; flushes on SIGTERM with on_stop = "flush"', async () => {
+    const daemon = fakeDaemon({ onStop: 'flush' });
+    daemon.state.sessions = [session({ port: 60001 })];
+    await eventually(() => daemon.ours().includes(60001), 'opened');
+    daemon.state.nextConfig = () => {
+      throw new ConfigError('/etc/moshwall/moshwall.toml:3: port_range: bad', {
+        file: '/etc/moshwall/moshwall.toml',
+        line: 3,
+      });
+    };
+    daemon.signal('SIGHUP');
+    assert.ok(daemon.lines.some((line) => /^error reload-failed .*port_range: bad/.test(line)));
+    assert.deepEqual(await daemon.ask('{"op":"open","port":60001}'), {
+      ok: true,
+      op: 'open',
+      port: 60001,
+      state: 'open',
+    });
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+    assert.deepEqual(daemon.ours(), [], 'on_stop = flush removes every rule of ours');
+  });
+
+  it('exits 4 by itself when the firewall tool is missing', async () => {
+    const daemon = fakeDaemon({}, createMemoryBackend({ installed: false }));
+    assert.equal(await daemon.exit, 4);
+    assert.ok(daemon.lines.some((line) => /^error reconcile-failed .*not usable/.test(line)));
+  });
+});
