@@ -37,6 +37,8 @@ export interface Config {
   onStop: 'keep' | 'flush';
   /** Shim: longest wait for the daemon's answer before MOSH CONNECT is passed on anyway. */
   shimTimeoutMs: number;
+  /** Hook: how long `moshwall hook` keeps watching for the session being started. */
+  hookWatchMs: number;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -57,6 +59,7 @@ export const DEFAULT_CONFIG: Config = {
   socketPath: '/run/moshwall/moshwall.sock',
   onStop: 'keep',
   shimTimeoutMs: 3000,
+  hookWatchMs: 20000,
 };
 
 type Check = (value: unknown, fail: (message: string) => never) => Partial<Config>;
@@ -139,6 +142,7 @@ const CHECKS: Record<string, Check> = {
     return { onStop: value };
   },
   shim_timeout_ms: (value, fail) => ({ shimTimeoutMs: integer(value, 100, 30000, fail) }),
+  hook_watch_ms: (value, fail) => ({ hookWatchMs: integer(value, 1000, 600000, fail) }),
 };
 
 /** An absolute path without NUL or "..", or a failure. */

@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'ELOCK'
   | 'ENOTROOT'
   | 'EEXEC'
+  | 'EINSTALL'
+  | 'EUNSAFE'
   | 'EINTERNAL';
 
 export type ErrorContext = Record<string, string | number | boolean | undefined>;
@@ -95,9 +97,12 @@ export function exitCodeFor(error: unknown): number {
       return 5;
     case 'ENOTROOT':
       return 6;
+    case 'EUNSAFE':
+      return 7;
     case 'EPROC':
     case 'EFIREWALL':
     case 'EEXEC':
+    case 'EINSTALL':
       return 1;
     default:
       return 70;

@@ -168,3 +168,14 @@ export function spawnPipedStdout(argv: string[], env: NodeJS.ProcessEnv): PipedC
   });
   return { stdout: child.stdout, exited };
 }
+
+/** Starts argv (no shell) in a new session with no stdio, and does not wait for it. */
+export function spawnDetached(argv: string[]): void {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new ExecError('Refusing to run an empty command', {});
+  const child = spawn(file, args, { shell: false, env: FIXED_ENV, stdio: 'ignore', detached: true });
+  child.on('error', () => {
+    // Nothing to report to: the caller has returned; the daemon's poll or the next login catches up.
+  });
+  child.unref();
+}

@@ -2,6 +2,7 @@ import type { Config } from '../config.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
 import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
+import type { InstallFacts, InstallLayout, Manifest, Step } from '../install/plan.ts';
 import type { Logger } from '../log.ts';
 import type { OptionSpec, ParsedOptions } from './args.ts';
 
@@ -23,6 +24,25 @@ export interface CommandContext {
   reloadConfig: () => Config;
   /** The daemon's edges. */
   daemon: (config: Config, log: Logger) => DaemonDeps;
+  /** Where this program runs from, and the --config it was given (to start copies of itself). */
+  selfPath: string;
+  configPath: string | undefined;
+  /** Install, uninstall and hook edges. */
+  host: HostActions;
+}
+
+/** Side effects of install/uninstall/hook that commands ask the host for. */
+export interface HostActions {
+  /** Facts for install planning about this host. */
+  installFacts: (layout: InstallLayout, selfPath: string) => InstallFacts;
+  /** Carries out install steps. */
+  applySteps: (steps: Step[], config: Config, log: Logger) => Promise<void>;
+  /** The manifest a previous install wrote, or undefined. */
+  readManifest: (layout: InstallLayout) => Manifest | undefined;
+  /** `moshwall hook`: records the deadline and starts the watcher in the background. */
+  startHook: (config: Config, selfPath: string, configPath: string | undefined) => void;
+  /** `moshwall hook --watch`: watches until the latest deadline; resolves with reconciles run. */
+  watchHook: (config: Config, log: Logger) => Promise<number>;
 }
 
 /** One `moshwall <verb>`. */

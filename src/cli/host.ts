@@ -1,5 +1,6 @@
-import { realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
+import { dirname, join } from 'node:path';
 import { createUfwBackend } from '../backends/ufw.ts';
 import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
@@ -10,12 +11,17 @@ import { scanSessions } from '../discovery/scan.ts';
 import { parseGroup } from '../discovery/users.ts';
 import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
+import { flushOurs } from '../engine.ts';
 import { describeError } from '../errors.ts';
-import { holdFileLock, runCommand, spawnPipedStdout } from '../exec.ts';
+import { holdFileLock, runCommand, spawnDetached, spawnPipedStdout } from '../exec.ts';
+import { watchUntilDeadline } from '../hook.ts';
+import { applySteps, pathState } from '../install/apply.ts';
+import type { Manifest } from '../install/plan.ts';
 import type { Logger } from '../log.ts';
 import type { GroupDirectory } from '../policy.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
 import { runShim } from '../shim/shim.ts';
+import type { HostActions } from './command.ts';
 import { type HostEdges, type ShimInvocation, VERSION } from './run.ts';
 import { ensureRuntimeDirectory } from './runtime-dir.ts';
 
@@ -91,16 +97,7 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
     reloadConfig,
     log,
     makeEngine: (current) => engine(current, log),
-    readUdp: () => {
-      const udp = reader.readText('/proc/net/udp');
-      let udp6: string | undefined;
-      try {
-        udp6 = reader.readText('/proc/net/udp6');
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      }
-      return { udp, udp6 };
-    },
+    readUdp: () => readUdp(reader),
     onSignal: (signal, handler) => process.on(signal, handler),
     startServer: async (path, handle) => {
       ensureRuntimeDirectory(path);
@@ -152,4 +149,103 @@ async function shim(invocation: ShimInvocation): Promise<number> {
   return exitCodeOf(status);
 }
 
-export const hostEdges: HostEdges = { engine, doctorFacts, daemon, shim };
+/** Reads /proc/net/udp and /proc/net/udp6 (the latter may be missing when IPv6 is off). */
+function readUdp(reader: ProcReader): { udp: string; udp6: string | undefined } {
+  const udp = reader.readText('/proc/net/udp');
+  let udp6: string | undefined;
+  try {
+    udp6 = reader.readText('/proc/net/udp6');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  return { udp, udp6 };
+}
+
+/** The file where hooks leave the latest deadline for the watcher, beside the lock. */
+function deadlineFile(config: Config): string {
+  return join(dirname(config.lockFile), 'hook-deadline');
+}
+
+/** The deadline recorded there (epoch ms), or 0. */
+function readDeadline(config: Config): number {
+  try {
+    const value = Number(readFileSync(deadlineFile(config), 'utf8').trim());
+    return Number.isFinite(value) ? value : 0;
+  } catch {
+    return 0;
+  }
+}
+
+const host: HostActions = {
+  installFacts: (layout, selfPath) => ({
+    layout,
+    selfPath: realpathSync(selfPath),
+    nodePath: realpathSync(process.execPath),
+    state: pathState,
+    systemdRunning: existsSync('/run/systemd/system'),
+  }),
+  applySteps: (steps, config, log) =>
+    applySteps(steps, {
+      runner: runCommand,
+      timeoutMs: config.commandTimeoutMs,
+      flush: async () => (await flushOurs(engine(config, log))).flatMap((change) => change.specs).length,
+      say: (line) => process.stdout.write(`${line}\n`),
+    }),
+  readManifest: (layout) => {
+    try {
+      return JSON.parse(readFileSync(layout.manifest, 'utf8')) as Manifest;
+    } catch {
+      return undefined;
+    }
+  },
+  startHook: (config, selfPath, configPath) => {
+    ensureRuntimeDirectory(config.lockFile);
+    const deadline = Math.max(readDeadline(config), Date.now() + config.hookWatchMs);
+    const file = deadlineFile(config);
+    writeFileSync(`${file}.new`, `${deadline}\n`, { mode: 0o644 });
+    renameSync(`${file}.new`, file);
+    const configArgs = configPath === undefined ? [] : ['--config', configPath];
+    spawnDetached([process.execPath, selfPath, ...configArgs, 'hook', '--watch']);
+  },
+  watchHook: async (config, log) => {
+    const reader = createHostProcReader();
+    const lockFile = join(dirname(config.lockFile), 'hook.lock');
+    let runs = 0;
+    // Keep watching while a hook has extended the deadline; exit when another watcher holds the lock.
+    while (Date.now() <= readDeadline(config)) {
+      const release = await holdFileLock(lockFile, 2 * config.pollIntervalMs);
+      if (!release) return runs;
+      try {
+        runs += await watchUntilDeadline({
+          config,
+          engine: engine(config, log),
+          readUdp: () => readUdp(reader),
+          readDeadline: () => readDeadline(config),
+          now: () => Date.now(),
+          sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+        });
+      } finally {
+        await release();
+      }
+    }
+    return runs;
+  },
+};
+
+/** Why moshwall's running file or its config could be changed by a user other than root (like sshd's StrictModes). */
+function unsafeFiles(selfPath: string, config: Config): string | undefined {
+  const reader = createHostProcReader();
+  let self: string;
+  try {
+    self = realpathSync(selfPath);
+  } catch {
+    return `cannot resolve ${selfPath}`;
+  }
+  const problem = rootOnlyPathProblem(self, reader, 'moshwall');
+  if (problem) return problem;
+  return config.source === '(defaults)'
+    ? undefined
+    : rootOnlyPathProblem(config.source, reader, 'config file');
+}
+
+export const hostEdges: HostEdges = { engine, doctorFacts, daemon, shim, host, unsafeFiles };

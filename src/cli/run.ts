@@ -5,10 +5,12 @@ import type { EngineDeps } from '../engine.ts';
 import { describeError, exitCodeFor, MoshwallError, UsageError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { type OptionSpec, parseGlobalArgs, parseOptions } from './args.ts';
-import type { Command } from './command.ts';
+import type { Command, HostActions } from './command.ts';
 import { daemonCommand } from './commands/daemon.ts';
 import { doctorCommand } from './commands/doctor.ts';
 import { flushCommand } from './commands/flush.ts';
+import { hookCommand } from './commands/hook.ts';
+import { installCommand, uninstallCommand } from './commands/install.ts';
 import { shimCommand } from './commands/shim.ts';
 import { statusCommand } from './commands/status.ts';
 import { syncCommand } from './commands/sync.ts';
@@ -22,6 +24,9 @@ export const COMMANDS: Command[] = [
   doctorCommand,
   daemonCommand,
   shimCommand,
+  hookCommand,
+  installCommand,
+  uninstallCommand,
 ];
 
 /** The outside world as runMain sees it; the entry point passes the real one, tests a fake. */
@@ -55,6 +60,9 @@ export interface HostEdges {
   daemon: (config: Config, log: Logger, reloadConfig: () => Config) => DaemonDeps;
   /** Runs the shim with these mosh-server arguments; resolves with the exit code to use. */
   shim: (request: ShimInvocation) => Promise<number>;
+  host: HostActions;
+  /** Why moshwall's own files or config could be changed by someone other than root, or undefined. */
+  unsafeFiles: (selfPath: string, config: Config) => string | undefined;
 }
 
 const EXIT_CODES = `Exit codes:
@@ -65,6 +73,7 @@ const EXIT_CODES = `Exit codes:
   4   the firewall tool is missing or unusable
   5   another moshwall run held the lock too long
   6   not running as root
+  7   moshwall's own files or config are writable by someone other than root
   70  internal error (a bug: please report it with the stack trace)`;
 
 /** The top-level help text. */
@@ -164,6 +173,10 @@ export async function runMain(io: MainIo): Promise<number> {
         `moshwall ${command.name} must run as root (try: sudo moshwall ${command.name})`,
       );
     }
+    if (command.needsRoot) {
+      const unsafe = io.edges.unsafeFiles(io.selfPath, config);
+      if (unsafe) throw new MoshwallError('EUNSAFE', `refusing to run as root: ${unsafe}`);
+    }
     return await command.run(
       {
         config,
@@ -176,6 +189,9 @@ export async function runMain(io: MainIo): Promise<number> {
         err: io.stderr,
         reloadConfig,
         daemon: (current, daemonLog) => io.edges.daemon(current, daemonLog, reloadConfig),
+        selfPath: io.selfPath,
+        configPath: global.config,
+        host: io.edges.host,
       },
       options,
       global.rest,

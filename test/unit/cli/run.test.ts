@@ -12,7 +12,13 @@ import { createMemoryBackend, type MemoryBackend } from '../backends/memory-back
 /** Runs the CLI against a memory backend and a fixed scan; returns exit code and captured output. */
 async function cli(
   argv: string[],
-  options: { uid?: number; backend?: MemoryBackend; scan?: ScanResult; facts?: Partial<DoctorFacts> } = {},
+  options: {
+    uid?: number;
+    backend?: MemoryBackend;
+    scan?: ScanResult;
+    facts?: Partial<DoctorFacts>;
+    unsafe?: string;
+  } = {},
 ) {
   const backend = options.backend ?? createMemoryBackend();
   const stdout: string[] = [];
@@ -29,6 +35,16 @@ async function cli(
     }),
     daemon: () => {
       throw new Error('no daemon in unit tests');
+    },
+    unsafeFiles: () => options.unsafe,
+    host: {
+      installFacts: () => {
+        throw new Error('no install in unit tests');
+      },
+      applySteps: async () => {},
+      readManifest: () => undefined,
+      startHook: () => {},
+      watchHook: async () => 0,
     },
     shim: async (invocation) => {
       shimCalls.push(invocation.args);
@@ -93,6 +109,16 @@ describe('moshwall CLI', () => {
     });
     assert.equal(result.code, 6);
     assert.match(result.stderr, /must run as root/);
+    assert.deepEqual(result.backend.calls, []);
+  });
+
+  it('exits 7 and touches nothing when its own files are writable by others (StrictModes)', async () => {
+    const result = await cli(['sync'], {
+      unsafe: 'moshwall /opt/moshwall.js is writable by group and others',
+      scan: { sessions: [session({ port: 60001 })], refused: [] },
+    });
+    assert.equal(result.code, 7);
+    assert.match(result.stderr, /refusing to run as root: moshwall \/opt\/moshwall\.js is writable/);
     assert.deepEqual(result.backend.calls, []);
   });
 

@@ -1,0 +1,61 @@
+import { MoshwallError } from '../../errors.ts';
+import { describeStep, layoutFor, planInstall, planUninstall, type Step } from '../../install/plan.ts';
+import type { Command, CommandContext } from '../command.ts';
+
+/** Prints the steps, and carries them out unless this is a dry run. */
+async function carryOut(context: CommandContext, steps: Step[], dryRun: boolean): Promise<number> {
+  for (const step of steps) {
+    if (dryRun || step.kind !== 'note') context.out(`${dryRun ? 'would ' : ''}${describeStep(step)}`);
+  }
+  if (!dryRun) await context.host.applySteps(steps, context.config, context.log);
+  return 0;
+}
+
+export const installCommand: Command = {
+  name: 'install',
+  summary: 'Install moshwall on this host: the command, the shim, the daemon unit, a config',
+  description: `Copies this bundle to /usr/local/lib/moshwall/moshwall.js, links /usr/local/sbin/moshwall
+and the shim /usr/local/bin/mosh-server to it, writes /etc/systemd/system/moshwall.service, and a
+commented default /etc/moshwall/moshwall.toml if none exists; then enables and starts the daemon when
+systemd runs here (otherwise it says what to do). It refuses to replace a /usr/local/bin/mosh-server
+that is not moshwall's. --sudoers also writes /etc/sudoers.d/moshwall allowing exactly
+\`moshwall hook\`, checked with \`visudo -c\` first. What it made is listed in
+/usr/local/lib/moshwall/installed.json, so uninstall removes exactly that.`,
+  options: [
+    { name: 'dry-run', kind: 'flag', description: 'show every file and command, change nothing' },
+    { name: 'sudoers', kind: 'flag', description: 'also allow `sudo -n moshwall hook` for login scripts' },
+  ],
+  needsRoot: true,
+  async run(context, options) {
+    const layout = layoutFor();
+    const steps = planInstall(context.host.installFacts(layout, context.selfPath), {
+      sudoers: options.sudoers === true,
+    });
+    return carryOut(context, steps, options['dry-run'] === true);
+  },
+};
+
+export const uninstallCommand: Command = {
+  name: 'uninstall',
+  summary: 'Remove what install made, and every firewall rule of ours',
+  description: `Stops and disables the daemon (when systemd runs), removes every firewall rule of ours,
+and removes exactly the files install recorded, leaving any that someone has since replaced. The
+config in /etc/moshwall is kept unless --purge.`,
+  options: [
+    { name: 'dry-run', kind: 'flag', description: 'show every file and command, change nothing' },
+    { name: 'purge', kind: 'flag', description: 'also remove /etc/moshwall/moshwall.toml' },
+  ],
+  needsRoot: true,
+  async run(context, options) {
+    const layout = layoutFor();
+    const manifest = context.host.readManifest(layout);
+    if (!manifest)
+      throw new MoshwallError(
+        'EUSAGE',
+        `${layout.manifest} not found: moshwall was not installed by \`moshwall install\``,
+      );
+    const facts = context.host.installFacts(layout, context.selfPath);
+    const steps = planUninstall(facts, manifest, { purge: options.purge === true });
+    return carryOut(context, steps, options['dry-run'] === true);
+  },
+};

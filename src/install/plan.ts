@@ -1,0 +1,187 @@
+import { MoshwallError } from '../errors.ts';
+import { EXAMPLE_CONFIG, systemdUnit } from './assets.ts';
+
+/** Where `moshwall install` puts things. */
+export interface InstallLayout {
+  libDir: string;
+  bundle: string;
+  command: string;
+  shim: string;
+  unit: string;
+  configDir: string;
+  config: string;
+  sudoers: string;
+  manifest: string;
+}
+
+/** The layout for a root-owned prefix (default /usr/local), the unit under /etc/systemd/system. */
+export function layoutFor(prefix = '/usr/local'): InstallLayout {
+  const libDir = `${prefix}/lib/moshwall`;
+  return {
+    libDir,
+    bundle: `${libDir}/moshwall.js`,
+    command: `${prefix}/sbin/moshwall`,
+    shim: `${prefix}/bin/mosh-server`,
+    unit: '/etc/systemd/system/moshwall.service',
+    configDir: '/etc/moshwall',
+    config: '/etc/moshwall/moshwall.toml',
+    sudoers: '/etc/sudoers.d/moshwall',
+    manifest: `${libDir}/installed.json`,
+  };
+}
+
+/** What a path is now, as far as install cares. */
+export type PathState =
+  | { kind: 'missing' }
+  | { kind: 'file' }
+  | { kind: 'directory' }
+  | { kind: 'symlink'; target: string };
+
+/** One action of an install or uninstall, printed as is by --dry-run. */
+export type Step =
+  | { kind: 'mkdir'; path: string; mode: number }
+  | { kind: 'copy'; from: string; to: string; mode: number }
+  | { kind: 'symlink'; target: string; path: string }
+  | { kind: 'write'; path: string; content: string; mode: number }
+  | { kind: 'sudoers'; path: string; content: string }
+  | { kind: 'run'; argv: string[] }
+  | { kind: 'flush' }
+  | { kind: 'remove'; path: string }
+  | { kind: 'note'; text: string };
+
+/** What install records so that uninstall removes exactly what it made. */
+export interface Manifest {
+  version: 1;
+  paths: string[];
+  configCreated: boolean;
+}
+
+export interface InstallFacts {
+  layout: InstallLayout;
+  /** The running bundle (what gets copied) and the node binary that runs it. */
+  selfPath: string;
+  nodePath: string;
+  state: (path: string) => PathState;
+  systemdRunning: boolean;
+}
+
+/** The sudoers drop-in that lets every user run exactly `moshwall hook`, and nothing else. */
+export function sudoersText(command: string): string {
+  return `# Written by moshwall install --sudoers: lets login scripts run \`sudo -n ${command} hook\`.
+# Only that exact command line is allowed (sudoers matches the arguments exactly).
+ALL ALL=(root) NOPASSWD: ${command} hook
+`;
+}
+
+/** True when path is missing or a link moshwall made (pointing at our bundle). */
+function isOursOrMissing(state: PathState, bundle: string): boolean {
+  return state.kind === 'missing' || (state.kind === 'symlink' && state.target === bundle);
+}
+
+/** The steps of `moshwall install`; refuses to replace a mosh-server or command that is not ours. */
+export function planInstall(facts: InstallFacts, options: { sudoers: boolean }): Step[] {
+  const { layout } = facts;
+  for (const path of [layout.shim, layout.command]) {
+    if (!isOursOrMissing(facts.state(path), layout.bundle)) {
+      throw new MoshwallError(
+        'EUSAGE',
+        `${path} exists and is not moshwall's; refusing to overwrite it (move it away first)`,
+        { context: { path } },
+      );
+    }
+  }
+  const configCreated = facts.state(layout.config).kind === 'missing';
+  const paths = [
+    layout.bundle,
+    layout.command,
+    layout.shim,
+    layout.unit,
+    ...(options.sudoers ? [layout.sudoers] : []),
+  ];
+  const manifest: Manifest = { version: 1, paths, configCreated };
+  const steps: Step[] = [
+    { kind: 'mkdir', path: layout.libDir, mode: 0o755 },
+    { kind: 'copy', from: facts.selfPath, to: layout.bundle, mode: 0o755 },
+    { kind: 'symlink', target: layout.bundle, path: layout.command },
+    { kind: 'symlink', target: layout.bundle, path: layout.shim },
+    { kind: 'write', path: layout.unit, content: systemdUnit(facts.nodePath, layout.bundle), mode: 0o644 },
+    { kind: 'mkdir', path: layout.configDir, mode: 0o755 },
+  ];
+  if (configCreated) steps.push({ kind: 'write', path: layout.config, content: EXAMPLE_CONFIG, mode: 0o644 });
+  else steps.push({ kind: 'note', text: `${layout.config} exists: kept as it is` });
+  if (options.sudoers)
+    steps.push({ kind: 'sudoers', path: layout.sudoers, content: sudoersText(layout.command) });
+  steps.push({
+    kind: 'write',
+    path: layout.manifest,
+    content: `${JSON.stringify(manifest, null, 2)}\n`,
+    mode: 0o644,
+  });
+  if (facts.systemdRunning) {
+    steps.push({ kind: 'run', argv: ['systemctl', 'daemon-reload'] });
+    steps.push({ kind: 'run', argv: ['systemctl', 'enable', '--now', 'moshwall.service'] });
+  } else {
+    steps.push({
+      kind: 'note',
+      text: `systemd is not running here: start \`${layout.command} daemon\` under your init system, or run \`${layout.command} sync\` from cron`,
+    });
+  }
+  return steps;
+}
+
+/** The steps of `moshwall uninstall`: stop, flush our rules, remove what the manifest lists (if still ours). */
+export function planUninstall(
+  facts: Omit<InstallFacts, 'selfPath' | 'nodePath'>,
+  manifest: Manifest,
+  options: { purge: boolean },
+): Step[] {
+  const { layout } = facts;
+  const steps: Step[] = [];
+  if (facts.systemdRunning)
+    steps.push({ kind: 'run', argv: ['systemctl', 'disable', '--now', 'moshwall.service'] });
+  steps.push({ kind: 'flush' });
+  for (const path of manifest.paths) {
+    const state = facts.state(path);
+    if (state.kind === 'missing') continue;
+    if (state.kind === 'symlink' && state.target !== layout.bundle) {
+      steps.push({ kind: 'note', text: `${path} now points elsewhere (${state.target}): left alone` });
+      continue;
+    }
+    if (path !== layout.bundle) steps.push({ kind: 'remove', path });
+  }
+  if (options.purge && facts.state(layout.config).kind === 'file')
+    steps.push({ kind: 'remove', path: layout.config });
+  else if (facts.state(layout.config).kind === 'file') {
+    steps.push({ kind: 'note', text: `${layout.config} kept (uninstall --purge removes it)` });
+  }
+  steps.push({ kind: 'remove', path: layout.manifest });
+  steps.push({ kind: 'remove', path: layout.bundle });
+  steps.push({ kind: 'remove', path: layout.libDir });
+  if (options.purge) steps.push({ kind: 'remove', path: layout.configDir });
+  if (facts.systemdRunning) steps.push({ kind: 'run', argv: ['systemctl', 'daemon-reload'] });
+  return steps;
+}
+
+/** One line per step, as --dry-run prints them. */
+export function describeStep(step: Step): string {
+  switch (step.kind) {
+    case 'mkdir':
+      return `mkdir -m ${step.mode.toString(8)} ${step.path}`;
+    case 'copy':
+      return `install -m ${step.mode.toString(8)} ${step.from} ${step.to}`;
+    case 'symlink':
+      return `ln -sfn ${step.target} ${step.path}`;
+    case 'write':
+      return `write ${step.path} (mode ${step.mode.toString(8)}, ${step.content.length} bytes)`;
+    case 'sudoers':
+      return `write ${step.path} (mode 440) after visudo -c accepts it: ${step.content.trim().split('\n').at(-1)}`;
+    case 'run':
+      return `run ${step.argv.join(' ')}`;
+    case 'flush':
+      return 'remove every firewall rule of ours (moshwall flush)';
+    case 'remove':
+      return `rm ${step.path} (a directory only if empty)`;
+    case 'note':
+      return `note: ${step.text}`;
+  }
+}

@@ -1,0 +1,269 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { createNftablesBackend, nftScriptProblem } from '../../../src/backends/nftables.ts';
+import type { RuleSpec } from '../../../src/backends/types.ts';
+import { ExecError, FirewallError, MoshwallError } from '../../../src/errors.ts';
+import { type CannedAnswer, createRecordingRunner, inOrder, loadUfwOutputs } from './recording-runner.ts';
+
+const FIXTURES = new URL('../../fixtures/nftables/', import.meta.url);
+const script = (name: string) => readFileSync(new URL(`scripts/${name}.nft`, FIXTURES), 'utf8');
+const outputs = loadUfwOutputs(new URL('outputs.json', FIXTURES).pathname);
+
+/** The answer real nft gave in the run named `name` (test/fixtures/nftables/outputs.json, see capture.sh). */
+function real(name: string): CannedAnswer {
+  const output = outputs.get(name);
+  assert.ok(output, `no fixture output named ${name}`);
+  return { exitCode: output.exitCode, stdout: output.stdout, stderr: output.stderr };
+}
+
+const v4 = (port: number, source = '0.0.0.0/0'): RuleSpec => ({ port, family: 'v4', source });
+const v6 = (port: number, source = '::/0'): RuleSpec => ({ port, family: 'v6', source });
+const LIST = ['nft', '-j', 'list', 'ruleset'];
+const APPLY = ['nft', '-f', '-'];
+const TIMEOUT = 4321;
+
+type Placement = Pick<Parameters<typeof createNftablesBackend>[0], 'table' | 'chain'>;
+
+function backendWith(answers: CannedAnswer[], placement: Placement = {}) {
+  const recorder = createRecordingRunner(inOrder(answers));
+  return {
+    ...recorder,
+    backend: createNftablesBackend({ runner: recorder.runner, timeoutMs: TIMEOUT, ...placement }),
+  };
+}
+
+const ALLOW_1 = [
+  v4(60001),
+  v6(60001),
+  v4(60002, '10.0.0.0/8'),
+  v6(60002, '2001:db8::/32'),
+  v4(60003, '192.0.2.7/32'),
+  v4(60003),
+];
+const ALLOW_2 = [v4(60001), v4(60002, '10.1.0.0/16'), v4(60002)];
+const REVOKE_1 = [v4(60001), v6(60001), v4(60002, '10.0.0.0/8'), v4(60009)];
+
+describe('nftables backend: golden commands over a lifecycle', () => {
+  it('probe → allow → allow (overlapping sources) → revoke → revoke again → allow after the jump was lost', async () => {
+    const { backend, calls } = backendWith([
+      real('version'),
+      real('list-debian-drop'),
+      real('list-debian-drop'),
+      real('apply-allow-1'),
+      real('list-after-allow-1'),
+      real('apply-allow-2'),
+      real('list-after-allow-2'),
+      real('apply-revoke-1'),
+      real('list-after-revoke-1'),
+      real('list-jump-gone'),
+      real('apply-allow-3'),
+    ]);
+    const probe = await backend.probe();
+    const allowed1 = await backend.allow(ALLOW_1);
+    const allowed2 = await backend.allow(ALLOW_2);
+    const revoked = await backend.revoke(REVOKE_1);
+    const revokedAgain = await backend.revoke(REVOKE_1);
+    const allowed3 = await backend.allow([v4(60003)]);
+
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [['nft', '--version'], LIST, LIST, APPLY, LIST, APPLY, LIST, APPLY, LIST, LIST, APPLY],
+    );
+    const inputs = calls.map((call) => call.options.input);
+    assert.deepEqual(inputs, [
+      ...[undefined, undefined, undefined, script('allow-1'), undefined, script('allow-2'), undefined],
+      ...[script('revoke-1'), undefined, undefined, script('allow-3')],
+    ]);
+    for (const call of calls) {
+      const { input, ...rest } = call.options;
+      assert.deepEqual(rest, { timeoutMs: TIMEOUT });
+      if (input !== undefined) assert.equal(nftScriptProblem(input), undefined);
+    }
+    assert.deepEqual(probe, {
+      installed: true,
+      active: true,
+      ipv6: true,
+      detail: [
+        'nftables v1.0.6 (Lester Gooch #5)',
+        'input chain inet filter input: drops input: policy drop',
+        "moshwall's rules: jump to moshwall_input at the top of inet filter input",
+        'IPv6: yes (an inet table)',
+        "runtime only: a reboot or a reload of the admin's ruleset removes moshwall's rules; sync re-adds them",
+      ],
+    });
+    // Each change reports the specs it added or removed, once each; already present or absent ones are left out.
+    assert.deepEqual(
+      allowed1.map((change) => [change.kind, change.argv, change.specs]),
+      [
+        [
+          'allow',
+          APPLY,
+          [
+            v4(60001),
+            v4(60003),
+            v6(60001),
+            v4(60002, '10.0.0.0/8'),
+            v6(60002, '2001:db8::/32'),
+            v4(60003, '192.0.2.7/32'),
+          ],
+        ],
+      ],
+    );
+    assert.deepEqual(
+      allowed2.map((change) => change.specs),
+      [[v4(60002, '10.1.0.0/16'), v4(60002)]],
+    );
+    assert.deepEqual(
+      revoked.map((change) => [change.kind, change.specs]),
+      [['revoke', [v4(60001), v6(60001), v4(60002, '10.0.0.0/8')]]],
+    );
+    assert.deepEqual(revokedAgain, []);
+    assert.deepEqual(
+      allowed3.map((change) => change.specs),
+      [[v4(60003)]],
+    );
+  });
+
+  it('allow of specs already in force, listRules and empty batches run no change at all', async () => {
+    const { backend, calls } = backendWith([real('list-after-allow-1'), real('list-after-allow-1')]);
+    assert.deepEqual(await backend.allow([v4(60001), v6(60001), v4(60002, '10.0.0.0/8')]), []);
+    await backend.listRules();
+    assert.deepEqual(await backend.allow([]), []);
+    assert.deepEqual(await backend.revoke([]), []);
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [LIST, LIST],
+    );
+  });
+
+  it('an ip table gets the port set without meta nfproto, and refuses v6 specs before running anything', async () => {
+    const { backend, calls } = backendWith([
+      real('list-ip-only'),
+      real('apply-allow-ip-only'),
+      real('list-ip-only'),
+    ]);
+    await backend.allow([v4(60001)]);
+    assert.equal(calls[1]?.options.input, script('allow-ip-only'));
+    await assert.rejects(backend.allow([v4(60002), v6(60002)]), /filters v4 only/);
+    assert.equal(calls.length, 3);
+  });
+
+  it('a configured table and chain are used where discovery finds two candidates', async () => {
+    const { backend, calls } = backendWith(
+      [real('version'), real('list-split'), real('list-split'), real('apply-allow-ip-only')],
+      { table: { family: 'ip6', name: 'filter6' }, chain: 'input' },
+    );
+    const probe = await backend.probe();
+    assert.deepEqual([probe.active, probe.ipv6], [true, true]);
+    assert.ok(
+      probe.detail.includes("moshwall's rules: jump to moshwall_input at the top of ip6 filter6 input"),
+    );
+    assert.ok(
+      probe.detail.some((line) => line.startsWith('ip filter4 input also drops input (policy drop)')),
+    );
+    await backend.allow([v6(60001, '2001:db8::/32')]);
+    assert.equal(
+      calls[3]?.options.input,
+      [
+        'add chain ip6 filter6 moshwall_input',
+        'add set ip6 filter6 moshwall_v6_net32 { type ipv6_addr . inet_service; flags interval; }',
+        'add rule ip6 filter6 moshwall_input ip6 saddr . udp dport @moshwall_v6_net32 accept comment "moshwall"',
+        'insert rule ip6 filter6 input jump moshwall_input comment "moshwall"',
+        'add element ip6 filter6 moshwall_v6_net32 { 2001:db8::/32 . 60001 }',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('invalid specs are refused before any command runs', async () => {
+    const { backend, calls } = backendWith([]);
+    for (const spec of [
+      v4(0),
+      v4(65536),
+      v4(60000.5),
+      v4(60001, '10.0.0.1/8'),
+      v4(60001, 'any'),
+      v4(60001, '::/0'),
+      v4(60001, '0.0.0.0/0 } ; flush ruleset'),
+      { port: 60001, family: 'v5', source: '0.0.0.0/0' } as unknown as RuleSpec,
+    ]) {
+      await assert.rejects(backend.allow([v4(60002), spec]), MoshwallError, JSON.stringify(spec));
+      await assert.rejects(backend.revoke([v4(60002), spec]), MoshwallError, JSON.stringify(spec));
+    }
+    assert.deepEqual(calls, []);
+  });
+
+  it('names that cannot be written in a script are refused at construction', () => {
+    const runner = createRecordingRunner(inOrder([])).runner;
+    for (const placement of [
+      { table: { family: 'inet' as const, name: 'filter; flush ruleset' } },
+      { table: { family: 'bridge' as unknown as 'inet', name: 'filter' } },
+      { chain: 'input }' },
+      { chain: '9input' },
+    ]) {
+      assert.throws(() => createNftablesBackend({ runner, timeoutMs: 1, ...placement }), FirewallError);
+    }
+  });
+});
+
+describe('nftables backend: failures', () => {
+  it('a refused transaction is a FirewallError with nft’s first error line and the script', async () => {
+    const { backend } = backendWith([real('list-after-allow-1'), real('apply-revoke-1-again')]);
+    await assert.rejects(backend.revoke([v4(60001)]), (error: unknown) => {
+      assert.ok(error instanceof FirewallError);
+      assert.match(
+        error.message,
+        /^nft refused to revoke udp port\(s\) 60001 \(exit 1\), nothing changed: .*Error: Could not process rule: No such file or directory/,
+      );
+      assert.equal(error.context.script, 'delete element inet filter moshwall_v4_any { 60001 }\n');
+      return true;
+    });
+  });
+
+  it('a listing that fails (not root) is a FirewallError, never an empty firewall', async () => {
+    const { backend } = backendWith([
+      real('list-not-root'),
+      real('list-not-root'),
+      real('version'),
+      real('list-not-root'),
+    ]);
+    await assert.rejects(
+      backend.listRules(),
+      /`nft -j list ruleset` failed \(exit 1\): .*Operation not permitted/,
+    );
+    await assert.rejects(backend.allow([v4(60001)]), FirewallError);
+    await assert.rejects(backend.probe(), FirewallError);
+  });
+
+  it('a missing nft is "not installed", not an error', async () => {
+    const enoent = Object.assign(new Error('spawn nft ENOENT'), { code: 'ENOENT' });
+    const { backend } = backendWith([
+      new ExecError('Could not run nft', { command: 'nft --version' }, enoent),
+    ]);
+    const probe = await backend.probe();
+    assert.equal(probe.installed, false);
+    assert.match(probe.detail.join('\n'), /nft is not installed/);
+  });
+
+  it('allow refuses when no chain can be chosen, naming the candidates; revoke still works', async () => {
+    const { backend, calls } = backendWith([real('list-split'), real('list-split')]);
+    await assert.rejects(
+      backend.allow([v4(60001)]),
+      /Cannot open ports with nftables: several input chains drop input \(ip filter4 input, ip6 filter6 input\); configure/,
+    );
+    assert.deepEqual(await backend.revoke([v4(60001)]), []);
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [LIST, LIST],
+    );
+  });
+
+  it('allow refuses to add to iptables-nft’s table, pointing at the iptables backend', async () => {
+    const { backend } = backendWith([real('list-iptables-nft')]);
+    await assert.rejects(
+      backend.allow([v4(60001)]),
+      /ip filter INPUT \(iptables-nft \(use the iptables backend\)\) drops input/,
+    );
+  });
+});

@@ -1,0 +1,15 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { it } from 'node:test';
+import { EXAMPLE_CONFIG, systemdUnit } from '../../src/install/assets.ts';
+
+it('deploy/moshwall.service is the unit moshwall installs for /usr/lib/moshwall (the .deb layout)', () => {
+  assert.equal(
+    readFileSync('deploy/moshwall.service', 'utf8'),
+    systemdUnit('/usr/bin/node', '/usr/lib/moshwall/moshwall.js'),
+  );
+});
+
+it('docs/moshwall.example.toml is the config moshwall installs', () => {
+  assert.equal(readFileSync('docs/moshwall.example.toml', 'utf8'), EXAMPLE_CONFIG);
+});
