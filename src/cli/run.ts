@@ -6,6 +6,7 @@ import { describeError, exitCodeFor, MoshwallError, UsageError } from '../errors
 import { createLogger, type Logger } from '../log.ts';
 import { type OptionSpec, parseGlobalArgs, parseOptions } from './args.ts';
 import type { Command, HostActions } from './command.ts';
+import { checkConfigCommand } from './commands/check-config.ts';
 import { daemonCommand } from './commands/daemon.ts';
 import { doctorCommand } from './commands/doctor.ts';
 import { flushCommand } from './commands/flush.ts';
@@ -27,6 +28,7 @@ export const COMMANDS: Command[] = [
   hookCommand,
   installCommand,
   uninstallCommand,
+  checkConfigCommand,
 ];
 
 /** The outside world as runMain sees it; the entry point passes the real one, tests a fake. */
