@@ -1,5 +1,5 @@
 import type { Config } from './config.ts';
-import { socketFingerprint } from './daemon/fingerprint.ts';
+import { readFingerprint } from './daemon/fingerprint.ts';
 import { type EngineDeps, syncOnce } from './engine.ts';
 import { describeError } from './errors.ts';
 
@@ -23,13 +23,7 @@ export async function watchUntilDeadline(deps: HookWatchDeps): Promise<number> {
   let last: string | undefined;
   let runs = 0;
   while (deps.now() <= deps.readDeadline() || runs === 0) {
-    let fingerprint: string;
-    try {
-      const { udp, udp6 } = deps.readUdp();
-      fingerprint = socketFingerprint(udp, udp6, config.portRange);
-    } catch (error) {
-      fingerprint = `error: ${describeError(error)}`;
-    }
+    const fingerprint = readFingerprint(deps.readUdp, config.portRange);
     if (fingerprint !== last) {
       try {
         await syncOnce(engine, { dryRun: false });

@@ -3,7 +3,7 @@ import type { Config } from '../config.ts';
 import { type EngineDeps, flushOurs, probeOrFail, type SyncReport, syncOnce } from '../engine.ts';
 import { describeError, MoshwallError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { socketFingerprint } from './fingerprint.ts';
+import { readFingerprint } from './fingerprint.ts';
 import { portOutcome } from './outcome.ts';
 import { type DaemonResponse, parseRequest } from './protocol.ts';
 import { createScheduler } from './scheduler.ts';
@@ -117,13 +117,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   /** The cheap check run every poll interval: only a change (or the resync timer) costs a reconcile. */
   const tick = () => {
     if (stopping || deps.now() < retryAt) return;
-    let fingerprint: string;
-    try {
-      const { udp, udp6 } = deps.readUdp();
-      fingerprint = socketFingerprint(udp, udp6, config.portRange);
-    } catch (error) {
-      fingerprint = `error: ${describeError(error)}`;
-    }
+    const fingerprint = readFingerprint(deps.readUdp, config.portRange);
     const token = engine.backend.changeToken?.();
     if (fingerprint !== lastFingerprint) {
       lastFingerprint = fingerprint;

@@ -1,4 +1,5 @@
 import { parseProcNetUdp } from '../discovery/udp.ts';
+import { describeError } from '../errors.ts';
 import type { PortRange } from '../model.ts';
 
 /**
@@ -12,4 +13,20 @@ export function socketFingerprint(udp: string, udp6: string | undefined, range: 
     .map((socket) => `${socket.family}:${socket.localPort}:${socket.inode}`)
     .sort()
     .join(',');
+}
+
+/**
+ * The fingerprint of the sockets read now; a failed read gives a fingerprint of its own (so a
+ * recovery counts as a change) instead of throwing.
+ */
+export function readFingerprint(
+  readUdp: () => { udp: string; udp6: string | undefined },
+  range: PortRange,
+): string {
+  try {
+    const { udp, udp6 } = readUdp();
+    return socketFingerprint(udp, udp6, range);
+  } catch (error) {
+    return `error: ${describeError(error)}`;
+  }
 }
