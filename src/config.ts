@@ -4,13 +4,20 @@ import { ConfigError } from './errors.ts';
 import type { PortRange } from './model.ts';
 import { parseNetwork } from './net.ts';
 
+export type BackendName = 'ufw' | 'nftables' | 'iptables' | 'auto';
+
 export const DEFAULT_CONFIG_PATH = '/etc/moshwall/moshwall.toml';
 
 /** Everything moshwall can be told; see README "Configuration" and docs/moshwall.example.toml. */
 export interface Config {
   /** Where the values came from ("(defaults)" when no file). */
   source: string;
-  backend: 'ufw';
+  backend: BackendName;
+  /** nftables: the admin's table (found automatically when absent) and its input chain. */
+  nftablesTable?: { family: 'inet' | 'ip' | 'ip6'; name: string };
+  nftablesChain?: string;
+  /** iptables: force iptables-nft or iptables-legacy; absent means the system's iptables. */
+  iptablesVariant?: 'nft' | 'legacy';
   portRange: PortRange;
   /** Users who may get a port; empty with allowGroups empty means everyone. */
   allowUsers: string[];
@@ -104,8 +111,28 @@ export function parsePortRange(text: string): PortRange | string {
 
 const CHECKS: Record<string, Check> = {
   backend: (value, fail) => {
-    if (value !== 'ufw') fail(`expected "ufw" (the only backend so far), got ${describe(value)}`);
-    return { backend: 'ufw' };
+    if (value !== 'ufw' && value !== 'nftables' && value !== 'iptables' && value !== 'auto') {
+      return fail(`expected "ufw", "nftables", "iptables" or "auto", got ${describe(value)}`);
+    }
+    return { backend: value };
+  },
+  nftables_table: (value, fail) => {
+    const match =
+      typeof value === 'string' ? /^(inet|ip|ip6) ([A-Za-z_][A-Za-z0-9_.-]{0,63})$/.exec(value) : null;
+    if (!match)
+      return fail(`expected "<inet|ip|ip6> <table name>" such as "inet filter", got ${describe(value)}`);
+    return { nftablesTable: { family: match[1] as 'inet' | 'ip' | 'ip6', name: match[2] ?? '' } };
+  },
+  nftables_chain: (value, fail) => {
+    if (typeof value !== 'string' || !/^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/.test(value)) {
+      return fail(`expected a chain name such as "input", got ${describe(value)}`);
+    }
+    return { nftablesChain: value };
+  },
+  iptables_variant: (value, fail) => {
+    if (value !== 'nft' && value !== 'legacy')
+      return fail(`expected "nft" or "legacy", got ${describe(value)}`);
+    return { iptablesVariant: value };
   },
   port_range: (value, fail) => {
     if (typeof value !== 'string')

@@ -91,7 +91,10 @@ export function diagnose(facts: DoctorFacts): Finding[] {
       check: 'ipv6',
       message:
         'this host has IPv6 addresses but the firewall does not manage IPv6: mosh over IPv6 is not filtered',
-      fix: 'set IPV6=yes in /etc/default/ufw, then `ufw reload` at a time of your choosing',
+      fix:
+        facts.backendName === 'ufw'
+          ? 'set IPV6=yes in /etc/default/ufw, then `ufw reload` at a time of your choosing'
+          : 'filter IPv6 too (an inet or ip6 table, or ip6tables), or moshwall cannot protect mosh over IPv6',
     });
   } else {
     findings.push({

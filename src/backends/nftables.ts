@@ -95,7 +95,7 @@ function placementOf(options: NftablesBackendOptions): NftPlacement {
 }
 
 /** Lines for `doctor`: every input chain, what blocks, where our rules go, and the runtime-only caveat. */
-function describe(version: string, choice: AnchorChoice): string[] {
+function probeDetail(version: string, choice: AnchorChoice): string[] {
   const lines = [version];
   for (const { chain, blocks, owner } of choice.inputChains) {
     const state =
@@ -181,7 +181,7 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
       const choice = chooseAnchor(ruleset, placement);
       const active = choice.inputChains.some((chain) => chain.blocks !== undefined);
       const ipv6 = choice.anchor !== undefined && choice.anchor.family !== 'ip';
-      const detail = describe(version.stdout.trim() || 'nft', choice);
+      const detail = probeDetail(version.stdout.trim() || 'nft', choice);
       return { installed: true, active, ipv6, detail };
     },
 

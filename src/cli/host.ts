@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createUfwBackend } from '../backends/ufw.ts';
+import { createBackend } from '../backends/select.ts';
 import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
 import { startSocketServer } from '../daemon/server.ts';
@@ -52,7 +52,7 @@ function engine(config: Config, log: Logger): EngineDeps {
   return {
     config,
     log,
-    backend: createUfwBackend({ runner: runCommand, timeoutMs: config.commandTimeoutMs }),
+    backend: createBackend(config, runCommand),
     scan: () => scanSessions(reader, { range: config.portRange, serverNames: config.moshServerNames }),
     groups: () => readGroups(reader),
     lock: async (path, timeoutMs) => {

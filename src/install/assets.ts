@@ -55,8 +55,15 @@ export const EXAMPLE_CONFIG = `# /etc/moshwall/moshwall.toml — every key is op
 # A key moshwall does not know, or a bad value, is an error naming this file, the line and the key,
 # and then nothing is changed.
 
-# Firewall to manage. "ufw" for now (nftables, iptables and firewalld are planned).
+# Firewall to manage: "ufw", "nftables", "iptables", or "auto" (UFW if active, else nftables, else
+# iptables; it refuses to choose while firewalld runs, since rules underneath it would be misplaced).
 backend = "ufw"
+# nftables only: the admin's table and input chain our jump goes in (found automatically for the
+# stock Debian/Ubuntu/RHEL layouts). nftables and iptables rules are runtime-only: the daemon re-adds.
+# nftables_table = "inet filter"
+# nftables_chain = "input"
+# iptables only: force "nft" or "legacy" (default: the system's iptables).
+# iptables_variant = "nft"
 
 # UDP ports mosh-server may use ("first:last", inclusive). mosh's own default is 60000:61000.
 port_range = "60000:61000"

@@ -49,6 +49,17 @@ describe('parseConfig', () => {
     assert.equal(config.lockTimeoutMs, 1000);
   });
 
+  it('reads the nftables and iptables placement keys', () => {
+    const config = parseConfig(
+      'backend = "nftables"\nnftables_table = "ip6 fw"\nnftables_chain = "in_put"\niptables_variant = "legacy"\n',
+      '/c.toml',
+    );
+    assert.equal(config.backend, 'nftables');
+    assert.deepEqual(config.nftablesTable, { family: 'ip6', name: 'fw' });
+    assert.equal(config.nftablesChain, 'in_put');
+    assert.equal(config.iptablesVariant, 'legacy');
+  });
+
   const cases: [string, string, RegExp, number | undefined, string | undefined][] = [
     [
       'unknown key',
@@ -83,7 +94,22 @@ describe('parseConfig', () => {
     ['bad network', 'source_networks = ["10.0.0.1/8"]', /host bits set/, 1, 'source_networks'],
     ['bad user', 'allow_users = ["al ice"]', /"al ice" is not a valid name/, 1, 'allow_users'],
     ['user not string', 'allow_users = [1]', /expected strings/, 1, 'allow_users'],
-    ['backend', 'backend = "iptables"', /backend: expected "ufw"/, 1, 'backend'],
+    [
+      'backend',
+      'backend = "firewalld"',
+      /backend: expected "ufw", "nftables", "iptables" or "auto"/,
+      1,
+      'backend',
+    ],
+    [
+      'nftables table',
+      'nftables_table = "filter"',
+      /expected "<inet\|ip\|ip6> <table name>"/,
+      1,
+      'nftables_table',
+    ],
+    ['nftables chain', 'nftables_chain = "in put"', /expected a chain name/, 1, 'nftables_chain'],
+    ['iptables variant', 'iptables_variant = "xtables"', /expected "nft" or "legacy"/, 1, 'iptables_variant'],
     ['relative path', 'mosh_server = "mosh-server"', /absolute path/, 1, 'mosh_server'],
     ['dotdot path', 'lock_file = "/run/../tmp/x"', /absolute path/, 1, 'lock_file'],
     [

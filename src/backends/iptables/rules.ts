@@ -48,7 +48,6 @@ export function specOfOurWords(words: readonly string[], family: Family): RuleSp
     return undefined;
   }
   const spec = { port, family, source };
-  if (words[0] === '-s' && source === anywhere(family)) return undefined;
   return ourRuleWords(spec).join(' ') === words.join(' ') ? spec : undefined;
 }
 

@@ -8,7 +8,8 @@ import { FirewallError } from '../../errors.ts';
  *   -A INPUT -p udp -m udp --dport 60010 -m comment --comment "admin mosh" -j ACCEPT
  *   COMMIT
  * Words with characters outside [A-Za-z0-9_-] are double-quoted, with \ before " \ and '
- * (xtables_save_string), as iptables-restore reads them back.
+ * (xtables_save_string), as iptables-restore reads them back. iptables-nft prints
+ * "# Table `filter' is incompatible, use 'nft' tool." instead of the rules of a table it cannot read.
  */
 
 /** One -A line: the chain, its words after "-A CHAIN" (quotes removed), and the line as printed. */
@@ -65,6 +66,9 @@ export function parseIptablesSave(stdout: string, command: string): SavedTable {
         line: raw,
       });
     };
+    // iptables-nft cannot show a table nft has changed beyond its ken; it says so in a comment and prints no
+    // rules. Reading that as "no rules" would hide the firewall, so it is an error.
+    if (/^# Table `\w+' is incompatible/.test(line)) return fail(line.slice(2));
     if (line === '' || line.startsWith('#')) continue;
     if (line.startsWith('*')) {
       inFilter = line === '*filter';

@@ -168,7 +168,7 @@ export function chooseAnchor(ruleset: NftRuleset, placement: NftPlacement): Anch
           : `the configured ${wanted} matches ${matches.length} chains: ${matches.map(chainLabel).join(', ')}; set both table and chain`,
       );
     }
-    const owner = tableOwner(ruleset, only.family, only.table);
+    const owner = only.name === OUR_CHAIN ? 'moshwall itself' : tableOwner(ruleset, only.family, only.table);
     if (owner !== undefined) return refuse(`${chainLabel(only)} belongs to ${owner}`);
     return choice(only);
   }

@@ -87,6 +87,14 @@ describe('iptables: reading iptables-save', () => {
     assert.throws(() => parseIptablesSave('*filter\n:INPUT\nCOMMIT\n', 'x'), FirewallError);
     assert.throws(() => parseIptablesSave('*filter\n-A INPUT --comment "x\nCOMMIT\n', 'x'), FirewallError);
     assert.deepEqual(parseIptablesSave('*nat\n-A PREROUTING -j DNAT\nCOMMIT\n', 'x').rules, []);
+    assert.throws(
+      () =>
+        parseIptablesSave(
+          "# Table `filter' is incompatible, use 'nft' tool.\n",
+          'iptables-nft-save -t filter',
+        ),
+      /line 1: Table `filter' is incompatible/,
+    );
   });
 });
 

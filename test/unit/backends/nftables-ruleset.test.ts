@@ -333,6 +333,10 @@ describe('nftables: where our jump goes', () => {
         .problem ?? '',
       /belongs to iptables-nft/,
     );
+    assert.match(
+      chooseAnchor(listed('after-allow-1'), { chain: 'moshwall_input' }).problem ?? '',
+      /belongs to moshwall itself/,
+    );
     const regular = chooseAnchor(listed('jumps'), {
       table: { family: 'inet', name: 'filter' },
       chain: 'services',
