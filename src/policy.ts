@@ -45,6 +45,21 @@ function userRefusal(session: MoshSession, config: Config, groups: GroupDirector
   return `user ${session.user} is not in allow_users or allow_groups`;
 }
 
+/**
+ * Why a session's port must stay closed because a process that failed verification also holds that
+ * port in a family the session receives on (e.g. bound to another address): a rule to the port would
+ * let packets reach that process too. Undefined when no such holder exists.
+ */
+function sharedWith(session: MoshSession, refusedHolders: RefusedHolder[]): string | undefined {
+  const families = new Set(familiesOf(session));
+  const other = refusedHolders.find(
+    (holder) => holder.port === session.port && familiesOf(holder).some((family) => families.has(family)),
+  );
+  return other
+    ? `port ${session.port} is also held by pid ${other.pid} (${other.reason}); opening it would expose that process`
+    : undefined;
+}
+
 /** A refusal record for a verified session that policy turned away. */
 function refusal(session: MoshSession, reason: string): RefusedHolder {
   const { pid, uid, user, port, family, localAddress, exe } = session;
@@ -78,6 +93,11 @@ export function decide(
       refused.push(
         refusal(session, `user ${session.user} already holds ${ports.size} ports (max_sessions_per_user)`),
       );
+      continue;
+    }
+    const shared = sharedWith(session, scan.refused);
+    if (shared) {
+      refused.push(refusal(session, shared));
       continue;
     }
     const families = familiesOf(session).filter((family) => family === 'v4' || ipv6);

@@ -62,6 +62,15 @@ function engine(config: Config, log: Logger): EngineDeps {
   };
 }
 
+/** The path with every symlink resolved, or the path itself when it cannot be (the check then says why). */
+function resolved(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
 /** What doctor judges, read from this host; a failure to list rules becomes a finding, not a crash. */
 async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promise<DoctorFacts> {
   const deps = engine(config, log);
@@ -84,7 +93,7 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
     backendName: deps.backend.name,
     probe,
     rules,
-    moshServerProblem: rootOnlyPathProblem(config.moshServer, reader, 'mosh-server'),
+    moshServerProblem: rootOnlyPathProblem(resolved(config.moshServer), reader, 'mosh-server'),
     hostHasIpv6: hostHasIpv6(reader),
   };
 }
@@ -243,9 +252,12 @@ function unsafeFiles(selfPath: string, config: Config): string | undefined {
   }
   const problem = rootOnlyPathProblem(self, reader, 'moshwall');
   if (problem) return problem;
-  return config.source === '(defaults)'
-    ? undefined
-    : rootOnlyPathProblem(config.source, reader, 'config file');
+  if (config.source === '(defaults)') return undefined;
+  try {
+    return rootOnlyPathProblem(realpathSync(config.source), reader, 'config file');
+  } catch {
+    return `cannot resolve ${config.source}`;
+  }
 }
 
 export const hostEdges: HostEdges = { engine, doctorFacts, daemon, shim, host, unsafeFiles };

@@ -129,6 +129,7 @@ function directoriesProblem(
   tree: Tree,
   read: ProcReader,
   cache: GenuineCache,
+  allowStickyRoot = false,
 ): string | undefined {
   for (const directory of parentDirectories(path)) {
     const key = `${tree.key} ${directory}`;
@@ -136,7 +137,9 @@ function directoriesProblem(
     if (problem === undefined) {
       const facts = read.stat(directory === '/' && tree.base !== '' ? tree.base : `${tree.base}${directory}`);
       problem = facts.isDirectory
-        ? (ownershipProblem('directory', directory, facts) ?? null)
+        ? allowStickyRoot && facts.uid === 0 && (facts.mode & 0o1000) !== 0
+          ? null
+          : (ownershipProblem('directory', directory, facts) ?? null)
         : `${directory} is not a directory`;
       cache.directories.set(key, problem);
     }
@@ -223,7 +226,10 @@ function pathTagged(reader: ProcReader): ProcReader {
 
 /**
  * Why the file at `path` (in our own tree) is not one only root could have put there — the file or a
- * directory above it — or undefined when it is. For doctor's check of the configured mosh-server.
+ * directory above it — or undefined when it is. For moshwall's own files, its config and doctor's
+ * check of the configured mosh-server. Unlike the check of a running process, a root-owned sticky
+ * directory (/tmp) is accepted here, as sshd's StrictModes does: others cannot rename or remove the
+ * root-owned entries in it, and every entry below must still be root's.
  */
 export function rootOnlyPathProblem(path: string, reader: ProcReader, label = 'file'): string | undefined {
   let facts: FileFacts;
@@ -235,7 +241,8 @@ export function rootOnlyPathProblem(path: string, reader: ProcReader, label = 'f
   const cache = createGenuineCache();
   try {
     return (
-      fileProblem(label, path, facts) ?? directoriesProblem(path, { base: '', key: 'self' }, reader, cache)
+      fileProblem(label, path, facts) ??
+      directoriesProblem(path, { base: '', key: 'self' }, reader, cache, true)
     );
   } catch (error) {
     return `a directory above ${path} cannot be read (${errnoCode(error) ?? String(error)})`;

@@ -122,6 +122,26 @@ describe('decide', () => {
     ]);
   });
 
+  it('keeps a port closed while a process that failed verification also holds it (another address)', () => {
+    const genuine = session({ port: 60080, family: 'v6', localAddress: '2001:db8::1' });
+    const impostor = {
+      ...session({ port: 60080, family: 'v6', localAddress: 'fe80::1', user: 'bob', pid: 777 }),
+      reason: 'executable /usr/bin/python3.11 is not named mosh-server',
+    };
+    const decision = decide({ sessions: [genuine], refused: [impostor] }, DEFAULT_CONFIG, groups, true);
+    assert.deepEqual(decision.wanted, []);
+    assert.match(
+      decision.refused[1]?.reason ?? '',
+      /port 60080 is also held by pid 777 .*would expose that process/,
+    );
+    const otherFamily = { ...impostor, family: 'v4' as const, localAddress: '192.0.2.1' };
+    assert.deepEqual(
+      decide({ sessions: [genuine], refused: [otherFamily] }, DEFAULT_CONFIG, groups, true).wanted,
+      [anySpec(60080, 'v6')],
+      'a holder in a family the session does not receive on does not matter',
+    );
+  });
+
   it('passes the scan refusals through', () => {
     const refusedHolder = { ...session({ port: 60009 }), reason: 'traced by pid 1' };
     const decision = decide({ sessions: [], refused: [refusedHolder] }, DEFAULT_CONFIG, groups, true);
