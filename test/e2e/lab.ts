@@ -7,9 +7,12 @@ import { randomBytes } from 'node:crypto';
 import {
   accessSync,
   chmodSync,
+  closeSync,
   constants,
   existsSync,
+  fstatSync,
   mkdtempSync,
+  openSync,
   readFileSync,
   writeFileSync,
 } from 'node:fs';
@@ -105,6 +108,11 @@ export interface MoshServerOptions {
   /** The program to start instead of `mosh-server` (e.g. a user's own copy, or a path). */
   binary?: string;
   family?: 'v4' | 'v6';
+  /**
+   * With via 'local' only: the address to bind (mosh-server -i), e.g. "::" for a dual-stack socket;
+   * default the server's address of `family`.
+   */
+  address?: string;
 }
 
 export interface MoshServer {
@@ -133,6 +141,11 @@ export interface Lab {
   users: LabUser[];
   /** The default moshwall config file (backend ufw, port_range 60000:61000). */
   configPath: string;
+  /**
+   * The argv that runs `argv` as root in the server host (nsenter into its namespaces), for a caller that
+   * spawns it itself, e.g. a Runner handed to a backend in-process. Nothing is run.
+   */
+  serverArgv(argv: string[]): string[];
   /** Runs argv in the server host (its netns and mount namespace), as root or as a lab user. */
   runServer(argv: string[], opts?: LabRunOptions): Promise<Result>;
   /** Starts argv in the server host and returns at once (e.g. `moshwall daemon`); destroy() ends it. */
@@ -270,6 +283,36 @@ function parseTuples(text: string, family: 'v4' | 'v6'): UfwTuple[] {
     });
 }
 
+/**
+ * Open handles on each lab's mount and PID namespaces, held from the holder's start until its teardown
+ * has finished. The kernel gives a freed namespace inode to the very next namespace anyone creates (an
+ * `ip netns exec`, another lab, a service), and the teardown finds a lab's processes by namespace inode:
+ * unpinned, a teardown still polling after the lab's namespaces died could SIGKILL processes that are
+ * not the lab's. (Named network namespaces are pinned by their names until `ip netns delete`.)
+ */
+const namespacePins = new WeakMap<LabState, number[]>();
+
+/** Pins the holder's mount (and PID) namespace, checking they are the ones the state recorded. */
+function pinNamespaces(state: LabState, holderPid: number, pidNs: boolean): void {
+  const fds: number[] = [];
+  namespacePins.set(state, fds);
+  for (const kind of pidNs ? (['mnt', 'pid'] as const) : (['mnt'] as const)) {
+    const fd = openSync(`/proc/${holderPid}/ns/${kind}`, 'r');
+    fds.push(fd);
+    if (!state.inodes[kind].includes(fstatSync(fd).ino)) {
+      throw new LabError(
+        `The lab's holder (pid ${holderPid}) left its ${kind} namespace before it was pinned`,
+      );
+    }
+  }
+}
+
+/** Lets the kernel free the pinned namespaces; only once the teardown has killed everything in them. */
+function unpinNamespaces(state: LabState): void {
+  for (const fd of namespacePins.get(state) ?? []) closeSync(fd);
+  namespacePins.delete(state);
+}
+
 /** Builds a lab: network, server host, UFW (allow 22/tcp, enabled), sshd; tears all of it down on failure. */
 export async function createLab(options: LabOptions = {}): Promise<Lab> {
   requireRoot();
@@ -279,6 +322,7 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
     return await buildLab(state, options);
   } catch (error) {
     const problems = teardownSync(state);
+    unpinNamespaces(state);
     if (problems.length > 0) {
       throw new LabError(`createLab failed, and so did part of its teardown: ${problems.join('; ')}`, {
         cause: error,
@@ -314,6 +358,7 @@ async function buildLab(state: LabState, options: LabOptions): Promise<Lab> {
   await writeSshFiles(paths, dir, users, ipv6 ? [SERVER_V4, SERVER_V6] : [SERVER_V4]);
   writeFileSync(paths.config, DEFAULT_LAB_CONFIG, { mode: 0o644 });
   const holderPid = await startHolder(state, server.netns, join(dir, 'holder.log'), pidNs);
+  pinNamespaces(state, holderPid, pidNs);
   await mountLabFiles(holderPid, paths, dir);
   fault('host');
 
@@ -404,6 +449,10 @@ function makeLab(state: LabState, built: Built): Lab {
     users,
     configPath: paths.config,
 
+    serverArgv(argv) {
+      return serverCommand(argv, {})[0];
+    },
+
     runServer(argv, opts = {}) {
       return run(...serverCommand(argv, opts));
     },
@@ -451,6 +500,11 @@ function makeLab(state: LabState, built: Built): Lab {
       if (localAddress === undefined) {
         throw new LabError('mosh-server over IPv6 needs a lab made with ipv6: true');
       }
+      if (opts.address !== undefined && via !== 'local') {
+        throw new LabError(
+          `address "${opts.address}" needs via: 'local' (over ssh mosh-server binds the ssh address)`,
+        );
+      }
       const envPrefix = opts.extraEnv
         ? ['env', ...Object.entries(opts.extraEnv).map(([name, value]) => `${name}=${value}`)]
         : [];
@@ -459,7 +513,7 @@ function makeLab(state: LabState, built: Built): Lab {
         ...envPrefix,
         opts.binary ?? 'mosh-server',
         ...['new', '-c', '256'],
-        ...(via === 'ssh' ? ['-s'] : ['-i', localAddress]),
+        ...(via === 'ssh' ? ['-s'] : ['-i', opts.address ?? localAddress]),
         ...(opts.port === undefined ? [] : ['-p', String(opts.port)]),
         ...['-l', 'LANG=C.UTF-8'],
       ];
@@ -472,7 +526,7 @@ function makeLab(state: LabState, built: Built): Lab {
       const detached = /\[mosh-server detached, pid = (\d+)\]/.exec(output);
       if (result.exitCode !== 0 || !connect || !detached) {
         throw new LabError(
-          `${showArgv(argv)} as ${user.name} via ${via} did not start a mosh-server:\n${output}`,
+          `${showArgv(argv)} as ${user.name} via ${via} did not start a mosh-server (exit ${result.exitCode}):\n${output}`,
         );
       }
       const nsPid = Number(detached[1]);
@@ -575,6 +629,7 @@ function makeLab(state: LabState, built: Built): Lab {
 
     async destroy() {
       const problems = teardownSync(state);
+      unpinNamespaces(state);
       // Let Node reap the children it spawned, so their pids are really gone when destroy() returns.
       let timer: NodeJS.Timeout | undefined;
       const patience = new Promise<void>((resolve) => {
