@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Daemon, installShim, startDaemon } from '../test/e2e/_daemon.ts';
-import { type MoshClient, startMoshClient } from '../test/e2e/_mosh-client.ts';
+import { type MoshClient, missingClientTools, startMoshClient } from '../test/e2e/_mosh-client.ts';
 import { type PortWatch, watchPorts } from '../test/e2e/_observe.ts';
 import { createLab, type Lab, LabError, labSkipReason, requireRoot } from '../test/e2e/lab.ts';
 
@@ -23,7 +23,7 @@ const indent = (text: string, prefix = '    ') =>
   text
     .trimEnd()
     .split('\n')
-    .map((line) => `${prefix}${line}`)
+    .map((line) => `${prefix}${line}`.trimEnd())
     .join('\n');
 
 /** `ufw status` of the lab's server host, as its admin would see it. */
@@ -45,7 +45,9 @@ function ms(value: number): string {
 /** The demo proper; the caller tears the lab down. */
 async function demo(lab: Lab, watch: { current?: PortWatch }): Promise<void> {
   say(`Lab up in ${lab.dir}`);
-  say(`  client ${lab.client.v4}  ── veth ──  server ${lab.server.v4}: sshd, UFW default deny (only 22/tcp open)`);
+  say(
+    `  client ${lab.client.v4}  ── veth ──  server ${lab.server.v4}: sshd, UFW default deny (only 22/tcp open)`,
+  );
   say('');
   say('UFW on the server, before:');
   say(indent(await ufwStatus(lab)));
@@ -115,21 +117,29 @@ async function demo(lab: Lab, watch: { current?: PortWatch }): Promise<void> {
   const rows: Array<[number | undefined, string, string]> = [
     [t0, `mosh launched on the client (ssh alice@${lab.server.v4}, mosh-server via the shim)`, ''],
     [boundAt, `mosh-server bound UDP ${port}`, "server's /proc/net/udp"],
-    [ruleAt, `rule added: ${port}/udp ALLOW IN from anywhere`, `daemon log; +${ms(ruleAt - (boundAt ?? ruleAt))} after the bind`],
-    [ports.first('rule', port, t0 - 1)?.at, 'rule in UFW\'s rules file', 'user.rules'],
+    [
+      ruleAt,
+      `rule added: ${port}/udp ALLOW IN from anywhere`,
+      `daemon log; +${ms(ruleAt - (boundAt ?? ruleAt))} after the bind`,
+    ],
+    [ports.first('rule', port, t0 - 1)?.at, "rule in UFW's rules file", 'user.rules'],
     [servedAt, 'shim releases MOSH CONNECT to the client', 'daemon answered the shim'],
-    [connectedAt, 'client connected: READY on alice\'s screen', `${((connectedAt - t0) / 1000).toFixed(2)} s after launch`],
+    [
+      connectedAt,
+      "client connected: READY on alice's screen",
+      `${((connectedAt - t0) / 1000).toFixed(2)} s after launch`,
+    ],
     [ranAt, 'command ran in the session', "alice's screen"],
     [exitAt, 'alice typed exit', ''],
     [endedAt, `session ended: mosh-server's socket on ${port} gone`, "server's /proc/net/udp"],
     [closedAt, `rule removed: ${port}/udp`, `daemon log; +${ms(closedAt - endedAt)} after the end`],
-    [gone?.at, 'rule gone from UFW\'s rules file', 'user.rules'],
+    [gone?.at, "rule gone from UFW's rules file", 'user.rules'],
   ];
   say('Timeline (from launching mosh; every time observed, none assumed):');
   rows.sort(([a], [b]) => (a ?? Number.POSITIVE_INFINITY) - (b ?? Number.POSITIVE_INFINITY));
   for (const [at, what, how] of rows) {
     const when = at === undefined ? '       ?' : `${((at - t0) / 1000).toFixed(3).padStart(7)} s`;
-    say(`  ${when}  ${what.padEnd(62)} ${how}`);
+    say(`  ${when}  ${what.padEnd(62)} ${how}`.trimEnd());
   }
   say('');
   const ok = boundAt !== undefined && ruleAt >= boundAt && servedAt >= ruleAt && connectedAt >= servedAt;
@@ -153,12 +163,18 @@ async function main(): Promise<number> {
   }
   try {
     requireRoot();
+    const missing = missingClientTools();
+    if (missing.length > 0) {
+      throw new LabError(`${missing.join(', ')} not found (apt-get install tmux mosh)`);
+    }
   } catch (error) {
     process.stderr.write(`npm run demo: ${(error as Error).message}\n`);
     return 1;
   }
   if (!existsSync(CLI)) {
-    process.stderr.write(`npm run demo: ${CLI} is missing; run \`npm run build\` first (npm run demo does)\n`);
+    process.stderr.write(
+      `npm run demo: ${CLI} is missing; run \`npm run build\` first (npm run demo does)\n`,
+    );
     return 1;
   }
   // Printed first; the lab's own handlers (registered by createLab) then tear everything down and exit.

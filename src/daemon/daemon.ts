@@ -76,8 +76,12 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       probedAt = startedAt;
       if (!probe.active) log.warn('firewall-inactive', { backend: engine.backend.name });
     }
+    // What this reconcile sees, so the next poll compares against it: a session that came and went
+    // between two polls but was served by a shim request still counts as a change afterwards.
+    const seen = readFingerprint(deps.readUdp, config.portRange);
     try {
       const report = await syncOnce(engine, { dryRun: false, firewall: probe, onAllowed });
+      lastFingerprint = seen;
       lastToken = engine.backend.changeToken?.();
       lastRunAt = startedAt;
       failures = 0;

@@ -20,6 +20,8 @@ export interface ProcStatus {
   groups: number[];
   /** Pid of the tracer, 0 when not traced. */
   tracerPid: number;
+  /** Pid of the parent. */
+  parentPid: number;
 }
 
 /** One line of /proc/PID/maps. */
@@ -75,7 +77,7 @@ export function parseStat(text: string, source = '/proc/PID/stat'): ProcStat {
   return { pid: Number(pid), comm: body.slice(open + 2, close), startTimeTicks: Number(startTime) };
 }
 
-/** Uid, Gid (real and effective), Groups and TracerPid of /proc/PID/status. */
+/** Uid, Gid (real and effective), Groups, TracerPid and PPid of /proc/PID/status. */
 export function parseStatus(text: string, source = '/proc/PID/status'): ProcStatus {
   const fields = new Map<string, string>();
   for (const line of linesOf(text)) {
@@ -94,7 +96,9 @@ export function parseStatus(text: string, source = '/proc/PID/status'): ProcStat
   const [realUid = 0, effectiveUid = 0] = numbers('Uid', 4);
   const [realGid = 0, effectiveGid = 0] = numbers('Gid', 4);
   const [tracerPid = 0] = numbers('TracerPid', 1);
-  return { realUid, effectiveUid, realGid, effectiveGid, groups: numbers('Groups', 'any'), tracerPid };
+  const groups = numbers('Groups', 'any');
+  const [parentPid = 0] = numbers('PPid', 1);
+  return { realUid, effectiveUid, realGid, effectiveGid, groups, tracerPid, parentPid };
 }
 
 /** Every mapping of /proc/PID/maps, " (deleted)" split off the pathname into `deleted`. */

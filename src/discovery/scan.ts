@@ -4,7 +4,7 @@ import { readProcessDetails, readRealUid } from './details.ts';
 import { errnoCode } from './errno.ts';
 import { checkGenuine, createGenuineCache, type GenuineVerdict } from './genuine.ts';
 import type { ProcReader } from './proc-reader.ts';
-import { parseBootTime } from './process.ts';
+import { parseBootTime, parseStatus } from './process.ts';
 import { holdersOf } from './sockets.ts';
 import { parseProcNetUdp } from './udp.ts';
 import { parsePasswd } from './users.ts';
@@ -15,6 +15,13 @@ export interface ScanOptions {
   /** sysconf(_SC_CLK_TCK): the unit of the start time in /proc/PID/stat. Default 100. */
   clockTicksPerSecond?: number;
 }
+
+/**
+ * Root-only helpers mosh-server starts that briefly inherit its UDP socket (mosh does not set
+ * close-on-exec on it): libutempter's setgid utmp helper. Such a holder does not count against the
+ * session when it passes the same root-only checks as mosh-server and its parent is a genuine holder.
+ */
+const HELPER_NAMES = ['utempter'];
 
 const UDP_FILES: Record<Family, string> = { v4: '/proc/net/udp', v6: '/proc/net/udp6' };
 
@@ -49,6 +56,8 @@ interface Scan {
   reader: ProcReader;
   options: ScanOptions;
   verdictOf(pid: number): GenuineVerdict;
+  /** True when pid is a root-only helper (utempter) that a genuine holder in `parents` started. */
+  isHelperOf(pid: number, parents: number[]): boolean;
   userName(uid: number): string;
   bootTime(): number;
 }
@@ -67,6 +76,17 @@ function startScan(reader: ProcReader, options: ScanOptions): Scan {
         verdicts.get(pid) ?? checkGenuine(pid, reader, { serverNames: options.serverNames }, cache);
       verdicts.set(pid, verdict);
       return verdict;
+    },
+    isHelperOf(pid, parents) {
+      if (parents.length === 0) return false;
+      const helper = checkGenuine(pid, reader, { serverNames: HELPER_NAMES }, cache);
+      if (!helper.genuine) return false;
+      try {
+        const file = `/proc/${pid}/status`;
+        return parents.includes(parseStatus(reader.readText(file), file).parentPid);
+      } catch {
+        return false;
+      }
     },
     userName(uid) {
       names ??= readPasswd(reader);
@@ -102,19 +122,28 @@ function judgeSocket(
       refused: [refusal(0, socket.uid, '', `no process holding socket inode ${socket.inode} was found`)],
     };
   }
-  const present = pids
+  const judged = pids
     .map((pid) => ({ pid, verdict: scan.verdictOf(pid) }))
     .filter(({ verdict }) => verdict.genuine || !verdict.vanished);
+  const genuinePids = judged.filter(({ verdict }) => verdict.genuine).map(({ pid }) => pid);
+  const present = judged.filter(({ pid, verdict }) => verdict.genuine || !scan.isHelperOf(pid, genuinePids));
   const refused = present.flatMap(({ pid, verdict }) =>
     verdict.genuine
       ? []
       : [refusal(pid, readRealUid(scan.reader, pid) ?? socket.uid, verdict.exe, verdict.reason)],
   );
-  const holder = present[0];
-  if (refused.length > 0 || holder === undefined) return { refused };
-
-  const details = readProcessDetails(scan.reader, holder.pid);
-  if (details === undefined) return { refused: [] };
+  if (refused.length > 0) return { refused };
+  // mosh-server's parent exits right after forking: the first holder still readable is the session.
+  let holder: (typeof present)[number] | undefined;
+  let details: ReturnType<typeof readProcessDetails>;
+  for (const candidate of present) {
+    details = readProcessDetails(scan.reader, candidate.pid);
+    if (details !== undefined) {
+      holder = candidate;
+      break;
+    }
+  }
+  if (holder === undefined || details === undefined) return { refused: [] };
   if ('reason' in details)
     return { refused: [refusal(holder.pid, socket.uid, holder.verdict.exe, details.reason)] };
   const ticks = scan.options.clockTicksPerSecond ?? 100;

@@ -54,6 +54,7 @@ describe('parseStatus', () => {
       effectiveGid: 0,
       groups: [],
       tracerPid: 0,
+      parentPid: 1,
     });
   });
 
@@ -65,12 +66,13 @@ describe('parseStatus', () => {
       effectiveGid: 1000,
       groups: [1000],
       tracerPid: 0,
+      parentPid: 1,
     });
     assert.notEqual(parseStatus(fixture('lab/pid/traced/status')).tracerPid, 0);
   });
 
   it('keeps real and effective ids apart and reads several groups', () => {
-    const text = 'Name:\tx\nTracerPid:\t0\nUid:\t1000\t0\t0\t0\nGid:\t100\t50\t50\t50\nGroups:\t4 24 27 \n';
+    const text = 'Name:\tx\nPPid:\t42\nTracerPid:\t0\nUid:\t1000\t0\t0\t0\nGid:\t100\t50\t50\t50\nGroups:\t4 24 27 \n';
     assert.deepEqual(parseStatus(text), {
       realUid: 1000,
       effectiveUid: 0,
@@ -78,6 +80,7 @@ describe('parseStatus', () => {
       effectiveGid: 50,
       groups: [4, 24, 27],
       tracerPid: 0,
+      parentPid: 42,
     });
   });
 

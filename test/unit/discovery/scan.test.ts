@@ -208,6 +208,33 @@ describe('scanSessions refusals', () => {
     );
   });
 
+  /** Makes the impostor look like libutempter's helper holding mosh-v4's socket, child of `parent`. */
+  const asUtempterChild = (fake: FakeProc, parent: number) => {
+    const pid = pidOf('impostor');
+    const helper = '/usr/lib/x86_64-linux-gnu/utempter/utempter';
+    const root = { uid: 0, gid: 0, isFile: false, isDirectory: true, mode: 0o755 };
+    fake.set(`/proc/${pid}/exe`, { link: helper });
+    fake.set('/usr/lib/x86_64-linux-gnu/utempter', { facts: root });
+    fake.set(`/proc/${pid}/fd/9`, { link: `socket:[${socketOf('mosh-v4')}]` });
+    const status = fixture('lab/pid/impostor/status').replace(/^PPid:\s*\d+$/m, `PPid:\t${parent}`);
+    fake.set(`/proc/${pid}/status`, { text: status });
+  };
+
+  it("does not hold mosh-server's own utempter helper (root-only, its child) against the session", () => {
+    const { result } = scan(only(60777), (fake) => asUtempterChild(fake, pidOf('mosh-v4')));
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v4')],
+    );
+    assert.deepEqual(result.refused, []);
+  });
+
+  it('refuses a utempter holding the socket that a genuine holder did not start', () => {
+    const { result } = scan(only(60777), (fake) => asUtempterChild(fake, 1));
+    assert.deepEqual(result.sessions, []);
+    assert.match(result.refused[0]?.reason ?? '', /is not named mosh-server/);
+  });
+
   it('counts a socket shared by genuine processes once, under the lowest pid', () => {
     const { result } = scan(only(60777), (fake) => {
       fake.set(`/proc/${pidOf('deleted')}/fd/9`, { link: `socket:[${socketOf('mosh-v4')}]` });
@@ -215,6 +242,18 @@ describe('scanSessions refusals', () => {
     assert.deepEqual(
       result.sessions.map((session) => session.pid),
       [Math.min(pidOf('mosh-v4'), pidOf('deleted'))],
+    );
+  });
+
+  it("falls to the next genuine holder when the first exits before its details are read (mosh-server's parent)", () => {
+    const [first, second] = [pidOf('mosh-v4'), pidOf('deleted')].sort((a, b) => a - b);
+    const { result } = scan(only(60777), (fake) => {
+      fake.set(`/proc/${pidOf('deleted')}/fd/9`, { link: `socket:[${socketOf('mosh-v4')}]` });
+      fake.before(`/proc/${first}/stat`, () => fake.remove(`/proc/${first}`));
+    });
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [second],
     );
   });
 
