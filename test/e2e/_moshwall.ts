@@ -1,10 +1,67 @@
-// What the ufw-*.test.ts files share: moshwall's JSON output as types, and the UFW oracles that do not
-// go through moshwall (user.rules read directly, rule blocks compared byte for byte).
+// What the ufw-*.test.ts files share: the lab's lifecycle in a describe, moshwall's JSON output as types,
+// and the UFW oracles that do not go through moshwall (user.rules read directly, rule blocks compared
+// byte for byte).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { Lab, LabRunOptions, Result, UfwTuple } from './lab.ts';
+import { after, before } from 'node:test';
+import {
+  createLab,
+  type Lab,
+  type LabRunOptions,
+  type MoshServer,
+  type Result,
+  type UfwTuple,
+} from './lab.ts';
 
 export type Family = 'v4' | 'v6';
+
+/**
+ * Registers, on the enclosing describe, a before() that creates the lab and an after() that destroys it
+ * (also after a failed createLab). Returns the lab, failing the test if createLab failed.
+ */
+export function useLab(): () => Lab {
+  let lab: Lab | undefined;
+  before(async () => {
+    lab = await createLab();
+  });
+  after(async () => {
+    await lab?.destroy();
+  });
+  return () => {
+    assert.ok(lab, 'createLab failed in before()');
+    return lab;
+  };
+}
+
+/** A session an earlier test started, failing this test if that one did not get to start it. */
+export function started(server: MoshServer | undefined, what: string): MoshServer {
+  assert.ok(server, `the ${what} session was not started (an earlier test failed)`);
+  return server;
+}
+
+/**
+ * Registers a before() (after useLab's) in which the admin adds `rules` (each the argv after `ufw`) to
+ * the lab. Returns every rule block not ours as it was right after (adminBlocks: 22/tcp and each rule, for
+ * v4 and v6), and the check that they are still exactly so.
+ */
+export function useAdminRules(
+  theLab: () => Lab,
+  rules: readonly string[][],
+): { blocks(): string[]; assertUntouched(when: string): void } {
+  let admin: string[] = [];
+  before(async () => {
+    for (const rule of rules) {
+      const result = await theLab().ufw(rule);
+      assert.equal(result.exitCode, 0, `ufw ${rule.join(' ')}: ${result.stderr}`);
+    }
+    admin = adminBlocks(theLab());
+    assert.equal(admin.length, 2 * (1 + rules.length), admin.join('\n'));
+  });
+  return {
+    blocks: () => admin,
+    assertUntouched: (when) => assert.deepEqual(adminBlocks(theLab()), admin, `admin rules changed ${when}`),
+  };
+}
 
 /** A rule spec as moshwall prints it. */
 export interface SpecJson {

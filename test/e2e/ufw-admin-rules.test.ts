@@ -2,9 +2,8 @@
 // one (ufw would rewrite its comment), never deletes one, never turns a deny into an allow, and opens
 // nothing for a port an admin rule already allows.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import {
-  adminBlocks,
   expectedOurs,
   ourTuples,
   spec,
@@ -12,8 +11,10 @@ import {
   statusJson,
   syncJson,
   tuplePort,
+  useAdminRules,
+  useLab,
 } from './_moshwall.ts';
-import { createLab, type Lab, labSkipReason, type MoshServer } from './lab.ts';
+import { labSkipReason, type MoshServer } from './lab.ts';
 
 /** The admin's rules, added before any session, as argv after `ufw`. */
 const ADMIN_RULES = [
@@ -29,36 +30,16 @@ const DENIED = 60014;
 const PORTS = [...COVERED, OPENED, DENIED];
 
 describe('ufw: admin rules in the range survive every open/close cycle', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
-  /** Every rule block not ours, byte for byte, right after the admin added theirs. */
-  let admin: string[] = [];
+  const theLab = useLab();
+  /** Every rule block not ours, byte for byte, right after the admin added theirs; and the check on it. */
+  const admin = useAdminRules(theLab, ADMIN_RULES);
+  const assertAdminUntouched = admin.assertUntouched;
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
-  /** The admin blocks are exactly as the admin left them. */
-  const assertAdminUntouched = (when: string) => {
-    assert.deepEqual(adminBlocks(theLab()), admin, `admin rules changed ${when}`);
-  };
-
-  before(async () => {
-    lab = await createLab();
-    for (const rule of ADMIN_RULES) {
-      const result = await lab.ufw(rule);
-      assert.equal(result.exitCode, 0, `ufw ${rule.join(' ')}: ${result.stderr}`);
-    }
-    admin = adminBlocks(lab);
-    // 22/tcp and the four rules above, each for v4 and v6.
-    assert.equal(admin.length, 10, admin.join('\n'));
+  before(() => {
     assert.match(
-      admin.join('\n'),
+      admin.blocks().join('\n'),
       /deny udp 60014 0\.0\.0\.0\/0 any 0\.0\.0\.0\/0 in\n-A ufw-user-input .* -j DROP/,
     );
-  });
-
-  after(async () => {
-    await lab?.destroy();
   });
 
   for (const cycle of [1, 2]) {

@@ -3,7 +3,7 @@
 // byte of ufw's rules. Checked on ufw's own files and with real packets from the client.
 import assert from 'node:assert/strict';
 import { readlinkSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import {
   expectedOurs,
   ourTuples,
@@ -12,12 +12,14 @@ import {
   sortTuples,
   spec,
   specKeys,
+  started,
   syncJson,
+  useLab,
 } from './_moshwall.ts';
-import { createLab, type Lab, labSkipReason, type MoshServer, type UfwTuple } from './lab.ts';
+import { labSkipReason, type MoshServer, type UfwTuple } from './lab.ts';
 
 describe('ufw: sync opens and closes the ports of real sessions', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
+  const theLab = useLab();
   /** The rules the lab starts with (the admin's 22/tcp), from user.rules. */
   let baseline: UfwTuple[] = [];
   /** alice over ssh/IPv4 (socket on 192.0.2.1), bob over ssh/IPv6 (2001:db8::1), bob bound to "::". */
@@ -25,22 +27,8 @@ describe('ufw: sync opens and closes the ports of real sessions', { skip: labSki
   let v6: MoshServer | undefined;
   let dual: MoshServer | undefined;
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
-  const started = (server: MoshServer | undefined, what: string): MoshServer => {
-    assert.ok(server, `the ${what} session was not started (an earlier test failed)`);
-    return server;
-  };
-
   before(async () => {
-    lab = await createLab();
-    baseline = await lab.ufwTuples();
-  });
-
-  after(async () => {
-    await lab?.destroy();
+    baseline = await theLab().ufwTuples();
   });
 
   test('a session is not reachable before any sync (default deny)', async () => {

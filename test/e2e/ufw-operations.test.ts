@@ -2,19 +2,21 @@
 // else, status shows a rule whose session ended as stale, doctor is content with the lab, a bad config
 // file changes nothing (exit 3, naming file, line and key), and an inactive UFW makes sync a no-op.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
-  adminBlocks,
   expectedOurs,
   ourTuples,
   parseOk,
   rulesFiles,
   spec,
   specKeys,
+  started,
   statusJson,
   syncJson,
+  useAdminRules,
+  useLab,
 } from './_moshwall.ts';
-import { createLab, type Lab, labSkipReason, type MoshServer } from './lab.ts';
+import { labSkipReason, type MoshServer } from './lab.ts';
 
 /** Rules an admin keeps near and in the range; the last one carries our tag without our shape (tcp). */
 const ADMIN_RULES = [
@@ -29,38 +31,11 @@ interface DoctorJson {
 }
 
 describe('ufw: flush, stale rules, doctor, bad config, inactive firewall', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
-  let admin: string[] = [];
+  const theLab = useLab();
+  const assertAdminUntouched = useAdminRules(theLab, ADMIN_RULES).assertUntouched;
   /** alice over ssh (IPv4 only) on 60054; bob dual-stack on 60055. */
   let single: MoshServer | undefined;
   let dual: MoshServer | undefined;
-
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
-  const started = (server: MoshServer | undefined, what: string): MoshServer => {
-    assert.ok(server, `the ${what} session was not started (an earlier test failed)`);
-    return server;
-  };
-  const assertAdminUntouched = (when: string) => {
-    assert.deepEqual(adminBlocks(theLab()), admin, `admin rules changed ${when}`);
-  };
-
-  before(async () => {
-    lab = await createLab();
-    for (const rule of ADMIN_RULES) {
-      const result = await lab.ufw(rule);
-      assert.equal(result.exitCode, 0, `ufw ${rule.join(' ')}: ${result.stderr}`);
-    }
-    admin = adminBlocks(lab);
-    // 22/tcp and the four rules above, each for v4 and v6.
-    assert.equal(admin.length, 10, admin.join('\n'));
-  });
-
-  after(async () => {
-    await lab?.destroy();
-  });
 
   test('flush removes every rule of ours and no rule of the admin', async () => {
     single = await theLab().startMoshServer('alice', { port: 60054 });

@@ -49,3 +49,26 @@ export function session(overrides: Partial<MoshSession> & Pick<MoshSession, 'por
 export function anySpec(port: number, family: 'v4' | 'v6' = 'v4'): RuleSpec {
   return { port, family, source: family === 'v4' ? '0.0.0.0/0' : '::/0' };
 }
+
+/** A v4 spec of a port, from `source` (anywhere unless given). */
+export const v4 = (port: number, source = '0.0.0.0/0'): RuleSpec => ({ port, family: 'v4', source });
+
+/** A v6 spec of a port, from `source` (anywhere unless given). */
+export const v6 = (port: number, source = '::/0'): RuleSpec => ({ port, family: 'v6', source });
+
+/** One line per rule with every field coverage decisions read, for comparing listed rules as text. */
+export function ruleSummary(rule: FirewallRule): string {
+  const ports =
+    rule.ports === 'any'
+      ? 'any'
+      : rule.ports
+          .map((range) => (range.first === range.last ? `${range.first}` : `${range.first}-${range.last}`))
+          .join(',');
+  const extras = [
+    rule.interface === undefined ? '' : ` on ${rule.interface}`,
+    rule.sourcePorts === undefined ? '' : ` sport ${rule.sourcePorts}`,
+    rule.destination === '0.0.0.0/0' || rule.destination === '::/0' ? '' : ` to ${rule.destination}`,
+    rule.comment === '' ? '' : ` "${rule.comment}"`,
+  ].join('');
+  return `${rule.ours ? 'OURS ' : ''}${rule.family} ${rule.action} ${rule.protocol} ${ports} from ${rule.source}${extras}`;
+}

@@ -12,38 +12,17 @@ import {
   tableRules,
 } from '../../../src/backends/iptables.ts';
 import { specKey, specOfRule } from '../../../src/backends/spec.ts';
-import type { FirewallRule, RuleSpec } from '../../../src/backends/types.ts';
 import { FirewallError } from '../../../src/errors.ts';
-import { loadUfwOutputs } from './recording-runner.ts';
+import { ruleSummary, v4, v6 } from '../../support/builders.ts';
+import { capturedRuns } from './recording-runner.ts';
 
-const outputs = loadUfwOutputs(new URL('../../fixtures/iptables/outputs.json', import.meta.url).pathname);
+const { run } = capturedRuns(new URL('../../fixtures/iptables/', import.meta.url));
 
 /** The filter table real iptables-save printed in the run named `name`. */
 function saved(name: string): SavedTable {
-  const output = outputs.get(name);
-  assert.ok(output, `no fixture output named ${name}`);
+  const output = run(name);
   return parseIptablesSave(output.stdout, output.argv.join(' '));
 }
-
-/** One line per rule with every field coverage decisions read. */
-function summary(rule: FirewallRule): string {
-  const ports =
-    rule.ports === 'any'
-      ? 'any'
-      : rule.ports
-          .map((range) => (range.first === range.last ? `${range.first}` : `${range.first}-${range.last}`))
-          .join(',');
-  const extras = [
-    rule.interface === undefined ? '' : ` on ${rule.interface}`,
-    rule.sourcePorts === undefined ? '' : ` sport ${rule.sourcePorts}`,
-    rule.destination === '0.0.0.0/0' || rule.destination === '::/0' ? '' : ` to ${rule.destination}`,
-    rule.comment === '' ? '' : ` "${rule.comment}"`,
-  ].join('');
-  return `${rule.ours ? 'OURS ' : ''}${rule.family} ${rule.action} ${rule.protocol} ${ports} from ${rule.source}${extras}`;
-}
-
-const v4 = (port: number, source = '0.0.0.0/0'): RuleSpec => ({ port, family: 'v4', source });
-const v6 = (port: number, source = '::/0'): RuleSpec => ({ port, family: 'v6', source });
 
 describe('iptables: reading iptables-save', () => {
   it('splits words as iptables-restore does: double quotes, backslash escapes', () => {
@@ -101,7 +80,7 @@ describe('iptables: reading iptables-save', () => {
 describe('iptables: the rules as FirewallRules', () => {
   for (const variant of ['nft', 'legacy']) {
     it(`reads every admin form of the ${variant} forms table, our rules flagged, the rest "other" when unread`, () => {
-      assert.deepEqual(tableRules(saved(`save-${variant}-v4-forms`), 'v4').map(summary), [
+      assert.deepEqual(tableRules(saved(`save-${variant}-v4-forms`), 'v4').map(ruleSummary), [
         'v4 allow other any from 0.0.0.0/0', // conntrack
         'v4 allow any any from 0.0.0.0/0 on lo',
         'v4 allow tcp 22 from 0.0.0.0/0',
@@ -131,7 +110,7 @@ describe('iptables: the rules as FirewallRules', () => {
         'OURS v4 allow udp 60003 from 192.0.2.7/32 "moshwall"',
         'v4 allow udp 60098 from 0.0.0.0/0', // in our chain, not our shape
       ]);
-      assert.deepEqual(tableRules(saved(`save-${variant}-v6-forms`), 'v6').map(summary), [
+      assert.deepEqual(tableRules(saved(`save-${variant}-v6-forms`), 'v6').map(ruleSummary), [
         'v6 allow other any from ::/0',
         'v6 allow udp 60085 from 2001:db8::/32',
         'v6 allow udp 60086 from 2001:db8::1/128',
@@ -166,7 +145,7 @@ describe('iptables: the rules as FirewallRules', () => {
     assert.deepEqual(
       tableRules(saved('save-legacy-v4-after-allow-2'), 'v4')
         .filter((rule) => rule.ours)
-        .map(summary),
+        .map(ruleSummary),
       ['OURS v4 allow udp 60004 from 0.0.0.0/0 "moshwall"'],
     );
   });

@@ -6,32 +6,27 @@ import {
   type IptablesVariant,
   restoreInputProblem,
 } from '../../../src/backends/iptables.ts';
-import type { RuleSpec } from '../../../src/backends/types.ts';
-import { ExecError, FirewallError, MoshwallError } from '../../../src/errors.ts';
-import { type CannedAnswer, createRecordingRunner, inOrder, loadUfwOutputs } from './recording-runner.ts';
+import { FirewallError } from '../../../src/errors.ts';
+import { v4, v6 } from '../../support/builders.ts';
+import {
+  assertRefusedBeforeAnyCommand,
+  type CannedAnswer,
+  capturedRuns,
+  notInstalled,
+  recordedBackend,
+} from './recording-runner.ts';
 
 const FIXTURES = new URL('../../fixtures/iptables/', import.meta.url);
 const input = (name: string) => readFileSync(new URL(`inputs/${name}.txt`, FIXTURES), 'utf8');
-const outputs = loadUfwOutputs(new URL('outputs.json', FIXTURES).pathname);
-
-/** The answer real iptables gave in the run named `name` (test/fixtures/iptables/outputs.json, see capture.sh). */
-function real(name: string): CannedAnswer {
-  const output = outputs.get(name);
-  assert.ok(output, `no fixture output named ${name}`);
-  return { exitCode: output.exitCode, stdout: output.stdout, stderr: output.stderr };
-}
-
-const v4 = (port: number, source = '0.0.0.0/0'): RuleSpec => ({ port, family: 'v4', source });
-const v6 = (port: number, source = '::/0'): RuleSpec => ({ port, family: 'v6', source });
+/** real(name): the answer real iptables gave in that run (test/fixtures/iptables/outputs.json, see capture.sh). */
+const { real } = capturedRuns(FIXTURES);
 const TIMEOUT = 4321;
 
 function backendWith(answers: CannedAnswer[], variant?: IptablesVariant) {
-  const recorder = createRecordingRunner(inOrder(answers));
-  const options = { runner: recorder.runner, timeoutMs: TIMEOUT };
-  return {
-    ...recorder,
-    backend: createIptablesBackend(variant === undefined ? options : { ...options, variant }),
-  };
+  return recordedBackend(answers, (runner) => {
+    const options = { runner, timeoutMs: TIMEOUT };
+    return createIptablesBackend(variant === undefined ? options : { ...options, variant });
+  });
 }
 
 for (const variant of ['nft', 'legacy'] as const) {
@@ -185,21 +180,10 @@ describe('iptables backend: commands', () => {
   });
 
   it('invalid specs are refused before any command runs', async () => {
-    const { backend, calls } = backendWith([]);
-    for (const spec of [
-      v4(0),
-      v4(65536),
-      v4(60000.5),
-      v4(60001, '10.0.0.1/8'),
-      v4(60001, 'any'),
-      v4(60001, '::/0'),
+    await assertRefusedBeforeAnyCommand(backendWith([]), [
       v4(60001, '0.0.0.0/0\nCOMMIT\n*filter\n-F INPUT'),
       v6(60001, '2001:db8::1/32'),
-    ]) {
-      await assert.rejects(backend.allow([v4(60002), spec]), MoshwallError, JSON.stringify(spec));
-      await assert.rejects(backend.revoke([v4(60002), spec]), MoshwallError, JSON.stringify(spec));
-    }
-    assert.deepEqual(calls, []);
+    ]);
   });
 });
 
@@ -251,10 +235,7 @@ describe('iptables backend: failures', () => {
   });
 
   it('a missing iptables is "not installed", not an error', async () => {
-    const enoent = Object.assign(new Error('spawn iptables ENOENT'), { code: 'ENOENT' });
-    const { backend } = backendWith([
-      new ExecError('Could not run iptables', { command: 'iptables --version' }, enoent),
-    ]);
+    const { backend } = backendWith([notInstalled(['iptables', '--version'])]);
     const probe = await backend.probe();
     assert.equal(probe.installed, false);
     assert.match(probe.detail.join('\n'), /iptables is not installed/);

@@ -13,46 +13,24 @@ import {
   planNftRevoke,
 } from '../../../src/backends/nftables.ts';
 import { specKey, specOfRule } from '../../../src/backends/spec.ts';
-import type { FirewallRule, RuleSpec } from '../../../src/backends/types.ts';
+import type { FirewallRule } from '../../../src/backends/types.ts';
 import { FirewallError } from '../../../src/errors.ts';
-import { createRecordingRunner, loadUfwOutputs } from './recording-runner.ts';
+import { ruleSummary, v4, v6 } from '../../support/builders.ts';
+import { capturedRuns, createRecordingRunner } from './recording-runner.ts';
 
-const outputs = loadUfwOutputs(new URL('../../fixtures/nftables/outputs.json', import.meta.url).pathname);
+const { run } = capturedRuns(new URL('../../fixtures/nftables/', import.meta.url));
 
 /** The ruleset real nft listed in the run named `name` (test/fixtures/nftables/outputs.json). */
 function listed(name: string): NftRuleset {
-  const output = outputs.get(`list-${name}`);
-  assert.ok(output, `no fixture listing named ${name}`);
-  return parseNftRuleset(output.stdout);
+  return parseNftRuleset(run(`list-${name}`).stdout);
 }
 
 /** The rules listRules returns over a captured listing. */
 async function listRulesOf(name: string, placement: { chain?: string } = {}): Promise<FirewallRule[]> {
-  const output = outputs.get(`list-${name}`);
-  assert.ok(output);
+  const output = run(`list-${name}`);
   const { runner } = createRecordingRunner(() => ({ exitCode: 0, stdout: output.stdout, stderr: '' }));
   return createNftablesBackend({ runner, timeoutMs: 1, ...placement }).listRules();
 }
-
-/** One line per rule with every field coverage decisions read. */
-function summary(rule: FirewallRule): string {
-  const ports =
-    rule.ports === 'any'
-      ? 'any'
-      : rule.ports
-          .map((range) => (range.first === range.last ? `${range.first}` : `${range.first}-${range.last}`))
-          .join(',');
-  const extras = [
-    rule.interface === undefined ? '' : ` on ${rule.interface}`,
-    rule.sourcePorts === undefined ? '' : ` sport ${rule.sourcePorts}`,
-    rule.destination === '0.0.0.0/0' || rule.destination === '::/0' ? '' : ` to ${rule.destination}`,
-    rule.comment === '' ? '' : ` "${rule.comment}"`,
-  ].join('');
-  return `${rule.ours ? 'OURS ' : ''}${rule.family} ${rule.action} ${rule.protocol} ${ports} from ${rule.source}${extras}`;
-}
-
-const v4 = (port: number, source = '0.0.0.0/0'): RuleSpec => ({ port, family: 'v4', source });
-const v6 = (port: number, source = '::/0'): RuleSpec => ({ port, family: 'v6', source });
 
 describe('nftables: reading `nft -j list ruleset`', () => {
   it('reads tables, chains (with hook and policy), sets (type, flags, elements) and rules in chain order', () => {
@@ -122,7 +100,7 @@ describe('nftables: reading `nft -j list ruleset`', () => {
 
 describe('nftables: the admin’s rules as FirewallRules', () => {
   it('reads every form of the forms ruleset, and marks what it cannot read as protocol "other"', async () => {
-    assert.deepEqual((await listRulesOf('forms')).map(summary), [
+    assert.deepEqual((await listRulesOf('forms')).map(ruleSummary), [
       'v4 allow other any from 0.0.0.0/0', // ct state established,related accept
       'v6 allow other any from ::/0',
       'v4 deny other any from 0.0.0.0/0', // ct state invalid drop
@@ -219,7 +197,7 @@ describe('nftables: the admin’s rules as FirewallRules', () => {
   });
 
   it('an ip table reads as v4 only, with its own chain', async () => {
-    assert.deepEqual((await listRulesOf('ip-only-after-allow')).map(summary), [
+    assert.deepEqual((await listRulesOf('ip-only-after-allow')).map(ruleSummary), [
       'v4 allow tcp 22 from 0.0.0.0/0',
       'OURS v4 allow udp 60001 from 0.0.0.0/0 "moshwall"',
     ]);

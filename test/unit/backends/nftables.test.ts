@@ -3,22 +3,20 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { createNftablesBackend, nftScriptProblem } from '../../../src/backends/nftables.ts';
 import type { RuleSpec } from '../../../src/backends/types.ts';
-import { ExecError, FirewallError, MoshwallError } from '../../../src/errors.ts';
-import { type CannedAnswer, createRecordingRunner, inOrder, loadUfwOutputs } from './recording-runner.ts';
+import { FirewallError } from '../../../src/errors.ts';
+import { v4, v6 } from '../../support/builders.ts';
+import {
+  assertRefusedBeforeAnyCommand,
+  type CannedAnswer,
+  capturedRuns,
+  notInstalled,
+  recordedBackend,
+} from './recording-runner.ts';
 
 const FIXTURES = new URL('../../fixtures/nftables/', import.meta.url);
 const script = (name: string) => readFileSync(new URL(`scripts/${name}.nft`, FIXTURES), 'utf8');
-const outputs = loadUfwOutputs(new URL('outputs.json', FIXTURES).pathname);
-
-/** The answer real nft gave in the run named `name` (test/fixtures/nftables/outputs.json, see capture.sh). */
-function real(name: string): CannedAnswer {
-  const output = outputs.get(name);
-  assert.ok(output, `no fixture output named ${name}`);
-  return { exitCode: output.exitCode, stdout: output.stdout, stderr: output.stderr };
-}
-
-const v4 = (port: number, source = '0.0.0.0/0'): RuleSpec => ({ port, family: 'v4', source });
-const v6 = (port: number, source = '::/0'): RuleSpec => ({ port, family: 'v6', source });
+/** real(name): the answer real nft gave in that run (test/fixtures/nftables/outputs.json, see capture.sh). */
+const { real } = capturedRuns(FIXTURES);
 const LIST = ['nft', '-j', 'list', 'ruleset'];
 const APPLY = ['nft', '-f', '-'];
 const TIMEOUT = 4321;
@@ -26,11 +24,9 @@ const TIMEOUT = 4321;
 type Placement = Pick<Parameters<typeof createNftablesBackend>[0], 'table' | 'chain'>;
 
 function backendWith(answers: CannedAnswer[], placement: Placement = {}) {
-  const recorder = createRecordingRunner(inOrder(answers));
-  return {
-    ...recorder,
-    backend: createNftablesBackend({ runner: recorder.runner, timeoutMs: TIMEOUT, ...placement }),
-  };
+  return recordedBackend(answers, (runner) =>
+    createNftablesBackend({ runner, timeoutMs: TIMEOUT, ...placement }),
+  );
 }
 
 const ALLOW_1 = [
@@ -177,25 +173,14 @@ describe('nftables backend: golden commands over a lifecycle', () => {
   });
 
   it('invalid specs are refused before any command runs', async () => {
-    const { backend, calls } = backendWith([]);
-    for (const spec of [
-      v4(0),
-      v4(65536),
-      v4(60000.5),
-      v4(60001, '10.0.0.1/8'),
-      v4(60001, 'any'),
-      v4(60001, '::/0'),
+    await assertRefusedBeforeAnyCommand(backendWith([]), [
       v4(60001, '0.0.0.0/0 } ; flush ruleset'),
       { port: 60001, family: 'v5', source: '0.0.0.0/0' } as unknown as RuleSpec,
-    ]) {
-      await assert.rejects(backend.allow([v4(60002), spec]), MoshwallError, JSON.stringify(spec));
-      await assert.rejects(backend.revoke([v4(60002), spec]), MoshwallError, JSON.stringify(spec));
-    }
-    assert.deepEqual(calls, []);
+    ]);
   });
 
   it('names that cannot be written in a script are refused at construction', () => {
-    const runner = createRecordingRunner(inOrder([])).runner;
+    const { runner } = backendWith([]);
     for (const placement of [
       { table: { family: 'inet' as const, name: 'filter; flush ruleset' } },
       { table: { family: 'bridge' as unknown as 'inet', name: 'filter' } },
@@ -237,10 +222,7 @@ describe('nftables backend: failures', () => {
   });
 
   it('a missing nft is "not installed", not an error', async () => {
-    const enoent = Object.assign(new Error('spawn nft ENOENT'), { code: 'ENOENT' });
-    const { backend } = backendWith([
-      new ExecError('Could not run nft', { command: 'nft --version' }, enoent),
-    ]);
+    const { backend } = backendWith([notInstalled(['nft', '--version'])]);
     const probe = await backend.probe();
     assert.equal(probe.installed, false);
     assert.match(probe.detail.join('\n'), /nft is not installed/);

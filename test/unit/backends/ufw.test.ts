@@ -14,18 +14,20 @@ import {
   ufwArgvProblem,
 } from '../../../src/backends/ufw.ts';
 import { ExecError, FirewallError, MoshwallError } from '../../../src/errors.ts';
-import { type CannedAnswer, createRecordingRunner, inOrder, loadUfwOutputs } from './recording-runner.ts';
+import { v4, v6 } from '../../support/builders.ts';
+import {
+  type CannedAnswer,
+  capturedRuns,
+  createRecordingRunner,
+  inOrder,
+  notInstalled,
+  recordedBackend,
+} from './recording-runner.ts';
 
 const FIXTURES = new URL('../../fixtures/ufw/', import.meta.url);
 const fixture = (path: string) => readFileSync(new URL(path, FIXTURES), 'utf8');
-const outputs = loadUfwOutputs(new URL('outputs.json', FIXTURES).pathname);
-
-/** The answer real ufw gave in the run named `name` (test/fixtures/ufw/outputs.json). */
-function real(name: string): CannedAnswer {
-  const output = outputs.get(name);
-  assert.ok(output, `no fixture output named ${name}`);
-  return { exitCode: output.exitCode, stdout: output.stdout, stderr: output.stderr };
-}
+/** real(name): the answer real ufw gave in that run (test/fixtures/ufw/outputs.json, see capture.sh). */
+const { outputs, real } = capturedRuns(FIXTURES);
 
 const enoent = (path: string) =>
   Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT' });
@@ -49,13 +51,10 @@ const IPV6_OFF = files({
   '/etc/default/ufw': 'ipv6-off/default-ufw',
 });
 
-const v4 = (port: number, source = '0.0.0.0/0'): RuleSpec => ({ port, family: 'v4', source });
-const v6 = (port: number, source = '::/0'): RuleSpec => ({ port, family: 'v6', source });
 const TAIL = ['comment', 'moshwall'];
 
 function backendWith(answers: CannedAnswer[], readFile = MIXED, timeoutMs = 4321) {
-  const recorder = createRecordingRunner(inOrder(answers));
-  return { ...recorder, backend: createUfwBackend({ runner: recorder.runner, readFile, timeoutMs }) };
+  return recordedBackend(answers, (runner) => createUfwBackend({ runner, readFile, timeoutMs }));
 }
 
 describe('ufw backend: golden argv over a lifecycle', () => {
@@ -494,10 +493,7 @@ describe('ufw backend: probe', () => {
   });
 
   it('reports ufw missing without throwing', async () => {
-    const spawnError = Object.assign(new Error('spawn ufw ENOENT'), { code: 'ENOENT' });
-    const { backend, calls } = backendWith([
-      new ExecError('Could not run ufw', { command: 'ufw version' }, spawnError),
-    ]);
+    const { backend, calls } = backendWith([notInstalled(['ufw', 'version'])]);
     const probe = await backend.probe();
     assert.equal(probe.installed, false);
     assert.equal(probe.active, false);

@@ -72,7 +72,8 @@ describe('parseStatus', () => {
   });
 
   it('keeps real and effective ids apart and reads several groups', () => {
-    const text = 'Name:\tx\nPPid:\t42\nTracerPid:\t0\nUid:\t1000\t0\t0\t0\nGid:\t100\t50\t50\t50\nGroups:\t4 24 27 \n';
+    const text =
+      'Name:\tx\nPPid:\t42\nTracerPid:\t0\nUid:\t1000\t0\t0\t0\nGid:\t100\t50\t50\t50\nGroups:\t4 24 27 \n';
     assert.deepEqual(parseStatus(text), {
       realUid: 1000,
       effectiveUid: 0,
