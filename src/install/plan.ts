@@ -5,6 +5,8 @@ import { EXAMPLE_CONFIG, systemdUnit } from './assets.ts';
 export interface InstallLayout {
   libDir: string;
   bundle: string;
+  /** package.json beside the bundle that marks it an ES module. */
+  moduleMarker: string;
   command: string;
   shim: string;
   unit: string;
@@ -20,6 +22,7 @@ export function layoutFor(prefix = '/usr/local'): InstallLayout {
   return {
     libDir,
     bundle: `${libDir}/moshwall.js`,
+    moduleMarker: `${libDir}/package.json`,
     command: `${prefix}/sbin/moshwall`,
     shim: `${prefix}/bin/mosh-server`,
     unit: '/etc/systemd/system/moshwall.service',
@@ -93,6 +96,7 @@ export function planInstall(facts: InstallFacts, options: { sudoers: boolean }):
   const configCreated = facts.state(layout.config).kind === 'missing';
   const paths = [
     layout.bundle,
+    layout.moduleMarker,
     layout.command,
     layout.shim,
     layout.unit,
@@ -102,6 +106,8 @@ export function planInstall(facts: InstallFacts, options: { sudoers: boolean }):
   const steps: Step[] = [
     { kind: 'mkdir', path: layout.libDir, mode: 0o755 },
     { kind: 'copy', from: facts.selfPath, to: layout.bundle, mode: 0o755 },
+    // The bundle is an ES module: Node 18 reads a .js file as one only under {"type":"module"}.
+    { kind: 'write', path: layout.moduleMarker, content: '{ "type": "module" }\n', mode: 0o644 },
     { kind: 'symlink', target: layout.bundle, path: layout.command },
     { kind: 'symlink', target: layout.bundle, path: layout.shim },
     { kind: 'write', path: layout.unit, content: systemdUnit(facts.nodePath, layout.bundle), mode: 0o644 },

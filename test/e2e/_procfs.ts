@@ -94,6 +94,8 @@ export function hostPidOf(nsPid: number, pidNs: number): number | undefined {
 
 /** Sends `signal` to pid, ignoring a process that already went away. */
 export function signalPid(pid: number, signal: NodeJS.Signals): void {
+  // kill(0) is our process group and kill(-1) every process on the machine: never a lab pid.
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`refusing to signal pid ${pid}`);
   try {
     process.kill(pid, signal);
   } catch (error) {

@@ -33,6 +33,7 @@ describe('planInstall', () => {
     assert.deepEqual(kinds(steps), [
       'mkdir /usr/local/lib/moshwall',
       'copy /usr/local/lib/moshwall/moshwall.js',
+      'write /usr/local/lib/moshwall/package.json',
       'symlink /usr/local/sbin/moshwall',
       'symlink /usr/local/bin/mosh-server',
       'write /etc/systemd/system/moshwall.service',
@@ -61,7 +62,7 @@ describe('planInstall', () => {
     const manifest = steps.find((step) => step.kind === 'write' && step.path.endsWith('installed.json'));
     assert.deepEqual(JSON.parse(manifest && 'content' in manifest ? manifest.content : '{}'), {
       version: 1,
-      paths: [layout.bundle, layout.command, layout.shim, layout.unit, layout.sudoers],
+      paths: [layout.bundle, layout.moduleMarker, layout.command, layout.shim, layout.unit, layout.sudoers],
       configCreated: false,
     });
   });

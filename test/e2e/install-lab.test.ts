@@ -1,0 +1,420 @@
+// `moshwall install` / `uninstall` for real, in the lab's server host (whose /etc and /usr/local are
+// overlays of its own): --dry-run changes nothing; install makes exactly its files (modes, owners, link
+// targets) and refuses to replace a mosh-server or moshwall that is not its own; a real mosh-server
+// started over ssh then goes through the installed shim to the daemon started from the installed path,
+// and MOSH CONNECT arrives only once the rule exists; --sudoers lets alice run exactly
+// `sudo -n /usr/local/sbin/moshwall hook`, which opens the next session's port; a group- or
+// other-writable bundle, directory or config makes every root command refuse (exit 7) and change
+// nothing; uninstall removes exactly what install made and our rules, keeps the config; --purge too.
+import assert from 'node:assert/strict';
+import {
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { COMMANDS } from '../../src/cli/run.ts';
+import { systemdUnit } from '../../src/install/assets.ts';
+import { waitUntil } from './_daemon.ts';
+import { REPO } from './_deb.ts';
+import { expectedOurs, ourTuples, sortTuples } from './_moshwall.ts';
+import { namespaceOf } from './_procfs.ts';
+import { createLab, type Lab, labSkipReason, type MoshServer, type Result, type UfwTuple } from './lab.ts';
+
+const BUNDLE = join(REPO, 'dist', 'moshwall.js');
+const LIB = '/usr/local/lib/moshwall';
+const INSTALLED = `${LIB}/moshwall.js`;
+const COMMAND = '/usr/local/sbin/moshwall';
+const SHIM = '/usr/local/bin/mosh-server';
+const UNIT = '/etc/systemd/system/moshwall.service';
+const CONFIG = '/etc/moshwall/moshwall.toml';
+const MANIFEST = `${LIB}/installed.json`;
+/** Marks the bundle an ES module for Node 18, which reads a plain .js file as CommonJS otherwise. */
+const MODULE_MARKER = `${LIB}/package.json`;
+const SUDOERS = '/etc/sudoers.d/moshwall';
+/** What `install` (without --sudoers) adds, with type, mode and owner (or link target). */
+const INSTALLED_ENTRIES: Record<string, string> = {
+  [LIB]: 'dir 755 0:0',
+  [INSTALLED]: 'file 755 0:0',
+  [MODULE_MARKER]: 'file 644 0:0',
+  [MANIFEST]: 'file 644 0:0',
+  [COMMAND]: `link 0:0 -> ${INSTALLED}`,
+  [SHIM]: `link 0:0 -> ${INSTALLED}`,
+  [UNIT]: 'file 644 0:0',
+  '/etc/moshwall': 'dir 755 0:0',
+  [CONFIG]: 'file 644 0:0',
+};
+/** The commands that need root: each must refuse when moshwall's own files are unsafe. */
+const ROOT_COMMANDS = COMMANDS.filter((command) => command.needsRoot).map((command) => command.name);
+
+/** path → "kind mode uid:gid" (+ size and mtime of a file, + the inode when `strict`). */
+type Listing = Map<string, string>;
+
+describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () => {
+  let lab: Lab | undefined;
+  let adminRules: UfwTuple[] = [];
+  /** The server host's /etc and /usr/local before anything was installed. */
+  let pristine: Listing = new Map();
+  const sessions: MoshServer[] = [];
+
+  const theLab = (): Lab => {
+    assert.ok(lab, 'createLab failed in before()');
+    return lab;
+  };
+  /** The built bundle run by node as root in the server host, with no --config (as an admin would). */
+  const bundle = (args: string[]) =>
+    theLab().runServer([process.execPath, BUNDLE, ...args], { timeoutMs: 30_000 });
+  /** The installed command, as root in the server host. */
+  const installed = (args: string[]) => theLab().runServer([COMMAND, ...args], { timeoutMs: 30_000 });
+  const ours = async () => ourTuples(await theLab().ufwTuples());
+  const admins = async () =>
+    sortTuples((await theLab().ufwTuples()).filter((tuple) => tuple.comment !== 'moshwall'));
+  /** A real mosh-server as alice over ssh; `binary` /usr/bin/mosh-server bypasses the shim. */
+  const mosh = async (port: number, binary?: string) => {
+    const server = await theLab().startMoshServer('alice', {
+      port,
+      ...(binary === undefined ? {} : { binary }),
+    });
+    sessions.push(server);
+    return server;
+  };
+  const endSessions = async () => {
+    for (const server of sessions.splice(0)) await theLab().killServerProcess(server.pid);
+  };
+
+  /** Every entry under the server host's /etc (but /etc/ufw, the firewall's own files) and /usr/local. */
+  const listing = (strict = false): Listing => {
+    const entries: Listing = new Map();
+    const walk = (path: string) => {
+      for (const name of readdirSync(theLab().serverPath(path))) {
+        const child = `${path}/${name}`;
+        if (child === '/etc/ufw') continue;
+        const facts = lstatSync(theLab().serverPath(child));
+        const owner = `${facts.uid}:${facts.gid}`;
+        const mode = (facts.mode & 0o7777).toString(8);
+        if (facts.isSymbolicLink()) {
+          entries.set(child, `link ${owner} -> ${readlinkSync(theLab().serverPath(child))}`);
+        } else if (facts.isDirectory()) {
+          entries.set(child, `dir ${mode} ${owner}`);
+          walk(child);
+        } else {
+          const detail = strict ? ` ${facts.size} ${facts.mtimeMs} ${facts.ino}` : '';
+          entries.set(child, `file ${mode} ${owner}${detail}`);
+        }
+      }
+    };
+    walk('/etc');
+    walk('/usr/local');
+    return entries;
+  };
+  /** What changed from `before` to `after`: added and removed entries, and entries that differ. */
+  const changes = (before: Listing, after: Listing) => {
+    const added: Record<string, string> = {};
+    const changed: string[] = [];
+    for (const [path, entry] of after) {
+      if (!before.has(path)) added[path] = entry.replace(/^(file \d+ \d+:\d+) .*/, '$1');
+      else if (before.get(path) !== entry) changed.push(path);
+    }
+    const removed = [...before.keys()].filter((path) => !after.has(path));
+    return { added, removed, changed };
+  };
+  const shown = (result: Result) =>
+    `exit ${result.exitCode}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
+  /** Host pids of `moshwall hook --watch` watchers running in the server host. */
+  const watchers = (): number[] => {
+    const pidNs = namespaceOf(theLab().server.holderPid, 'pid');
+    return readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .map(Number)
+      .filter((pid) => {
+        try {
+          const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+          return namespaceOf(pid, 'pid') === pidNs && argv.includes('hook') && argv.includes('--watch');
+        } catch {
+          return false;
+        }
+      });
+  };
+
+  before(async () => {
+    lab = await createLab();
+    adminRules = await admins();
+    pristine = listing();
+  });
+
+  after(async () => {
+    await lab?.destroy();
+  });
+
+  test('install --dry-run lists every file and command, and changes nothing', async () => {
+    const before = listing(true);
+    const dryRun = await bundle(['install', '--dry-run', '--sudoers']);
+    assert.equal(dryRun.exitCode, 0, shown(dryRun));
+    const lines = dryRun.stdout.trim().split('\n');
+    assert.ok(
+      lines.every((line) => line.startsWith('would ')),
+      dryRun.stdout,
+    );
+    for (const path of [...Object.keys(INSTALLED_ENTRIES), SUDOERS]) {
+      assert.ok(
+        lines.some((line) => line.includes(` ${path}`)),
+        `--dry-run names ${path}:\n${dryRun.stdout}`,
+      );
+    }
+    assert.ok(lines.includes(`would install -m 755 ${BUNDLE} ${INSTALLED}`), dryRun.stdout);
+    assert.ok(lines.includes(`would ln -sfn ${INSTALLED} ${SHIM}`), dryRun.stdout);
+    assert.ok(
+      lines.some((line) => line.includes('visudo -c')),
+      dryRun.stdout,
+    );
+    assert.ok(
+      lines.some((line) => line.startsWith('would note: systemd is not running here')),
+      dryRun.stdout,
+    );
+    assert.deepEqual(changes(before, listing(true)), { added: {}, removed: [], changed: [] });
+    assert.deepEqual(await ours(), []);
+  });
+
+  for (const [name, path, make] of [
+    [
+      "an admin's own mosh-server wrapper",
+      SHIM,
+      (at: string) => writeFileSync(at, '#!/bin/sh\nexec /usr/bin/mosh-server "$@"\n', { mode: 0o755 }),
+    ],
+    ['a link to another mosh-server', SHIM, (at: string) => symlinkSync('/usr/bin/mosh-server', at)],
+    [
+      'another program called moshwall',
+      COMMAND,
+      (at: string) => writeFileSync(at, '#!/bin/sh\n', { mode: 0o755 }),
+    ],
+  ] as const) {
+    test(`install refuses to replace ${name} at ${path}, and changes nothing`, async () => {
+      make(theLab().serverPath(path));
+      try {
+        const before = listing(true);
+        const refused = await bundle(['install']);
+        assert.equal(refused.exitCode, 2, shown(refused));
+        assert.match(
+          refused.stderr,
+          new RegExp(`${path} exists and is not moshwall's; refusing to overwrite it`),
+        );
+        assert.deepEqual(changes(before, listing(true)), { added: {}, removed: [], changed: [] });
+      } finally {
+        unlinkSync(theLab().serverPath(path));
+      }
+    });
+  }
+
+  test('install creates exactly its files, with their modes, owners and link targets', async () => {
+    const before = listing();
+    const result = await bundle(['install']);
+    assert.equal(result.exitCode, 0, shown(result));
+    assert.deepEqual(changes(before, listing()), { added: INSTALLED_ENTRIES, removed: [], changed: [] });
+    const inServer = (path: string) => readFileSync(theLab().serverPath(path));
+    assert.ok(inServer(INSTALLED).equals(readFileSync(BUNDLE)), 'the bundle, byte for byte');
+    assert.equal(inServer(UNIT).toString(), systemdUnit('/usr/bin/node', INSTALLED));
+    assert.equal(
+      inServer(CONFIG).toString(),
+      readFileSync(join(REPO, 'docs', 'moshwall.example.toml'), 'utf8'),
+    );
+    assert.deepEqual(JSON.parse(inServer(MANIFEST).toString()), {
+      version: 1,
+      paths: [INSTALLED, MODULE_MARKER, COMMAND, SHIM, UNIT],
+      configCreated: true,
+    });
+    const version = await installed(['--version']);
+    assert.equal(version.stdout.trim(), JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version);
+  });
+
+  test('a mosh-server over ssh goes through the installed shim; MOSH CONNECT comes after the rule', async () => {
+    const daemon = await theLab().startServer([COMMAND, '--verbose', 'daemon']);
+    const log = () => daemon.output().stderr;
+    try {
+      assert.ok(
+        await waitUntil(() => /^debug reconciled /m.test(log()), 15_000),
+        `daemon not ready:\n${log()}`,
+      );
+      // ssh returns once mosh-server has printed MOSH CONNECT: the rule must be there already.
+      const server = await mosh(60101);
+      assert.deepEqual(
+        await ours(),
+        expectedOurs([[60101, 'v4']]),
+        'rule in place when MOSH CONNECT arrived',
+      );
+      assert.match(log(), /^info request-served port=60101 state=open$/m, 'the shim asked the daemon');
+      assert.equal(
+        readlinkSync(`/proc/${server.pid}/exe`),
+        '/usr/bin/mosh-server',
+        'the shim ran the real one',
+      );
+      assert.equal(await theLab().udpReachable(60101, 'v4'), true);
+      await endSessions();
+      assert.ok(
+        await waitUntil(async () => (await ours()).length === 0, 10_000),
+        'closed when the session ended',
+      );
+    } finally {
+      await endSessions();
+      await theLab().killServerProcess(daemon.pid);
+    }
+    assert.deepEqual(await admins(), adminRules);
+  });
+
+  test('install --sudoers: alice may run exactly `sudo -n moshwall hook`, which opens the next port', async (t) => {
+    const before = listing();
+    const result = await bundle(['install', '--sudoers']);
+    assert.equal(result.exitCode, 0, shown(result));
+    assert.match(result.stdout, new RegExp(`^note: ${CONFIG} exists: kept as it is$`, 'm'));
+    const { added, removed, changed } = changes(before, listing());
+    assert.deepEqual({ added, removed }, { added: { [SUDOERS]: 'file 440 0:0' }, removed: [] });
+    assert.ok(
+      changed.every((path) => [INSTALLED, UNIT, MANIFEST].includes(path)),
+      `rewritten: ${changed.join(', ')}`,
+    );
+    assert.equal(
+      readFileSync(theLab().serverPath(SUDOERS), 'utf8')
+        .split('\n')
+        .filter((line) => line !== '' && !line.startsWith('#'))
+        .join('\n'),
+      `ALL ALL=(root) NOPASSWD: ${COMMAND} hook`,
+    );
+    const allowed = await theLab().ssh('alice', ['sudo', '-n', '-l']);
+    assert.match(allowed.stdout, new RegExp(`\\(root\\) NOPASSWD: ${COMMAND} hook$`, 'm'), shown(allowed));
+
+    // A session started before the hook: nothing opens its port (no daemon, no hook yet).
+    await mosh(60111, '/usr/bin/mosh-server');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.deepEqual(await ours(), []);
+
+    const begun = performance.now();
+    const hook = await theLab().ssh('alice', ['sudo', '-n', COMMAND, 'hook']);
+    const tookMs = performance.now() - begun;
+    assert.equal(hook.exitCode, 0, shown(hook));
+    assert.ok(
+      tookMs < 5000,
+      `sudo -n moshwall hook over ssh took ${tookMs.toFixed(0)} ms: it must return at once`,
+    );
+    t.diagnostic(`ssh + sudo -n moshwall hook returned in ${tookMs.toFixed(0)} ms`);
+    await mosh(60112, '/usr/bin/mosh-server');
+    assert.ok(
+      await waitUntil(async () => (await ours()).length === 2, 5000),
+      `the watcher opened nothing: ${JSON.stringify(await ours())}`,
+    );
+    assert.deepEqual(
+      await ours(),
+      expectedOurs([
+        [60111, 'v4'],
+        [60112, 'v4'],
+      ]),
+    );
+    assert.equal(await theLab().udpReachable(60112, 'v4'), true);
+
+    // Nothing else: not flush, not the watcher itself, not the hook with other arguments.
+    const rules = await ours();
+    for (const argv of [['flush'], ['hook', '--watch'], ['--config', '/tmp/x.toml', 'hook'], ['sync']]) {
+      const refused = await theLab().ssh('alice', ['sudo', '-n', COMMAND, ...argv]);
+      assert.equal(refused.exitCode, 1, `sudo -n moshwall ${argv.join(' ')}: ${shown(refused)}`);
+      assert.match(refused.stderr, /sudo: a password is required/);
+    }
+    assert.deepEqual(await ours(), rules, 'the refused commands changed nothing');
+    for (const pid of watchers()) await theLab().killServerProcess(pid);
+    await endSessions();
+    assert.equal((await installed(['flush'])).exitCode, 0);
+  });
+
+  test('a bundle, directory or config others can write: every root command exits 7 and changes nothing', async () => {
+    await mosh(60121, '/usr/bin/mosh-server');
+    assert.deepEqual(await ours(), []);
+    const tamperings: Array<[string, string[], string[], RegExp]> = [
+      [
+        'the bundle group-writable',
+        ['chmod', '775', INSTALLED],
+        ['chmod', '755', INSTALLED],
+        /moshwall .* is writable by group/,
+      ],
+      [
+        'its directory writable by others',
+        ['chmod', '757', LIB],
+        ['chmod', '755', LIB],
+        /directory \/usr\/local\/lib\/moshwall is writable by others/,
+      ],
+      [
+        'the config group-writable',
+        ['chmod', '664', CONFIG],
+        ['chmod', '644', CONFIG],
+        /config file \/etc\/moshwall\/moshwall\.toml is writable by group/,
+      ],
+      [
+        'the bundle owned by alice',
+        ['chown', 'alice', INSTALLED],
+        ['chown', 'root', INSTALLED],
+        /is owned by uid \d+, not root/,
+      ],
+    ];
+    for (const [what, tamper, restore, reason] of tamperings) {
+      assert.equal((await theLab().runServer(tamper)).exitCode, 0, what);
+      try {
+        const before = listing(true);
+        const rules = await theLab().ufwTuples();
+        for (const name of ROOT_COMMANDS) {
+          const refused = await installed([name]);
+          assert.equal(refused.exitCode, 7, `${what}: moshwall ${name}: ${shown(refused)}`);
+          assert.match(refused.stderr, /refusing to run as root: /);
+          assert.match(refused.stderr, reason, `${what}: moshwall ${name}`);
+        }
+        const viaSudo = await theLab().ssh('alice', ['sudo', '-n', COMMAND, 'hook']);
+        assert.equal(viaSudo.exitCode, 7, `${what}: alice's sudo hook: ${shown(viaSudo)}`);
+        assert.deepEqual(changes(before, listing(true)), { added: {}, removed: [], changed: [] }, what);
+        assert.deepEqual(await theLab().ufwTuples(), rules, `${what}: the firewall is unchanged`);
+        assert.deepEqual(watchers(), [], `${what}: no watcher started`);
+      } finally {
+        await theLab().runServer(restore);
+      }
+      const control = await installed(['status']);
+      assert.equal(control.exitCode, 0, `after restoring ${what}: ${shown(control)}`);
+    }
+    // The refusals were what kept the session's port closed.
+    assert.equal((await installed(['sync'])).exitCode, 0);
+    assert.deepEqual(await ours(), expectedOurs([[60121, 'v4']]));
+  });
+
+  test('uninstall removes exactly what install made and our rules, and keeps the config', async () => {
+    assert.deepEqual(await ours(), expectedOurs([[60121, 'v4']]), 'a rule of ours to remove');
+    const before = listing(true);
+    const dryRun = await installed(['uninstall', '--dry-run']);
+    assert.equal(dryRun.exitCode, 0, shown(dryRun));
+    for (const path of [COMMAND, SHIM, UNIT, SUDOERS, MANIFEST, INSTALLED]) {
+      assert.match(dryRun.stdout, new RegExp(`^would rm ${path} `, 'm'), dryRun.stdout);
+    }
+    assert.match(dryRun.stdout, /^would remove every firewall rule of ours/m);
+    assert.deepEqual(changes(before, listing(true)), { added: {}, removed: [], changed: [] });
+    assert.deepEqual(await ours(), expectedOurs([[60121, 'v4']]));
+
+    const result = await installed(['uninstall']);
+    assert.equal(result.exitCode, 0, shown(result));
+    assert.match(result.stdout, /^removed 1 firewall rule\(s\) of ours$/m);
+    assert.deepEqual(await ours(), []);
+    assert.deepEqual(await admins(), adminRules);
+    assert.deepEqual(changes(pristine, listing()), {
+      added: { '/etc/moshwall': 'dir 755 0:0', [CONFIG]: 'file 644 0:0' },
+      removed: [],
+      changed: [],
+    });
+    await endSessions();
+  });
+
+  test('install then uninstall --purge leaves /etc and /usr/local as they were', async () => {
+    const reinstalled = await bundle(['install']);
+    assert.equal(reinstalled.exitCode, 0, shown(reinstalled));
+    const purged = await installed(['uninstall', '--purge']);
+    assert.equal(purged.exitCode, 0, shown(purged));
+    assert.deepEqual(changes(pristine, listing()), { added: {}, removed: [], changed: [] });
+    assert.deepEqual(await ours(), []);
+    assert.deepEqual(await admins(), adminRules);
+  });
+});
