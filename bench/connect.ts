@@ -30,6 +30,7 @@ import { missingClientTools, startMoshClient } from '../test/e2e/_mosh-client.ts
 import { ourRulePorts, serverPidsOnPort, watchPorts } from '../test/e2e/_observe.ts';
 import { isGone } from '../test/e2e/_procfs.ts';
 import { createLab, type Lab, type MoshServer, requireRoot } from '../test/e2e/lab.ts';
+import { median } from '../test/support/stats.ts';
 
 const MODES = ['wide open', 'daemon+shim', 'daemon only', 'no moshwall'] as const;
 type Mode = (typeof MODES)[number];
@@ -64,15 +65,6 @@ function option(name: string, env: string, fallback: number): number {
     throw new LabError(`--${name} (or ${env}) must be a positive number, got "${text}"`);
   }
   return value;
-}
-
-/** The median of a non-empty list. */
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] ?? 0)
-    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 }
 
 /** Rules of ours in the lab's UFW, by port. */

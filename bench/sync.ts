@@ -12,6 +12,7 @@ import { availableParallelism, cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isGone } from '../test/e2e/_procfs.ts';
 import { createLab, type Lab, type MoshServer, type Result } from '../test/e2e/lab.ts';
+import { median } from '../test/support/stats.ts';
 
 const RUNS = 15;
 const SESSIONS = 50;
@@ -70,15 +71,6 @@ async function startSessions(lab: Lab): Promise<MoshServer[]> {
     servers.push(...started);
   }
   return servers;
-}
-
-/** The median of a non-empty list. */
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] ?? 0)
-    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 }
 
 /** One decimal. */

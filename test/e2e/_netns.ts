@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Backend, RuleSpec } from '../../src/backends/types.ts';
 import { type ExecOptions, type Runner, runCommand } from '../../src/exec.ts';
+import { median } from '../support/stats.ts';
 import { run, runOk, type Started, start } from './_exec.ts';
 import { setUpNetwork } from './_server.ts';
 import { LAB_PREFIX, type LabState, ownerLine, teardownSync, trackLab } from './_teardown.ts';
@@ -75,15 +76,6 @@ export function useNet(): () => Net {
 export function runnerIn(netns: string): Runner {
   return (argv: string[], options: ExecOptions) =>
     runCommand(['ip', 'netns', 'exec', netns, ...argv], options);
-}
-
-/** The median of some numbers. */
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] ?? 0)
-    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 }
 
 /** How a contract test file drives its backend in the server namespace. */
