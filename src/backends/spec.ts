@@ -30,3 +30,19 @@ export function ruleHasSpec(rule: FirewallRule, spec: RuleSpec): boolean {
   const shape = specOfRule(rule);
   return shape !== undefined && specKey(shape) === specKey(spec);
 }
+
+/** The allow rule a spec stands for, as a backend lists it (`ours` and `raw` as the backend knows them). */
+export function ruleOfSpec(spec: RuleSpec, comment: string, ours: boolean, raw: string): FirewallRule {
+  return {
+    family: spec.family,
+    action: 'allow',
+    direction: 'in',
+    protocol: 'udp',
+    ports: [{ first: spec.port, last: spec.port }],
+    source: spec.source,
+    destination: anywhere(spec.family),
+    comment,
+    ours,
+    raw,
+  };
+}

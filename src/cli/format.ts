@@ -1,4 +1,4 @@
-import type { AppliedChange, FirewallRule, RuleSpec } from '../backends/types.ts';
+import type { AppliedChange, RuleSpec } from '../backends/types.ts';
 
 /** "60001/udp v4 from 0.0.0.0/0" — how a spec reads in terminal output. */
 export function describeSpec(spec: RuleSpec): string {
@@ -33,9 +33,4 @@ export function table(rows: string[][]): string {
 /** The commands run, one per line, for --verbose output. */
 export function describeApplied(applied: AppliedChange[]): string[] {
   return applied.map((change) => `  ran: ${change.argv.join(' ')}`);
-}
-
-/** A foreign rule in one short line. */
-export function describeRule(rule: FirewallRule): string {
-  return rule.raw;
 }

@@ -12,13 +12,10 @@
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
-  closeSync,
   existsSync,
-  fstatSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readdirSync,
   readFileSync,
   renameSync,
@@ -39,7 +36,16 @@ import {
 } from './_exec.ts';
 import { namespaceOf } from './_procfs.ts';
 import { commandPid, setUpNetwork, startHolder } from './_server.ts';
-import { LAB_PREFIX, type LabState, ownerLine, sweepStaleLabs, teardownSync, trackLab } from './_teardown.ts';
+import {
+  LAB_PREFIX,
+  type LabState,
+  ownerLine,
+  pinNamespaces,
+  sweepStaleLabs,
+  teardownSync,
+  trackLab,
+  unpinNamespaces,
+} from './_teardown.ts';
 
 export const DEBIAN_MIRROR = 'http://deb.debian.org/debian';
 /** Where root tarballs are kept between runs (MOSHWALL_TEST_CACHE overrides it). */
@@ -184,30 +190,6 @@ const DEVICES: Array<[string, number, number]> = [
   ['tty', 5, 0],
 ];
 
-/** Namespace handles held open until teardown, so their inodes cannot be reused meanwhile (see lab.ts). */
-const pins = new WeakMap<LabState, number[]>();
-
-/** Pins the holder's mount and PID namespaces, checking they are the ones the state recorded. */
-function pin(state: LabState, holderPid: number): void {
-  const fds: number[] = [];
-  pins.set(state, fds);
-  for (const kind of ['mnt', 'pid'] as const) {
-    const fd = openSync(`/proc/${holderPid}/ns/${kind}`, 'r');
-    fds.push(fd);
-    if (!state.inodes[kind].includes(fstatSync(fd).ino)) {
-      throw new LabError(
-        `The chroot's holder (pid ${holderPid}) left its ${kind} namespace before it was pinned`,
-      );
-    }
-  }
-}
-
-/** Closes the pins of a torn-down state. */
-function unpin(state: LabState): void {
-  for (const fd of pins.get(state) ?? []) closeSync(fd);
-  pins.delete(state);
-}
-
 /**
  * Tears a state down, but first makes sure no mount of this machine's namespace lies under its directory
  * (then the directory is kept and that is reported, rather than anything removed through a mount).
@@ -217,7 +199,7 @@ function teardown(state: LabState): string[] {
   const mounted = dir === undefined ? [] : mountsUnder(dir);
   if (mounted.length > 0) state.dir = undefined;
   const problems = teardownSync(state);
-  unpin(state);
+  unpinNamespaces(state);
   if (mounted.length > 0) problems.push(`kept ${dir ?? ''}: mounts under it: ${mounted.join(', ')}`);
   return problems;
 }
@@ -266,7 +248,7 @@ async function buildChrootHost(
     { netns: peerNetns, v4: PEER_V4, v6: undefined },
   );
   const holderPid = await startHolder(state, netns, join(dir, 'holder.log'), true);
-  pin(state, holderPid);
+  pinNamespaces(state, holderPid, ['mnt', 'pid'], 'The chroot');
   const net = namespaceOf(holderPid, 'net');
 
   // Every mount below is made in the holder's mount namespace (private: nothing propagates back).

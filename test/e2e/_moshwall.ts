@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before } from 'node:test';
+import type { MoshSession } from '../../src/model.ts';
 import {
   createLab,
   type Lab,
@@ -70,15 +71,11 @@ export interface SpecJson {
   source: string;
 }
 
-export interface SessionJson {
-  pid: number;
-  uid: number;
-  user: string;
-  port: number;
-  family: Family;
-  localAddress: string;
-  exe: string;
-}
+/** The fields of a session (or refused holder) the tests read from moshwall's JSON. */
+export type SessionJson = Pick<
+  MoshSession,
+  'pid' | 'uid' | 'user' | 'port' | 'family' | 'localAddress' | 'exe'
+>;
 
 export interface RefusedJson extends SessionJson {
   reason: string;

@@ -1,9 +1,9 @@
 // What a lab has made, and how all of it goes away: by destroy(), by a failed createLab(), by the
 // process 'exit' / SIGINT / SIGTERM / SIGHUP safety net, or by the next createLab() after a SIGKILL.
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runSync, type Started } from './_exec.ts';
+import { LabError, runSync, type Started } from './_exec.ts';
 import { isGone, namedNetnsInode, pidsInNamespaces, signalPid, sleepSync, startTimeOf } from './_procfs.ts';
 
 export const LAB_PREFIX = 'mwlab-';
@@ -140,4 +140,36 @@ export function sweepStaleLabs(): string[] {
     swept.push(dir);
   }
   return swept;
+}
+
+const namespacePins = new WeakMap<LabState, number[]>();
+
+/**
+ * Holds the holder's namespaces open (by fd) until teardown is done, checking they are the ones the
+ * state recorded: the kernel hands a freed namespace's inode number to the next namespace anyone
+ * makes, so a teardown matching processes by inode must keep its own namespaces alive.
+ */
+export function pinNamespaces(
+  state: LabState,
+  holderPid: number,
+  kinds: readonly ('mnt' | 'pid')[],
+  what: string,
+): void {
+  const fds: number[] = [];
+  namespacePins.set(state, fds);
+  for (const kind of kinds) {
+    const fd = openSync(`/proc/${holderPid}/ns/${kind}`, 'r');
+    fds.push(fd);
+    if (!state.inodes[kind].includes(fstatSync(fd).ino)) {
+      throw new LabError(
+        `${what}'s holder (pid ${holderPid}) left its ${kind} namespace before it was pinned`,
+      );
+    }
+  }
+}
+
+/** Lets the kernel free the pinned namespaces; only once the teardown has killed everything in them. */
+export function unpinNamespaces(state: LabState): void {
+  for (const fd of namespacePins.get(state) ?? []) closeSync(fd);
+  namespacePins.delete(state);
 }

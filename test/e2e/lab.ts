@@ -7,12 +7,9 @@ import { randomBytes } from 'node:crypto';
 import {
   accessSync,
   chmodSync,
-  closeSync,
   constants,
   existsSync,
-  fstatSync,
   mkdtempSync,
-  openSync,
   readFileSync,
   writeFileSync,
 } from 'node:fs';
@@ -52,7 +49,16 @@ import {
   waitFor,
 } from './_procfs.ts';
 import { commandPid, type Host, mountLabFiles, setUpNetwork, startHolder, startSshd } from './_server.ts';
-import { LAB_PREFIX, type LabState, ownerLine, sweepStaleLabs, teardownSync, trackLab } from './_teardown.ts';
+import {
+  LAB_PREFIX,
+  type LabState,
+  ownerLine,
+  pinNamespaces,
+  sweepStaleLabs,
+  teardownSync,
+  trackLab,
+  unpinNamespaces,
+} from './_teardown.ts';
 
 export { LabError, type Result, type Started } from './_exec.ts';
 export type { LabUser } from './_files.ts';
@@ -283,36 +289,6 @@ function parseTuples(text: string, family: 'v4' | 'v6'): UfwTuple[] {
     });
 }
 
-/**
- * Open handles on each lab's mount and PID namespaces, held from the holder's start until its teardown
- * has finished. The kernel gives a freed namespace inode to the very next namespace anyone creates (an
- * `ip netns exec`, another lab, a service), and the teardown finds a lab's processes by namespace inode:
- * unpinned, a teardown still polling after the lab's namespaces died could SIGKILL processes that are
- * not the lab's. (Named network namespaces are pinned by their names until `ip netns delete`.)
- */
-const namespacePins = new WeakMap<LabState, number[]>();
-
-/** Pins the holder's mount (and PID) namespace, checking they are the ones the state recorded. */
-function pinNamespaces(state: LabState, holderPid: number, pidNs: boolean): void {
-  const fds: number[] = [];
-  namespacePins.set(state, fds);
-  for (const kind of pidNs ? (['mnt', 'pid'] as const) : (['mnt'] as const)) {
-    const fd = openSync(`/proc/${holderPid}/ns/${kind}`, 'r');
-    fds.push(fd);
-    if (!state.inodes[kind].includes(fstatSync(fd).ino)) {
-      throw new LabError(
-        `The lab's holder (pid ${holderPid}) left its ${kind} namespace before it was pinned`,
-      );
-    }
-  }
-}
-
-/** Lets the kernel free the pinned namespaces; only once the teardown has killed everything in them. */
-function unpinNamespaces(state: LabState): void {
-  for (const fd of namespacePins.get(state) ?? []) closeSync(fd);
-  namespacePins.delete(state);
-}
-
 /** Builds a lab: network, server host, UFW (allow 22/tcp, enabled), sshd; tears all of it down on failure. */
 export async function createLab(options: LabOptions = {}): Promise<Lab> {
   requireRoot();
@@ -358,7 +334,7 @@ async function buildLab(state: LabState, options: LabOptions): Promise<Lab> {
   await writeSshFiles(paths, dir, users, ipv6 ? [SERVER_V4, SERVER_V6] : [SERVER_V4]);
   writeFileSync(paths.config, DEFAULT_LAB_CONFIG, { mode: 0o644 });
   const holderPid = await startHolder(state, server.netns, join(dir, 'holder.log'), pidNs);
-  pinNamespaces(state, holderPid, pidNs);
+  pinNamespaces(state, holderPid, pidNs ? ['mnt', 'pid'] : ['mnt'], 'The lab');
   await mountLabFiles(holderPid, paths, dir);
   fault('host');
 

@@ -1,6 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { anywhere } from '../../net.ts';
-import { specKey } from '../spec.ts';
+import { ruleOfSpec, specKey } from '../spec.ts';
 import { type FirewallRule, RULE_TAG, type RuleSpec } from '../types.ts';
 import {
   elementText,
@@ -112,16 +111,6 @@ export function ourRules(ruleset: NftRuleset): FirewallRule[] {
 
 /** The FirewallRule of one element of ours. */
 function elementRule(state: OurTableState, set: OurSet, spec: RuleSpec): FirewallRule {
-  return {
-    family: spec.family,
-    action: 'allow',
-    direction: 'in',
-    protocol: 'udp',
-    ports: [{ first: spec.port, last: spec.port }],
-    source: spec.source,
-    destination: anywhere(spec.family),
-    comment: RULE_TAG,
-    ours: true,
-    raw: `element ${elementText(spec)} of set ${state.family} ${state.table} ${set.name}`,
-  };
+  const raw = `element ${elementText(spec)} of set ${state.family} ${state.table} ${set.name}`;
+  return ruleOfSpec(spec, RULE_TAG, true, raw);
 }

@@ -1,4 +1,4 @@
-import { ruleHasSpec, specKey } from '../../../src/backends/spec.ts';
+import { ruleHasSpec, ruleOfSpec, specKey } from '../../../src/backends/spec.ts';
 import {
   type AppliedChange,
   type Backend,
@@ -9,7 +9,6 @@ import {
 } from '../../../src/backends/types.ts';
 import { assertValidRuleSpecs } from '../../../src/backends/validate.ts';
 import { FirewallError } from '../../../src/errors.ts';
-import { anywhere } from '../../../src/net.ts';
 
 /**
  * An in-memory firewall behind the Backend interface, with ufw's semantics where they matter: our
@@ -37,18 +36,13 @@ export interface MemoryBackendOptions {
 
 /** The rule a spec becomes, ours or not. */
 function ruleOf(spec: RuleSpec, comment: string, ours: boolean): FirewallRule {
-  return {
-    family: spec.family,
-    action: 'allow',
-    direction: 'in',
-    protocol: 'udp',
-    ports: [{ first: spec.port, last: spec.port }],
-    source: spec.source,
-    destination: anywhere(spec.family),
+  const note = comment === '' ? '' : ` # ${comment}`;
+  return ruleOfSpec(
+    spec,
     comment,
     ours,
-    raw: `allow udp ${spec.port} from ${spec.source} (${spec.family})${comment === '' ? '' : ` # ${comment}`}`,
-  };
+    `allow udp ${spec.port} from ${spec.source} (${spec.family})${note}`,
+  );
 }
 
 /** Creates an empty in-memory backend (see MemoryBackend). */
