@@ -169,6 +169,48 @@ export function spawnPipedStdout(argv: string[], env: NodeJS.ProcessEnv): PipedC
   return { stdout: child.stdout, exited };
 }
 
+/** A long-running child whose stdout lines we are told of (e.g. `nft monitor`); close() ends it. */
+export interface LineWatch {
+  close(): void;
+}
+
+/** Starts argv and calls onLine per stdout line, onExit once when it ends; the edge for firewall watchers. */
+export type LineWatcher = (
+  argv: string[],
+  onLine: (line: string) => void,
+  onExit: (why: string) => void,
+) => LineWatch;
+
+/** The LineWatcher of the real machine: no shell, fixed env (LANG=C), stderr discarded, SIGTERM on close. */
+export const watchLines: LineWatcher = (argv, onLine, onExit) => {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new ExecError('Refusing to run an empty command', {});
+  const child = spawn(file, args, { shell: false, env: FIXED_ENV, stdio: ['ignore', 'pipe', 'ignore'] });
+  let ended = false;
+  const end = (why: string) => {
+    if (ended) return;
+    ended = true;
+    onExit(why);
+  };
+  let pending = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk: string) => {
+    pending += chunk;
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    if (pending.length > 64 * 1024) pending = '';
+    for (const line of lines) onLine(line);
+  });
+  child.once('error', (error) => end(`could not run ${file}: ${error.message}`));
+  child.once('exit', (code, signal) => end(`${file} exited (${signal ?? `code ${code}`})`));
+  return {
+    close: () => {
+      ended = true;
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    },
+  };
+};
+
 /** Starts argv (no shell) in a new session with no stdio, and does not wait for it. */
 export function spawnDetached(argv: string[]): void {
   const [file, ...args] = argv;

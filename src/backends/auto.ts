@@ -71,5 +71,6 @@ export function createAutoBackend(candidates: Backend[], managers: Manager[]): B
     allow: async (specs: RuleSpec[]): Promise<AppliedChange[]> => need().allow(specs),
     revoke: async (specs: RuleSpec[]): Promise<AppliedChange[]> => need().revoke(specs),
     changeToken: () => chosen?.changeToken?.() ?? '',
+    watchChanges: (onChange: (what: string) => void) => chosen?.watchChanges?.(onChange) ?? { close() {} },
   };
 }

@@ -1,5 +1,5 @@
 import type { Config } from '../config.ts';
-import type { Runner } from '../exec.ts';
+import type { LineWatcher, Runner } from '../exec.ts';
 import { createAutoBackend, type Manager } from './auto.ts';
 import { createIptablesBackend } from './iptables.ts';
 import { createNftablesBackend } from './nftables.ts';
@@ -21,8 +21,11 @@ function firewalld(runner: Runner, timeoutMs: number): Manager {
   };
 }
 
-/** The backend the config names, built over `runner` (auto: UFW, then nftables, then iptables). */
-export function createBackend(config: Config, runner: Runner): Backend {
+/**
+ * The backend the config names, built over `runner` (auto: UFW, then nftables, then iptables);
+ * `watcher` starts the long-running children some backends watch their firewall with.
+ */
+export function createBackend(config: Config, runner: Runner, _watcher?: LineWatcher): Backend {
   const timeoutMs = config.commandTimeoutMs;
   const ufw = () => createUfwBackend({ runner, timeoutMs });
   const nftables = () =>

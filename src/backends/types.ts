@@ -74,4 +74,11 @@ export interface Backend {
    * Optional: without it the daemon relies on its periodic resync.
    */
   changeToken?(): string;
+
+  /**
+   * Starts watching the firewall for changes made by anyone (a reload, an admin's edit), calling
+   * onChange with a short reason each time; the daemon reconciles then. Optional: backends whose
+   * changeToken is cheap and complete need none. Called only after a successful probe.
+   */
+  watchChanges?(onChange: (what: string) => void): { close(): void };
 }

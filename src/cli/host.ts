@@ -13,7 +13,7 @@ import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
 import { flushOurs } from '../engine.ts';
 import { describeError } from '../errors.ts';
-import { holdFileLock, runCommand, spawnDetached, spawnPipedStdout } from '../exec.ts';
+import { holdFileLock, runCommand, spawnDetached, spawnPipedStdout, watchLines } from '../exec.ts';
 import { watchUntilDeadline } from '../hook.ts';
 import { applySteps, pathState } from '../install/apply.ts';
 import type { Manifest } from '../install/plan.ts';
@@ -52,7 +52,7 @@ function engine(config: Config, log: Logger): EngineDeps {
   return {
     config,
     log,
-    backend: createBackend(config, runCommand),
+    backend: createBackend(config, runCommand, watchLines),
     scan: () => scanSessions(reader, { range: config.portRange, serverNames: config.moshServerNames }),
     groups: () => readGroups(reader),
     lock: async (path, timeoutMs) => {

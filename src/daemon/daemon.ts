@@ -50,6 +50,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   let failures = 0;
   let retryAt = 0;
   let stopping = false;
+  /** The backend's change watcher (started after the first good reconcile), closed on reload and stop. */
+  let watch: { close(): void } | undefined;
   const refusalsLogged = new Set<string>();
 
   /** Logs each refused holder once (per pid, port and reason), not on every reconcile. */
@@ -85,6 +87,11 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       lastToken = engine.backend.changeToken?.();
       lastRunAt = startedAt;
       failures = 0;
+      if (watch === undefined && !stopping) {
+        watch = engine.backend.watchChanges?.((what) => reconcile(`firewall changed: ${what}`)) ?? {
+          close() {},
+        };
+      }
       logRefusals(report);
       log.debug('reconciled', { sessions: report.sessions.length, ms: Math.round(deps.now() - startedAt) });
       return report;
@@ -165,6 +172,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     stopping = true;
     log.info('stopping', { signal, onStop: config.onStop });
     if (timer) clearInterval(timer);
+    watch?.close();
     server?.close();
     await scheduler.idle();
     let code = fatal === undefined ? 0 : 1;
@@ -192,6 +200,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       }
       config = { ...next, socketPath: config.socketPath };
       engine = deps.makeEngine(config);
+      watch?.close();
+      watch = undefined;
       probe = undefined;
       log.info('reloaded', { source: config.source });
       reconcile('config reloaded');

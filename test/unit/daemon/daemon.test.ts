@@ -142,6 +142,31 @@ describe('runDaemon', () => {
     assert.equal(await daemon.exit, 0);
   });
 
+  it('starts the backend watcher after the first reconcile, reconciles on its events, closes it on stop', async () => {
+    const backend = createMemoryBackend();
+    let notify: ((what: string) => void) | undefined;
+    let started = 0;
+    let closed = 0;
+    backend.watchChanges = (onChange) => {
+      started++;
+      notify = onChange;
+      return { close: () => closed++ };
+    };
+    const daemon = fakeDaemon({ resyncIntervalMs: 3_600_000 }, backend);
+    daemon.state.sessions = [session({ port: 60001 })];
+    await eventually(() => daemon.ours().includes(60001), 'opened');
+    assert.equal(started, 1, 'one watcher');
+    await daemon.backend.revoke([anySpec(60001)]);
+    assert.ok(notify, 'the watcher got a callback');
+    notify('table reloaded');
+    await eventually(() => daemon.ours().includes(60001), 'put back after the watcher reported a change');
+    assert.ok(daemon.lines.some((line) => /firewall changed: table reloaded/.test(line)));
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+    assert.equal(started, 1, 'still one watcher: it is not restarted per reconcile');
+    assert.equal(closed, 1, 'closed on stop');
+  });
+
   it('keeps the old config when SIGHUP brings a bad one; flushes on SIGTERM with on_stop = "flush"', async () => {
     const daemon = fakeDaemon({ onStop: 'flush' });
     daemon.state.sessions = [session({ port: 60001 })];
