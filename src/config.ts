@@ -4,7 +4,7 @@ import { ConfigError } from './errors.ts';
 import type { PortRange } from './model.ts';
 import { parseNetwork } from './net.ts';
 
-export type BackendName = 'ufw' | 'nftables' | 'iptables' | 'auto';
+export type BackendName = 'ufw' | 'nftables' | 'iptables' | 'firewalld' | 'auto';
 
 export const DEFAULT_CONFIG_PATH = '/etc/moshwall/moshwall.toml';
 
@@ -18,6 +18,8 @@ export interface Config {
   nftablesChain?: string;
   /** iptables: force iptables-nft or iptables-legacy; absent means the system's iptables. */
   iptablesVariant?: 'nft' | 'legacy';
+  /** firewalld: the zone our rules go in; absent means the zone of the default route's interface. */
+  firewalldZone?: string;
   portRange: PortRange;
   /** Users who may get a port; empty with allowGroups empty means everyone. */
   allowUsers: string[];
@@ -111,8 +113,14 @@ export function parsePortRange(text: string): PortRange | string {
 
 const CHECKS: Record<string, Check> = {
   backend: (value, fail) => {
-    if (value !== 'ufw' && value !== 'nftables' && value !== 'iptables' && value !== 'auto') {
-      return fail(`expected "ufw", "nftables", "iptables" or "auto", got ${describe(value)}`);
+    if (
+      value !== 'ufw' &&
+      value !== 'nftables' &&
+      value !== 'iptables' &&
+      value !== 'firewalld' &&
+      value !== 'auto'
+    ) {
+      return fail(`expected "ufw", "nftables", "iptables", "firewalld" or "auto", got ${describe(value)}`);
     }
     return { backend: value };
   },
@@ -133,6 +141,12 @@ const CHECKS: Record<string, Check> = {
     if (value !== 'nft' && value !== 'legacy')
       return fail(`expected "nft" or "legacy", got ${describe(value)}`);
     return { iptablesVariant: value };
+  },
+  firewalld_zone: (value, fail) => {
+    if (typeof value !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_+.-]{0,31}$/.test(value)) {
+      return fail(`expected a firewalld zone name such as "public", got ${describe(value)}`);
+    }
+    return { firewalldZone: value };
   },
   port_range: (value, fail) => {
     if (typeof value !== 'string')

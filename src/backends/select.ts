@@ -1,31 +1,17 @@
 import type { Config } from '../config.ts';
 import type { LineWatcher, Runner } from '../exec.ts';
-import { createAutoBackend, type Manager } from './auto.ts';
+import { createAutoBackend } from './auto.ts';
+import { createFirewalldBackend } from './firewalld.ts';
 import { createIptablesBackend } from './iptables.ts';
 import { createNftablesBackend } from './nftables.ts';
 import type { Backend } from './types.ts';
 import { createUfwBackend } from './ufw.ts';
 
-/** firewalld as a manager auto-detection must not write underneath: running when `firewall-cmd --state` says so. */
-function firewalld(runner: Runner, timeoutMs: number): Manager {
-  return {
-    name: 'firewalld',
-    running: async () => {
-      try {
-        const result = await runner(['firewall-cmd', '--state'], { timeoutMs });
-        return result.exitCode === 0 && result.stdout.trim() === 'running';
-      } catch {
-        return false;
-      }
-    },
-  };
-}
-
 /**
- * The backend the config names, built over `runner` (auto: UFW, then nftables, then iptables);
+ * The backend the config names, built over `runner` (auto: UFW, then firewalld, nftables, iptables);
  * `watcher` starts the long-running children some backends watch their firewall with.
  */
-export function createBackend(config: Config, runner: Runner, _watcher?: LineWatcher): Backend {
+export function createBackend(config: Config, runner: Runner, watcher?: LineWatcher): Backend {
   const timeoutMs = config.commandTimeoutMs;
   const ufw = () => createUfwBackend({ runner, timeoutMs });
   const nftables = () =>
@@ -41,6 +27,13 @@ export function createBackend(config: Config, runner: Runner, _watcher?: LineWat
       timeoutMs,
       ...(config.iptablesVariant ? { variant: config.iptablesVariant } : {}),
     });
+  const firewalld = () =>
+    createFirewalldBackend({
+      runner,
+      timeoutMs,
+      ...(config.firewalldZone ? { zone: config.firewalldZone } : {}),
+      ...(watcher ? { watcher } : {}),
+    });
   switch (config.backend) {
     case 'ufw':
       return ufw();
@@ -48,7 +41,9 @@ export function createBackend(config: Config, runner: Runner, _watcher?: LineWat
       return nftables();
     case 'iptables':
       return iptables();
+    case 'firewalld':
+      return firewalld();
     case 'auto':
-      return createAutoBackend([ufw(), nftables(), iptables()], [firewalld(runner, timeoutMs)]);
+      return createAutoBackend([ufw(), firewalld(), nftables(), iptables()]);
   }
 }

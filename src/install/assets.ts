@@ -55,8 +55,9 @@ export const EXAMPLE_CONFIG = `# /etc/moshwall/moshwall.toml — every key is op
 # A key moshwall does not know, or a bad value, is an error naming this file, the line and the key,
 # and then nothing is changed.
 
-# Firewall to manage: "ufw", "nftables", "iptables", or "auto" (UFW if active, else nftables, else
-# iptables; it refuses to choose while firewalld runs, since rules underneath it would be misplaced).
+# Firewall to manage: "ufw", "nftables", "iptables", "firewalld", or "auto" (UFW if active, else
+# firewalld if running, else nftables, else iptables; it refuses to choose while UFW and firewalld both
+# run, since a rule would land under the other manager).
 backend = "ufw"
 # nftables only: the admin's table and input chain our jump goes in (found automatically for the
 # stock Debian/Ubuntu/RHEL layouts). nftables and iptables rules are runtime-only: the daemon re-adds.
@@ -64,6 +65,9 @@ backend = "ufw"
 # nftables_chain = "input"
 # iptables only: force "nft" or "legacy" (default: the system's iptables).
 # iptables_variant = "nft"
+# firewalld only: the zone our runtime rich rules go in (default: the zone of the interface that
+# carries the default route, else firewalld's default zone). Never written --permanent.
+# firewalld_zone = "public"
 
 # UDP ports mosh-server may use ("first:last", inclusive). mosh's own default is 60000:61000.
 port_range = "60000:61000"

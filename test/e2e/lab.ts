@@ -38,6 +38,7 @@ import {
   writeUfwFiles,
   writeUserDatabase,
 } from './_files.ts';
+import { type LabFirewalld, startFirewalld } from './_firewalld.ts';
 import {
   hostPidOf,
   isGone,
@@ -142,6 +143,8 @@ export interface UfwTuple {
 
 export interface Lab {
   dir: string;
+  /** The lab's real firewalld, in a lab made with `firewall: 'firewalld'` (then UFW stays inactive). */
+  firewalld: LabFirewalld | undefined;
   server: ServerHost;
   client: Host;
   users: LabUser[];
@@ -196,6 +199,11 @@ export interface LabOptions {
    * (default true). Without it, lab processes share the machine's pids and see all of its processes.
    */
   pidNamespace?: boolean;
+  /**
+   * The server host's firewall: UFW enabled with 22/tcp allowed (default), or a real firewalld on a
+   * private system D-Bus (UFW left inactive; firewalld's public zone allows ssh), see _firewalld.ts.
+   */
+  firewall?: 'ufw' | 'firewalld';
   /** For the harness' own test: throw right after this step, to prove the teardown of a half-made lab. */
   faultAfter?: 'network' | 'host' | 'ufw' | 'sshd';
 }
@@ -340,16 +348,28 @@ async function buildLab(state: LabState, options: LabOptions): Promise<Lab> {
 
   const enter = ['nsenter', '-t', String(holderPid), '-m', '-n', ...(pidNs ? ['-p'] : [])];
   const inServer = (argv: string[]) => [...enter, `--wd=${dir}`, '--', ...argv];
-  const ufwEnv = { ...BASE_ENV, LC_ALL: 'C' };
-  await runOk(inServer(['ufw', 'allow', '22/tcp']), { env: ufwEnv });
-  await runOk(inServer(['ufw', '--force', 'enable']), { env: ufwEnv });
+  let firewalld: LabFirewalld | undefined;
+  if (options.firewall === 'firewalld') {
+    firewalld = await startFirewalld({
+      state,
+      dir,
+      inServer,
+      forks: pidNs,
+      serverPath: (path) => `/proc/${holderPid}/root${path}`,
+      runServer: (argv) => run(inServer(argv), { env: BASE_ENV }),
+    });
+  } else {
+    const ufwEnv = { ...BASE_ENV, LC_ALL: 'C' };
+    await runOk(inServer(['ufw', 'allow', '22/tcp']), { env: ufwEnv });
+    await runOk(inServer(['ufw', '--force', 'enable']), { env: ufwEnv });
+  }
   fault('ufw');
 
   const sshdPid = await startSshd(state, inServer, pidNs, paths, dir, ipv6 ? ['v4', 'v6'] : ['v4']);
   fault('sshd');
 
   const serverHost = { ...server, holderPid, sshdPid, pidNamespace: pidNs };
-  return makeLab(state, { dir, paths, users, server: serverHost, client, enter });
+  return makeLab(state, { dir, paths, users, server: serverHost, client, enter, firewalld });
 }
 
 interface Built {
@@ -360,6 +380,7 @@ interface Built {
   client: Host;
   /** nsenter argv that enters the server host's namespaces (before --wd and --). */
   enter: string[];
+  firewalld: LabFirewalld | undefined;
 }
 
 /** RunOptions with only the fields that are set (exactOptionalPropertyTypes). */
@@ -373,7 +394,7 @@ function passOn(opts: { timeoutMs?: number; input?: string }, env: Record<string
 
 /** The Lab object over a fully built state. */
 function makeLab(state: LabState, built: Built): Lab {
-  const { dir, paths, users, server, client, enter } = built;
+  const { dir, paths, users, server, client, enter, firewalld } = built;
   const { holderPid } = server;
   const serverNet = namespaceOf(holderPid, 'net');
   const serverPidNs = namespaceOf(holderPid, 'pid');
@@ -420,6 +441,7 @@ function makeLab(state: LabState, built: Built): Lab {
 
   const lab: Lab = {
     dir,
+    firewalld,
     server,
     client,
     users,

@@ -1,0 +1,292 @@
+import { ExecError, FirewallError } from '../errors.ts';
+import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
+import {
+  assertSafeFirewalldArgv,
+  FIREWALLD_NAME,
+  type FirewalldCall,
+  planFirewalldCall,
+} from './firewalld/commands.ts';
+import {
+  firewallCmdProblems,
+  parseServiceInfo,
+  parseZoneListing,
+  type ZoneInfo,
+  zoneRules,
+} from './firewalld/output.ts';
+import type { ServicePorts } from './firewalld/rich.ts';
+import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
+import { assertValidRuleSpecs } from './validate.ts';
+
+export {
+  assertSafeFirewalldArgv,
+  FIREWALLD_NAME,
+  type FirewalldCall,
+  firewalldArgvProblem,
+  planFirewalldCall,
+} from './firewalld/commands.ts';
+export {
+  firewallCmdProblems,
+  parseServiceInfo,
+  parseZoneListing,
+  type ZoneInfo,
+  zoneRules,
+} from './firewalld/output.ts';
+export { OUR_TAIL, parseOurRule, renderOurRule, richRuleToRules } from './firewalld/rich.ts';
+
+/*
+ * firewalld, runtime only: moshwall adds and removes tagged rich rules (see firewalld/rich.ts) in one
+ * zone of firewalld's runtime configuration, never its permanent one. `firewall-cmd --reload`, a restart
+ * of firewalld or a reboot drops them; firewalld announces a reload with its D-Bus signal "Reloaded" and
+ * a restart by taking its bus name again, which watchChanges turns into a reconcile that puts back what
+ * live sessions hold (the daemon's periodic resync does the same if the watcher cannot run).
+ *
+ * The zone: `firewalld_zone` when configured; otherwise the zone of the interface that carries the
+ * default route (`firewall-cmd --get-zone-of-interface`), otherwise firewalld's default zone (where
+ * firewalld sends an interface bound to no zone). Admin rules of that zone — its target, plain ports,
+ * protocols, services and rich rules — are listed for coverage; a zone bound to source addresses sends
+ * those sources elsewhere, which moshwall does not follow.
+ */
+
+export interface FirewalldBackendOptions {
+  runner: Runner;
+  /** Limit for each firewall-cmd run (a Python start plus a D-Bus call: ~200 ms each). */
+  timeoutMs: number;
+  /** The zone our rules go in; found from the default route when absent. */
+  zone?: string;
+  /** Starts the long-running `dbus-monitor` that watchChanges listens to. */
+  watcher?: LineWatcher;
+}
+
+/** Where our rules go and why, for doctor. */
+export interface ZoneChoice {
+  zone: string;
+  why: string;
+}
+
+/** The D-Bus match rules for firewalld's Reloaded signal and for firewalld (re)taking its bus name. */
+export const FIREWALLD_WATCH_ARGV = [
+  'dbus-monitor',
+  '--system',
+  "type='signal',interface='org.fedoraproject.FirewallD1',member='Reloaded'",
+  "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.fedoraproject.FirewallD1'",
+];
+
+/** What a dbus-monitor line says happened to firewalld, or undefined for every other line. */
+export function firewalldEvent(line: string): string | undefined {
+  if (!line.startsWith('signal ')) return undefined;
+  if (line.includes('interface=org.fedoraproject.FirewallD1; member=Reloaded')) return 'firewalld reloaded';
+  if (line.includes('member=NameOwnerChanged')) return 'firewalld started or stopped';
+  return undefined;
+}
+
+/** True when `error` is a Node system error with this code (ENOENT, EACCES…). */
+function hasCode(error: unknown, code: string): boolean {
+  return error instanceof Error && 'code' in error && error.code === code;
+}
+
+/** The interface of the first default route in `ip -o route show default` output, if any. */
+export function defaultRouteInterface(text: string): string | undefined {
+  for (const line of text.split('\n')) {
+    const match = /^default\b.*\bdev (\S+)/.exec(line.trim());
+    if (match?.[1] !== undefined) return match[1];
+  }
+  return undefined;
+}
+
+/** Creates the firewalld backend: tagged runtime rich rules in one zone, through firewall-cmd. */
+export function createFirewalldBackend(options: FirewalldBackendOptions): Backend {
+  if (options.zone !== undefined && !FIREWALLD_NAME.test(options.zone)) {
+    throw new FirewallError(`Bad firewalld zone name \`${options.zone}\``, { zone: options.zone });
+  }
+  let zoneChoice: Promise<ZoneChoice> | undefined;
+  const services = new Map<string, ServicePorts | undefined>();
+
+  const run = (argv: string[]): Promise<ExecResult> => {
+    if (argv[0] === 'firewall-cmd') assertSafeFirewalldArgv(argv);
+    return options.runner(argv, { timeoutMs: options.timeoutMs });
+  };
+  /** Runs a read-only firewall-cmd and returns its stdout, or throws a FirewallError naming the failure. */
+  const read = async (argv: string[]): Promise<string> => {
+    const result = await run(argv);
+    const problems = firewallCmdProblems(result);
+    if (problems.length > 0) {
+      throw new FirewallError(`\`${argv.join(' ')}\` failed: ${problems.join('; ')}`, {
+        exitCode: result.exitCode,
+        stderr: result.stderr.trim(),
+      });
+    }
+    return result.stdout;
+  };
+
+  const resolveZone = async (): Promise<ZoneChoice> => {
+    if (options.zone !== undefined) {
+      const zones = (await read(['firewall-cmd', '--get-zones'])).trim().split(/\s+/);
+      if (!zones.includes(options.zone)) {
+        throw new FirewallError(
+          `firewalld has no zone "${options.zone}" (firewalld_zone); its zones: ${zones.join(', ')}`,
+          { zone: options.zone },
+        );
+      }
+      return { zone: options.zone, why: 'configured (firewalld_zone)' };
+    }
+    let device: string | undefined;
+    for (const family of ['-4', '-6']) {
+      const route = await run(['ip', family, '-o', 'route', 'show', 'default']);
+      device = route.exitCode === 0 ? defaultRouteInterface(route.stdout) : undefined;
+      if (device !== undefined) break;
+    }
+    if (device !== undefined && FIREWALLD_NAME.test(device)) {
+      const bound = await run(['firewall-cmd', `--get-zone-of-interface=${device}`]);
+      const zone = bound.stdout.trim();
+      if (bound.exitCode === 0 && FIREWALLD_NAME.test(zone)) {
+        return { zone, why: `the zone of ${device}, the interface of the default route` };
+      }
+    }
+    const zone = (await read(['firewall-cmd', '--get-default-zone'])).trim();
+    if (!FIREWALLD_NAME.test(zone)) {
+      throw new FirewallError(`firewalld named an odd default zone "${zone}"`, { zone });
+    }
+    const because =
+      device === undefined
+        ? 'there is no default route'
+        : `${device}, the interface of the default route, is bound to no zone`;
+    return { zone, why: `firewalld's default zone (${because})` };
+  };
+  const currentZone = (): Promise<ZoneChoice> => {
+    zoneChoice ??= resolveZone().catch((error: unknown) => {
+      zoneChoice = undefined;
+      throw error;
+    });
+    return zoneChoice;
+  };
+  const forget = () => {
+    zoneChoice = undefined;
+    services.clear();
+  };
+
+  /** A service's ports with those of the services it includes, from --info-service (cached). */
+  const loadService = async (name: string, depth = 0): Promise<ServicePorts | undefined> => {
+    if (services.has(name)) return services.get(name);
+    if (!FIREWALLD_NAME.test(name) || depth > 4) return undefined;
+    const result = await run(['firewall-cmd', `--info-service=${name}`]);
+    let service: ServicePorts | undefined;
+    if (result.exitCode === 0) {
+      const info = parseServiceInfo(result.stdout);
+      service = { ports: info.ports, protocols: info.protocols, destination: info.destination };
+      for (const included of info.includes) {
+        const more = await loadService(included, depth + 1);
+        if (more !== undefined) {
+          service.ports.push(...more.ports);
+          service.protocols.push(...more.protocols);
+        }
+      }
+    }
+    services.set(name, service);
+    return service;
+  };
+  const listZone = async (zone: string): Promise<ZoneInfo> =>
+    parseZoneListing(await read(['firewall-cmd', `--zone=${zone}`, '--list-all']));
+
+  const apply = async (call: FirewalldCall | undefined): Promise<AppliedChange[]> => {
+    if (call === undefined) return [];
+    const result = await run(call.argv);
+    const problems = firewallCmdProblems(result);
+    const ports = [...new Set(call.specs.map((spec) => spec.port))].join(',');
+    if (problems.length > 0) {
+      // firewall-cmd makes one D-Bus call per rule: others of this batch may have taken effect.
+      throw new FirewallError(
+        `firewall-cmd could not ${call.kind} udp port(s) ${ports}: ${problems.join('; ')}` +
+          (call.specs.length > 1 ? ' (the other rules of this call may have been applied)' : ''),
+        { exitCode: result.exitCode, stderr: result.stderr.trim(), argv: call.argv.join(' ') },
+      );
+    }
+    const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
+    return [{ kind: call.kind, specs: call.specs, argv: call.argv, output }];
+  };
+
+  return {
+    name: 'firewalld',
+
+    async probe(): Promise<BackendProbe> {
+      let version: ExecResult;
+      try {
+        version = await run(['firewall-cmd', '--version']);
+      } catch (error) {
+        if (
+          !(error instanceof ExecError && (hasCode(error.cause, 'ENOENT') || hasCode(error.cause, 'EACCES')))
+        ) {
+          throw error;
+        }
+        const detail = ['firewalld is not installed (no runnable `firewall-cmd` on PATH)'];
+        return { installed: false, active: false, ipv6: false, detail };
+      }
+      if (version.exitCode !== 0) {
+        const why = version.stderr.trim() || version.stdout.trim();
+        const detail = [`\`firewall-cmd --version\` failed (exit ${version.exitCode}): ${why}`];
+        return { installed: false, active: false, ipv6: false, detail };
+      }
+      const state = await run(['firewall-cmd', '--state']);
+      const running = state.exitCode === 0 && state.stdout.trim() === 'running';
+      const head = `firewalld ${version.stdout.trim()}`;
+      if (!running) {
+        const why = state.stderr.trim() || state.stdout.trim() || `exit ${state.exitCode}`;
+        return { installed: true, active: false, ipv6: false, detail: [head, `state: ${why}`] };
+      }
+      forget();
+      const { zone, why } = await currentZone();
+      return {
+        installed: true,
+        active: true,
+        // firewalld filters both families in its one inet table; a rule without family covers both.
+        ipv6: true,
+        detail: [
+          head,
+          'state: running',
+          `zone: ${zone}, ${why}`,
+          'rules: runtime rich rules tagged nflog prefix="moshwall" (never --permanent); a firewalld reload drops them and moshwall puts them back',
+        ],
+      };
+    },
+
+    async listRules(): Promise<FirewallRule[]> {
+      const { zone } = await currentZone();
+      const info = await listZone(zone);
+      for (const name of info.services) await loadService(name);
+      for (const text of info.richRules) {
+        const named = /\bservice name="([^"]+)"/.exec(text)?.[1];
+        if (named !== undefined) await loadService(named);
+      }
+      return zoneRules(info, (name) => services.get(name));
+    },
+
+    async allow(specs: RuleSpec[]): Promise<AppliedChange[]> {
+      assertValidRuleSpecs(specs);
+      if (specs.length === 0) return [];
+      const { zone } = await currentZone();
+      return apply(planFirewalldCall('allow', zone, specs));
+    },
+
+    async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
+      assertValidRuleSpecs(specs);
+      if (specs.length === 0) return [];
+      const { zone } = await currentZone();
+      return apply(planFirewalldCall('revoke', zone, specs));
+    },
+
+    watchChanges(onChange: (what: string) => void): { close(): void } {
+      const { watcher } = options;
+      if (watcher === undefined) return { close() {} };
+      return watcher(
+        FIREWALLD_WATCH_ARGV,
+        (line) => {
+          const event = firewalldEvent(line);
+          if (event === undefined) return;
+          forget();
+          onChange(event);
+        },
+        // Without the watcher the daemon's periodic resync still puts dropped rules back, only later.
+        (why) => onChange(`the firewalld watcher ended (${why}); relying on the periodic resync`),
+      );
+    },
+  };
+}
