@@ -60,6 +60,13 @@ describe('parseConfig', () => {
     assert.equal(config.iptablesVariant, 'legacy');
   });
 
+  it('reads backend firewalld and its zone', () => {
+    const config = parseConfig('backend = "firewalld"\nfirewalld_zone = "my-zone_2"\n', '/c.toml');
+    assert.equal(config.backend, 'firewalld');
+    assert.equal(config.firewalldZone, 'my-zone_2');
+    assert.equal(parseConfig('backend = "firewalld"\n', '/c.toml').firewalldZone, undefined);
+  });
+
   const cases: [string, string, RegExp, number | undefined, string | undefined][] = [
     [
       'unknown key',
@@ -96,8 +103,8 @@ describe('parseConfig', () => {
     ['user not string', 'allow_users = [1]', /expected strings/, 1, 'allow_users'],
     [
       'backend',
-      'backend = "firewalld"',
-      /backend: expected "ufw", "nftables", "iptables" or "auto"/,
+      'backend = "shorewall"',
+      /backend: expected "ufw", "nftables", "iptables", "firewalld" or "auto"/,
       1,
       'backend',
     ],
@@ -110,6 +117,28 @@ describe('parseConfig', () => {
     ],
     ['nftables chain', 'nftables_chain = "in put"', /expected a chain name/, 1, 'nftables_chain'],
     ['iptables variant', 'iptables_variant = "xtables"', /expected "nft" or "legacy"/, 1, 'iptables_variant'],
+    [
+      'firewalld zone',
+      'firewalld_zone = "public; reboot"',
+      /expected a firewalld zone name/,
+      1,
+      'firewalld_zone',
+    ],
+    [
+      'firewalld zone dash',
+      'firewalld_zone = "--permanent"',
+      /expected a firewalld zone name/,
+      1,
+      'firewalld_zone',
+    ],
+    [
+      'firewalld zone long',
+      `firewalld_zone = "${'z'.repeat(33)}"`,
+      /expected a firewalld zone name/,
+      1,
+      'firewalld_zone',
+    ],
+    ['firewalld zone type', 'firewalld_zone = 1', /expected a firewalld zone name/, 1, 'firewalld_zone'],
     ['relative path', 'mosh_server = "mosh-server"', /absolute path/, 1, 'mosh_server'],
     ['dotdot path', 'lock_file = "/run/../tmp/x"', /absolute path/, 1, 'lock_file'],
     [

@@ -56,20 +56,18 @@ const TOKEN = /([a-z][a-z0-9_-]*)="([^"]*)"|(\S+)/g;
 /** The elements of a rich rule as firewalld prints it: `rule family="ipv4" source address="…" … accept`. */
 export function richElements(text: string): Element[] {
   const elements: Element[] = [];
-  let not = false;
   for (const match of text.matchAll(TOKEN)) {
     const [, name, value, word] = match;
-    // firewalld lists "source NOT address=…" (it accepts "not" too).
-    if (word?.toLowerCase() === 'not') {
-      not = true;
+    const last = elements.at(-1);
+    // firewalld lists "source NOT address=…" (and accepts "not"): it negates the element it follows.
+    if (word?.toLowerCase() === 'not' && last !== undefined) {
+      last.not = true;
       continue;
     }
     if (word !== undefined) {
-      elements.push({ keyword: word, attributes: {}, not });
-      not = false;
+      elements.push({ keyword: word, attributes: {}, not: false });
       continue;
     }
-    const last = elements.at(-1);
     if (last !== undefined && name !== undefined) last.attributes[name] = value ?? '';
   }
   return elements;
