@@ -9,15 +9,35 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(ufw mosh openssh-server openssh-client iproute2 iptables nftables util-linux procps socat tmux debootstrap ansible-core ansible-lint lintian man-db sudo gcc libc6-dev)
+packages=(ufw firewalld dbus mosh openssh-server openssh-client iproute2 iptables nftables util-linux procps socat tmux debootstrap ansible-core ansible-lint lintian man-db sudo gcc libc6-dev)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+# firewalld (and dbus, for the private system bus the lab runs it on) must never run on this machine:
+# its postinst would start and enable firewalld.service, which takes over the host's firewall, and the
+# unit's D-Bus alias would start it again at the first firewall-cmd. The tests only run firewalld inside a
+# lab namespace. So while installing, a temporary policy-rc.d (exit 101: "action forbidden") stops every
+# service start, made only if none exists and removed afterwards; then the new unit is disabled.
+new_firewalld=false
 if [ "${#missing[@]}" -gt 0 ]; then
+  for package in "${missing[@]}"; do [ "$package" = firewalld ] && new_firewalld=true; done
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    trap 'rm -f "$policy"' EXIT
+    printf '#!/bin/sh\n# temporary, from moshwall scripts/install-deps.sh: start no service while installing\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ "$new_firewalld" = true ]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl disable firewalld.service
+  else
+    deb-systemd-helper disable firewalld.service || true
+  fi
 fi
 
 npm ci --no-audit --no-fund
