@@ -55,7 +55,10 @@ export function diagnose(facts: DoctorFacts): Finding[] {
       level: 'fail',
       check: 'firewall',
       message: `${facts.backendName} is not usable: ${probe.detail.join('; ')}`,
-      fix: 'install ufw (apt-get install ufw), or choose another backend when it is available',
+      fix:
+        facts.backendName === 'firewalld'
+          ? 'install firewalld (apt-get install firewalld) and start it, or choose another backend'
+          : 'install ufw (apt-get install ufw), or choose another backend when it is available',
     });
   } else if (!probe.active) {
     findings.push({

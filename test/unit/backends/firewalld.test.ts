@@ -15,6 +15,8 @@ import {
   zoneRules,
 } from '../../../src/backends/firewalld.ts';
 import type { FirewallRule } from '../../../src/backends/types.ts';
+import { DEFAULT_CONFIG } from '../../../src/config.ts';
+import { diagnose } from '../../../src/doctor.ts';
 import { FirewallError } from '../../../src/errors.ts';
 import type { LineWatcher } from '../../../src/exec.ts';
 import { planChanges } from '../../../src/reconcile.ts';
@@ -526,5 +528,31 @@ describe('firewalld watcher', () => {
       'firewalld started or stopped',
     );
     assert.equal(firewalldEvent('   string "org.fedoraproject.FirewallD1"'), undefined);
+  });
+});
+
+describe('doctor over firewalld', () => {
+  const facts = (installed: boolean, rules: FirewallRule[]) => ({
+    isRoot: true,
+    config: { ...DEFAULT_CONFIG, backend: 'firewalld' as const, source: '/c.toml' },
+    backendName: 'firewalld',
+    probe: { installed, active: installed, ipv6: true, detail: ['firewalld 1.3.3'] },
+    rules,
+    moshServerProblem: undefined,
+    hostHasIpv6: true,
+  });
+
+  it('says how to get firewalld when it is missing', () => {
+    const firewall = diagnose(facts(false, [])).find((finding) => finding.check === 'firewall');
+    assert.match(firewall?.fix ?? '', /apt-get install firewalld/);
+  });
+
+  it("warns that the admin's mosh service already opens the whole range to anyone", () => {
+    const rules = zoneRules(parseZoneListing(fixture('list-all-mixed.txt')), services);
+    const range = diagnose(facts(true, rules)).filter((finding) => finding.check === 'range');
+    assert.ok(
+      range.some((finding) => finding.level === 'warn' && finding.message.endsWith('by: service mosh')),
+      JSON.stringify(range, null, 1),
+    );
   });
 });
