@@ -44,7 +44,9 @@ export { OUR_TAIL, parseOurRule, renderOurRule, richRuleToRules } from './firewa
  * default route (`firewall-cmd --get-zone-of-interface`), otherwise firewalld's default zone (where
  * firewalld sends an interface bound to no zone). Admin rules of that zone — its target, plain ports,
  * protocols, services and rich rules — are listed for coverage; a zone bound to source addresses sends
- * those sources elsewhere, which moshwall does not follow.
+ * those sources elsewhere, which moshwall does not follow. Only that zone is listed: should the admin
+ * move the interface to another zone at runtime, rules of ours left in the old one are not swept (they
+ * no longer apply to the interface; firewalld's next reload drops them).
  */
 
 export interface FirewalldBackendOptions {
