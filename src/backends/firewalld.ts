@@ -57,6 +57,8 @@ export interface FirewalldBackendOptions {
   zone?: string;
   /** Starts the long-running `dbus-monitor` that watchChanges listens to. */
   watcher?: LineWatcher;
+  /** How long after the watcher ended it is started again (doubling up to 5 min); default 5 s. */
+  restartDelayMs?: number;
 }
 
 /** Where our rules go and why, for doctor. */
@@ -278,17 +280,39 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
     watchChanges(onChange: (what: string) => void): { close(): void } {
       const { watcher } = options;
       if (watcher === undefined) return { close() {} };
-      return watcher(
-        FIREWALLD_WATCH_ARGV,
-        (line) => {
-          const event = firewalldEvent(line);
-          if (event === undefined) return;
-          forget();
-          onChange(event);
+      const firstDelay = options.restartDelayMs ?? 5000;
+      let delay = firstDelay;
+      let closed = false;
+      let timer: NodeJS.Timeout | undefined;
+      let current: { close(): void } | undefined;
+      const begin = () => {
+        current = watcher(
+          FIREWALLD_WATCH_ARGV,
+          (line) => {
+            const event = firewalldEvent(line);
+            if (event === undefined) return;
+            delay = firstDelay;
+            forget();
+            onChange(event);
+          },
+          (why) => {
+            if (closed) return;
+            // Meanwhile the daemon's periodic resync still puts dropped rules back, only later.
+            onChange(`the firewalld watcher ended (${why}); restarting it in ${Math.round(delay / 1000)} s`);
+            timer = setTimeout(begin, delay);
+            timer.unref?.();
+            delay = Math.min(delay * 2, 300_000);
+          },
+        );
+      };
+      begin();
+      return {
+        close() {
+          closed = true;
+          clearTimeout(timer);
+          current?.close();
         },
-        // Without the watcher the daemon's periodic resync still puts dropped rules back, only later.
-        (why) => onChange(`the firewalld watcher ended (${why}); relying on the periodic resync`),
-      );
+      };
     },
   };
 }

@@ -36,7 +36,10 @@ const ok = (stdout: string, stderr = ''): CannedAnswer => ({ exitCode: 0, stdout
 const TIMEOUT = 4321;
 const TAIL = 'nflog prefix="moshwall" limit value="1/h" accept';
 
-function backendWith(answers: CannedAnswer[], options: { zone?: string; watcher?: LineWatcher } = {}) {
+function backendWith(
+  answers: CannedAnswer[],
+  options: { zone?: string; watcher?: LineWatcher; restartDelayMs?: number } = {},
+) {
   return recordedBackend(answers, (runner) =>
     createFirewalldBackend({ runner, timeoutMs: TIMEOUT, ...options }),
   );
@@ -479,30 +482,41 @@ describe('firewalld argv guard', () => {
 });
 
 describe('firewalld watcher', () => {
-  it('watches the Reloaded signal and the bus name, re-resolves the zone after an event, and reports a dead watcher', async () => {
-    let onLine: (line: string) => void = () => {};
-    let onExit: (why: string) => void = () => {};
-    const started: string[][] = [];
-    const watcher: LineWatcher = (argv, line, exit) => {
-      started.push(argv);
-      onLine = line;
-      onExit = exit;
-      return { close() {} };
+  it('watches the Reloaded signal and the bus name, re-resolves the zone after an event, and restarts a dead watcher', async () => {
+    const watches: {
+      argv: string[];
+      onLine: (line: string) => void;
+      onExit: (why: string) => void;
+      closed: boolean;
+    }[] = [];
+    const watcher: LineWatcher = (argv, onLine, onExit) => {
+      const watch = { argv, onLine, onExit, closed: false };
+      watches.push(watch);
+      return {
+        close() {
+          watch.closed = true;
+        },
+      };
     };
     const { backend, calls } = backendWith(
       [ok('public\n'), ok('success\n'), ok('public\n'), ok('success\n'), ok('success\n')],
-      { zone: 'public', watcher },
+      { zone: 'public', watcher, restartDelayMs: 5 },
     );
     const events: string[] = [];
-    backend.watchChanges?.((what) => events.push(what));
-    assert.deepEqual(started, [FIREWALLD_WATCH_ARGV]);
+    const handle = backend.watchChanges?.((what) => events.push(what));
+    assert.deepEqual(
+      watches.map((watch) => watch.argv),
+      [FIREWALLD_WATCH_ARGV],
+    );
+    const [first] = watches;
+    assert.ok(first);
     await backend.allow([v4(60001)]);
-    onLine(
+    first.onLine(
       'signal time=1795522578.850919 sender=org.freedesktop.DBus -> destination=:1.23 serial=2 path=/org/freedesktop/DBus; interface=org.freedesktop.DBus; member=NameAcquired',
     );
-    onLine('   string ":1.23"');
+    first.onLine('   string ":1.23"');
     assert.deepEqual(events, []);
-    onLine(
+    first.onLine(
       'signal time=1795522580.199920 sender=:1.0 -> destination=(null destination) serial=2412 path=/org/fedoraproject/FirewallD1; interface=org.fedoraproject.FirewallD1; member=Reloaded',
     );
     assert.deepEqual(events, ['firewalld reloaded']);
@@ -513,11 +527,19 @@ describe('firewalld watcher', () => {
       calls.map((call) => call.argv[1]),
       ['--get-zones', '--zone=public', '--get-zones', '--zone=public', '--zone=public'],
     );
-    onExit('dbus-monitor exited (code 1)');
-    assert.match(
-      events[1] ?? '',
-      /watcher ended \(dbus-monitor exited \(code 1\)\); relying on the periodic resync/,
+    first.onExit('dbus-monitor exited (code 1)');
+    assert.equal(
+      events[1],
+      'the firewalld watcher ended (dbus-monitor exited (code 1)); restarting it in 0 s',
     );
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.equal(watches.length, 2, 'started again');
+    handle?.close();
+    assert.equal(watches[1]?.closed, true);
+    watches[1]?.onExit('dbus-monitor exited (signal SIGTERM)');
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.equal(watches.length, 2, 'not restarted after close()');
+    assert.equal(events.length, 2);
   });
 
   it('names the events it reacts to', () => {
