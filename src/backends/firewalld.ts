@@ -255,11 +255,9 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
     async listRules(): Promise<FirewallRule[]> {
       const { zone } = await currentZone();
       const info = await listZone(zone);
-      for (const name of info.services) await loadService(name);
-      for (const text of info.richRules) {
-        const named = /\bservice name="([^"]+)"/.exec(text)?.[1];
-        if (named !== undefined) await loadService(named);
-      }
+      const named = info.richRules.flatMap((text) => /\bservice name="([^"]+)"/.exec(text)?.[1] ?? []);
+      // One firewall-cmd per service not yet known, side by side (each is a ~200 ms Python start).
+      await Promise.all([...new Set([...info.services, ...named])].map((name) => loadService(name)));
       return zoneRules(info, (name) => services.get(name));
     },
 
