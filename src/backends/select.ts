@@ -25,13 +25,14 @@ function firewalld(runner: Runner, timeoutMs: number): Manager {
  * The backend the config names, built over `runner` (auto: UFW, then nftables, then iptables);
  * `watcher` starts the long-running children some backends watch their firewall with.
  */
-export function createBackend(config: Config, runner: Runner, _watcher?: LineWatcher): Backend {
+export function createBackend(config: Config, runner: Runner, watcher?: LineWatcher): Backend {
   const timeoutMs = config.commandTimeoutMs;
   const ufw = () => createUfwBackend({ runner, timeoutMs });
   const nftables = () =>
     createNftablesBackend({
       runner,
       timeoutMs,
+      ...(watcher === undefined ? {} : { watcher }),
       ...(config.nftablesTable ? { table: config.nftablesTable } : {}),
       ...(config.nftablesChain ? { chain: config.nftablesChain } : {}),
     });
@@ -39,6 +40,7 @@ export function createBackend(config: Config, runner: Runner, _watcher?: LineWat
     createIptablesBackend({
       runner,
       timeoutMs,
+      ...(watcher === undefined ? {} : { watcher }),
       ...(config.iptablesVariant ? { variant: config.iptablesVariant } : {}),
     });
   switch (config.backend) {

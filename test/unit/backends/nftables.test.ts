@@ -86,6 +86,7 @@ describe('nftables backend: golden commands over a lifecycle', () => {
         "moshwall's rules: jump to moshwall_input at the top of inet filter input",
         'IPv6: yes (an inet table)',
         "runtime only: a reboot or a reload of the admin's ruleset removes moshwall's rules; sync re-adds them",
+        'the daemon watches `nft monitor` and re-adds them at once after a reload; moshwall never writes /etc/nftables.conf',
       ],
     });
     // Each change reports the specs it added or removed, once each; already present or absent ones are left out.
@@ -239,6 +240,13 @@ describe('nftables backend: failures', () => {
       calls.map((call) => call.argv),
       [LIST, LIST],
     );
+  });
+
+  it('a ruleset only iptables-nft blocks in is not an active nftables (auto then picks iptables)', async () => {
+    const { backend } = backendWith([real('version'), real('list-iptables-nft')]);
+    const probe = await backend.probe();
+    assert.deepEqual([probe.installed, probe.active], [true, false]);
+    assert.match(probe.detail.join('\n'), /belongs to iptables-nft/);
   });
 
   it('allow refuses to add to iptables-nft’s table, pointing at the iptables backend', async () => {
