@@ -86,7 +86,7 @@ describe('nftables backend: golden commands over a lifecycle', () => {
         "moshwall's rules: jump to moshwall_input at the top of inet filter input",
         'IPv6: yes (an inet table)',
         "runtime only: a reboot or a reload of the admin's ruleset removes moshwall's rules; sync re-adds them",
-        'the daemon watches `nft monitor` and re-adds them at once after a reload; moshwall never writes /etc/nftables.conf',
+        'the daemon watches `nft monitor rules` and re-adds them at once after a reload; moshwall never writes /etc/nftables.conf',
       ],
     });
     // Each change reports the specs it added or removed, once each; already present or absent ones are left out.
