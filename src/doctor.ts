@@ -55,7 +55,7 @@ export function diagnose(facts: DoctorFacts): Finding[] {
       level: 'fail',
       check: 'firewall',
       message: `${facts.backendName} is not usable: ${probe.detail.join('; ')}`,
-      fix: 'install ufw (apt-get install ufw), or choose another backend when it is available',
+      fix: `install ${facts.backendName === 'auto' ? 'ufw, nftables or iptables' : facts.backendName} (apt-get install ${facts.backendName === 'auto' ? 'nftables' : facts.backendName}), or set backend to one that is installed`,
     });
   } else if (!probe.active) {
     findings.push({
@@ -121,9 +121,14 @@ export function diagnose(facts: DoctorFacts): Finding[] {
     });
   }
   const shadowing = facts.rules.filter(
-    (rule) => !rule.ours && rule.action !== 'allow' && touchesRange(rule, config.portRange),
+    (rule) =>
+      !rule.ours &&
+      rule.afterOurs !== true &&
+      rule.action !== 'allow' &&
+      touchesRange(rule, config.portRange),
   );
-  for (const rule of shadowing) {
+  // One finding per rule text (an inet table's rule is listed once per family).
+  for (const rule of new Map(shadowing.map((each) => [each.raw, each])).values()) {
     findings.push({
       level: 'warn',
       check: 'range',

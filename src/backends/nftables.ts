@@ -199,12 +199,20 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     async listRules(): Promise<FirewallRule[]> {
       const ruleset = await list();
       const { anchor } = chooseAnchor(ruleset, placement);
+      const chain = anchor === undefined ? [] : rulesOf(ruleset, anchor.family, anchor.table, anchor.chain);
+      // Our jump goes in at the top of the chain: every rule below it (all, before it exists) comes after ours.
+      const jumpAt = chain.findIndex(isOurJump);
       const admin =
         anchor === undefined
           ? []
-          : rulesOf(ruleset, anchor.family, anchor.table, anchor.chain)
-              .filter((rule) => !isOurJump(rule))
-              .flatMap((rule) => adminRules(rule, anchor.family, ruleset));
+          : chain.flatMap((rule, index) =>
+              isOurJump(rule)
+                ? []
+                : adminRules(rule, anchor.family, ruleset).map((each) => ({
+                    ...each,
+                    afterOurs: jumpAt === -1 || index > jumpAt,
+                  })),
+            );
       return [...admin, ...ourRules(ruleset)];
     },
 

@@ -60,7 +60,15 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
     const connect = async (user: string): Promise<{ client: MoshClient; port: number }> => {
       const client = await startMoshClient(theLab(), { user });
       clients.push(client);
-      await client.waitReady();
+      try {
+        await client.waitReady();
+      } catch (error) {
+        const ruleset = await theLab().runServer(['nft', 'list', 'ruleset']);
+        const saved = await theLab().runServer(['iptables-save']);
+        throw new Error(
+          `session not up: ${String(error)}\nours: ${(await ours()).join(', ')}\n${ruleset.stdout}\n${saved.stdout}\n${daemon?.log() ?? 'no daemon'}`,
+        );
+      }
       const port = client.serverPort();
       assert.ok(port !== undefined && port >= 60000 && port <= 61000, `mosh-client's port: ${port}`);
       return { client, port };
@@ -144,6 +152,11 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
       t.diagnostic(
         `${kind}: rule back ${ms} ms after the admin's reload started (right after it: [${wiped.join(', ')}])`,
       );
+      // The rule was gone (whatever a listing right after the reload caught) and the daemon added it again.
+      await theDaemon().waitForLine(new RegExp(`^info opened port=${port} family=v4 `), {
+        from,
+        timeoutMs: 1000,
+      });
       if (watched) {
         await theDaemon().waitForLine(/^debug reconcile reason="?firewall changed: /, {
           from,
@@ -204,6 +217,11 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
       t.diagnostic(doctor.stdout);
       assert.match(doctor.stdout, new RegExp(`auto: ${firewall.backend} is active \\(ufw inactive`));
       assert.match(doctor.stdout, /runtime only/);
+      assert.doesNotMatch(
+        doctor.stdout,
+        /^(WARN|FAIL)/m,
+        'a stock layout warns of nothing (a reject below our jump blocks nothing of ours)',
+      );
       assert.match(
         doctor.stdout,
         firewall.backend === 'nftables'

@@ -257,3 +257,27 @@ describe('nftables backend: failures', () => {
     );
   });
 });
+
+describe('nftables backend: which admin rules come after our jump', () => {
+  /** The listing after allow-1, with our jump moved below the admin's rules of the input chain. */
+  const jumpLast = () => {
+    const answer = real('list-after-allow-1');
+    assert.ok(!(answer instanceof Error));
+    const listing = JSON.parse(answer.stdout) as { nftables: Record<string, Record<string, unknown>>[] };
+    const isJump = (object: Record<string, Record<string, unknown>>) =>
+      object.rule?.chain === 'input' && object.rule.comment === 'moshwall';
+    const jump = listing.nftables.filter(isJump);
+    assert.equal(jump.length, 1);
+    listing.nftables = [...listing.nftables.filter((object) => !isJump(object)), ...jump];
+    return { ...answer, stdout: JSON.stringify(listing) };
+  };
+
+  it('below our jump (or before it exists) they cannot block our ports; above it they can', async () => {
+    const { backend } = backendWith([real('list-debian-drop'), real('list-after-allow-1'), jumpLast()]);
+    for (const expected of [true, true, false]) {
+      const admin = (await backend.listRules()).filter((rule) => !rule.ours);
+      assert.ok(admin.length >= 4);
+      assert.deepEqual([...new Set(admin.map((rule) => rule.afterOurs))], [expected]);
+    }
+  });
+});
