@@ -183,7 +183,7 @@ export function createIptablesBackend(options: IptablesBackendOptions): Backend 
       detail.push(
         'runtime only: not written to any rules file; a reboot or restore of saved rules removes them; sync re-adds them',
         variant === 'nft'
-          ? 'the daemon watches `nft monitor rules` (iptables-nft rules are nf_tables rules) and re-adds them at once'
+          ? 'the daemon watches `nft monitor rules` (iptables-nft rules are nf_tables rules; needs the nft command) and re-adds them at once'
           : `the daemon re-adds them at its next resync (${variant === 'legacy' ? 'iptables-legacy has no change events' : 'unknown iptables variant'})`,
       );
       return { installed: true, active, ipv6: typeof v6 !== 'string', detail };

@@ -129,6 +129,11 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
         t.diagnostic(`${kind}: port ${port} open for ${Math.round(closed.at - opened.at)} ms of session`);
         assert.equal(await theLab().udpReachable(port, 'v4'), false, 'the port is closed again');
         await assertAdminUntouched('by the close');
+        const echoes = theDaemon()
+          .lines()
+          .slice(from)
+          .filter((line) => /^debug reconcile reason="?firewall changed/.test(line.text));
+        assert.deepEqual(echoes, [], "the daemon's own changes set off no reconcile");
       });
     }
 
