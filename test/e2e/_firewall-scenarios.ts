@@ -215,6 +215,27 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
       }
     });
 
+    test("runtime only: with no daemon, the admin's reload leaves nothing of ours open; sync re-adds it", async () => {
+      assert.equal(daemon, undefined, 'the daemon was stopped by the test before');
+      const server = await unannounced(60204);
+      try {
+        await sync();
+        assert.deepEqual(await ours(), ['60204/v4']);
+        assert.equal(await theLab().udpReachable(60204, 'v4'), true);
+        await firewall.reload(theLab());
+        assert.deepEqual(await ours(), [], 'the reload took our rule away, and nothing brought it back');
+        assert.equal(await theLab().udpReachable(60204, 'v4'), false, 'nothing of ours is open');
+        // The admin's table is a new one now (nftables numbers it anew): their rules as of this reload.
+        baseline = await firewall.adminSnapshot(theLab());
+        assert.match(await sync(), /^open +60204\/udp v4 /m);
+        assert.deepEqual(await ours(), ['60204/v4']);
+        await assertAdminUntouched('by the sync after the reload');
+      } finally {
+        await theLab().killServerProcess(server.pid);
+      }
+      assert.match(await sync(), /^close +60204\/udp v4 /m);
+    });
+
     test(`backend = "auto" picks ${firewall.backend}, doctor says why, and a session's port opens`, async (t: TestContext) => {
       const auto = `backend = "auto"\n${PORT_RANGE}${watched ? '' : 'resync_interval_ms = 2000\n'}`;
       writeServerConfig(theLab(), auto);
