@@ -215,6 +215,37 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
       }
     });
 
+    test('sessions over IPv6 and on a dual-stack socket get exactly their families', async () => {
+      assert.equal(daemon, undefined, 'the daemon was stopped by the test before');
+      const v6 = await theLab().startMoshServer('bob', {
+        port: 60205,
+        family: 'v6',
+        binary: REAL_MOSH_SERVER,
+      });
+      const dual = await theLab().startMoshServer('bob', {
+        port: 60206,
+        via: 'local',
+        address: '::',
+        binary: REAL_MOSH_SERVER,
+      });
+      try {
+        await sync();
+        assert.deepEqual(await ours(), ['60205/v6', '60206/v4', '60206/v6']);
+        assert.equal(await theLab().udpReachable(60205, 'v6'), true, '60205 over IPv6');
+        assert.equal(await theLab().udpReachable(60205, 'v4'), false, '60205 (IPv6 socket) over IPv4');
+        assert.equal(await theLab().udpReachable(60206, 'v4'), true, '60206 (dual-stack) over IPv4');
+        assert.equal(await theLab().udpReachable(60206, 'v6'), true, '60206 (dual-stack) over IPv6');
+        await assertAdminUntouched('by the IPv6 opens');
+      } finally {
+        await theLab().killServerProcess(v6.pid);
+        await theLab().killServerProcess(dual.pid);
+      }
+      await sync();
+      assert.deepEqual(await ours(), []);
+      assert.equal(await theLab().udpReachable(60205, 'v6'), false);
+      await assertAdminUntouched('by the IPv6 closes');
+    });
+
     test("runtime only: with no daemon, the admin's reload leaves nothing of ours open; sync re-adds it", async () => {
       assert.equal(daemon, undefined, 'the daemon was stopped by the test before');
       const server = await unannounced(60204);
