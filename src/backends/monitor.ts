@@ -9,7 +9,7 @@ import type { LineWatch, LineWatcher } from '../exec.ts';
  * are enough; they also spare us nft 1.0.6's `nft monitor`, which segfaults printing an element of a
  * concatenated-range set. Lines about rules moshwall itself adds are ours and ignored (so our own
  * changes cause no reconcile); any other line means someone else changed the ruleset, and onChange is
- * called once per burst (per transaction where nft prints "# new generation" lines).
+ * called at the start and, if more came, at the end of each burst of such lines.
  */
 
 /** One line of `nft monitor`, split into its leading words; undefined for other lines. */
@@ -39,31 +39,12 @@ export function parseMonitorLine(line: string): MonitorEvent | undefined {
   return { verb, object, family, table, ...(name === undefined ? {} : { name }), rest: body };
 }
 
-/** Decides for each monitor line whether it reports someone else's change: a line to act on, or undefined. */
-export type EventFilter = (line: string, nowMs: number) => string | undefined;
-
-/** How long one burst without a "# new generation" line is taken as one change (older nft prints none). */
-const BURST_MS = 250;
-
-/**
- * A filter that reports the first foreign line of each transaction (ended by "# new generation …", or
- * BURST_MS after its first line) and nothing for lines `isOurs` accepts: one reconcile per change.
- */
-export function createEventFilter(isOurs: (event: MonitorEvent) => boolean): EventFilter {
-  let reportedAt: number | undefined;
-  return (line, nowMs) => {
-    const text = line.trim();
-    if (text.startsWith('# new generation')) {
-      reportedAt = undefined;
-      return undefined;
-    }
-    if (text === '' || text.startsWith('#')) return undefined;
-    const event = parseMonitorLine(text);
-    if (event !== undefined && isOurs(event)) return undefined;
-    if (reportedAt !== undefined && nowMs - reportedAt < BURST_MS) return undefined;
-    reportedAt = nowMs;
-    return text;
-  };
+/** The line itself when it reports someone else's change, or undefined (ours, a comment, a blank). */
+export function foreignChange(line: string, isOurs: (event: MonitorEvent) => boolean): string | undefined {
+  const text = line.trim();
+  if (text === '' || text.startsWith('#')) return undefined;
+  const event = parseMonitorLine(text);
+  return event !== undefined && isOurs(event) ? undefined : text;
 }
 
 export interface MonitorOptions {
@@ -74,31 +55,52 @@ export interface MonitorOptions {
   onChange: (what: string) => void;
   /** First delay before restarting a monitor that ended (doubling up to a minute); default 1000 ms. */
   restartMs?: number;
-  now?: () => number;
+  /**
+   * A burst of foreign lines (a reload prints one per rule, and an admin's two restores follow each other)
+   * is reported at its first line and, if more came, once more this long after it; default 250 ms.
+   */
+  burstMs?: number;
 }
 
 /**
- * Runs the monitor and calls onChange for every foreign change; when the monitor ends it calls onChange
- * (anything may have changed unseen) and restarts it after a growing delay, unless it could not be run
- * at all (not installed: the daemon's periodic resync is then the only check).
+ * Runs the monitor and calls onChange for foreign changes, at the first line of a burst and once after it
+ * when more lines came (so a reconcile always starts after the last change); when the monitor ends it
+ * calls onChange (anything may have changed unseen) and restarts it after a growing delay, unless it could
+ * not be run at all (not installed: the daemon's periodic resync is then the only check).
  */
 export function watchMonitor(options: MonitorOptions): { close(): void } {
   const { watcher, argv, isOurs, onChange } = options;
-  const now = options.now ?? Date.now;
   const firstDelay = options.restartMs ?? 1000;
-  const filter = createEventFilter(isOurs);
+  const burstMs = options.burstMs ?? 250;
   const what = argv.slice(0, 2).join(' ');
   let current: LineWatch | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let burst: NodeJS.Timeout | undefined;
+  /** A foreign line that came during the burst, reported when it ends. */
+  let pending: string | undefined;
   let closed = false;
   let failures = 0;
+  const report = (change: string): void => {
+    if (burst !== undefined) {
+      pending = change;
+      return;
+    }
+    onChange(change);
+    burst = setTimeout(() => {
+      burst = undefined;
+      const last = pending;
+      pending = undefined;
+      if (last !== undefined && !closed) onChange(`${last} (and more)`);
+    }, burstMs);
+    burst.unref();
+  };
   const begin = (): void => {
     current = watcher(
       argv,
       (line) => {
         failures = 0;
-        const change = filter(line, now());
-        if (change !== undefined) onChange(change);
+        const change = foreignChange(line, isOurs);
+        if (change !== undefined) report(change);
       },
       (why) => {
         if (closed) return;
@@ -120,6 +122,7 @@ export function watchMonitor(options: MonitorOptions): { close(): void } {
     close() {
       closed = true;
       if (timer !== undefined) clearTimeout(timer);
+      if (burst !== undefined) clearTimeout(burst);
       current?.close();
     },
   };

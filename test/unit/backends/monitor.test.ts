@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createIptablesBackend, isOurIptablesNftEvent } from '../../../src/backends/iptables.ts';
-import { createEventFilter, parseMonitorLine, watchMonitor } from '../../../src/backends/monitor.ts';
+import { foreignChange, parseMonitorLine, watchMonitor } from '../../../src/backends/monitor.ts';
 import { createNftablesBackend, isOurNftEvent } from '../../../src/backends/nftables.ts';
 import type { LineWatcher } from '../../../src/exec.ts';
 import { capturedRuns, recordedBackend } from './recording-runner.ts';
@@ -97,20 +97,15 @@ describe('nft monitor lines', () => {
   });
 });
 
-describe('createEventFilter', () => {
-  it('reports nothing for our own changes, and an admin reload once per burst or generation', () => {
-    const filter = createEventFilter(isOurNftEvent);
-    assert.deepEqual(
-      printed('nftables-ours').map((line, index) => filter(line, index * 1000)),
-      printed('nftables-ours').map(() => undefined),
-    );
-    const reload = printed('nftables-admin');
-    const reported = reload.map((line) => filter(line, 5000)).filter((text) => text !== undefined);
-    assert.deepEqual(reported, [reload[0]]);
-    assert.equal(filter(reload[0] ?? '', 5100), undefined, 'still the same burst');
-    assert.equal(filter(reload[0] ?? '', 5300), reload[0], 'a later burst');
-    assert.equal(filter('# new generation 9 by process 1 (nft)', 5310), undefined);
-    assert.equal(filter(reload[1] ?? '', 5320), reload[1], 'a new generation');
+describe('foreignChange', () => {
+  it('is nothing for our own changes, comments and blanks, and the line for anything else', () => {
+    for (const line of printed('nftables-ours'))
+      assert.equal(foreignChange(line, isOurNftEvent), undefined, line);
+    for (const line of ['', '# new generation 9 by process 1 (nft)']) {
+      assert.equal(foreignChange(line, isOurNftEvent), undefined);
+    }
+    assert.equal(foreignChange(' delete table inet filter ', isOurNftEvent), 'delete table inet filter');
+    assert.equal(foreignChange('something nft never printed', isOurNftEvent), 'something nft never printed');
   });
 });
 
@@ -118,14 +113,13 @@ describe('watchMonitor', () => {
   it('calls onChange for foreign lines only, restarts a monitor that ended, and stops on close', async () => {
     const fake = fakeWatcher();
     const changes: string[] = [];
-    let now = 0;
     const watch = watchMonitor({
       watcher: fake.watcher,
       argv: ['nft', 'monitor', 'rules'],
       isOurs: isOurNftEvent,
       onChange: (what) => changes.push(what),
       restartMs: 5,
-      now: () => now,
+      burstMs: 20,
     });
     assert.deepEqual(
       fake.starts.map((start) => start.argv),
@@ -135,9 +129,19 @@ describe('watchMonitor', () => {
     assert.ok(first);
     for (const line of printed('nftables-ours')) first.line(line);
     assert.deepEqual(changes, []);
-    now = 1000;
+    // An admin's reload: reported at its first line, and once more after the burst (its last lines).
+    for (const line of printed('nftables-admin')) first.line(line);
+    assert.deepEqual(changes, ['delete rule inet filter input handle 23']);
+    await sleep(60);
+    assert.deepEqual(changes, [
+      'delete rule inet filter input handle 23',
+      'add rule inet filter input icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept (and more)',
+    ]);
+    // A lone change is reported once.
     first.line('delete rule inet filter input handle 20');
-    assert.deepEqual(changes, ['delete rule inet filter input handle 20']);
+    await sleep(60);
+    assert.equal(changes.length, 3);
+    assert.equal(changes.at(-1), 'delete rule inet filter input handle 20');
 
     first.exit('nft exited (code 1)');
     assert.equal(changes.at(-1), 'nft monitor ended (nft exited (code 1))');
