@@ -57,7 +57,7 @@ export interface MonitorOptions {
   restartMs?: number;
   /**
    * A burst of foreign lines (a reload prints one per rule, and an admin's two restores follow each other)
-   * is reported at its first line and, if more came, once more this long after it; default 250 ms.
+   * is reported at its first line and, if more came, once more this long after it; default 100 ms.
    */
   burstMs?: number;
 }
@@ -71,7 +71,7 @@ export interface MonitorOptions {
 export function watchMonitor(options: MonitorOptions): { close(): void } {
   const { watcher, argv, isOurs, onChange } = options;
   const firstDelay = options.restartMs ?? 1000;
-  const burstMs = options.burstMs ?? 250;
+  const burstMs = options.burstMs ?? 100;
   const what = argv.slice(0, 2).join(' ');
   let current: LineWatch | undefined;
   let timer: NodeJS.Timeout | undefined;

@@ -137,15 +137,26 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
       });
     }
 
-    test(`an admin's reload wipes our rule; the daemon puts it back (${watched ? 'nft monitor' : 'periodic resync'})`, async (t) => {
+    test(`an admin's reload wipes our rules; the daemon puts them back (${watched ? 'nft monitor' : 'periodic resync'})`, async (t) => {
       const { client, port } = await connect('bob');
-      assert.deepEqual(await ours(), [`${port}/v4`]);
+      // And a dual-stack session, so a reload that restores each family in turn must be followed to its end.
+      const dual = await theLab().startMoshServer('alice', {
+        port: 60207,
+        via: 'local',
+        address: '::',
+        binary: REAL_MOSH_SERVER,
+      });
+      const expected = [`${port}/v4`, '60207/v4', '60207/v6'].sort().join();
+      assert.ok(
+        await waitUntil(async () => (await ours()).join() === expected, CLOSE_BOUND_MS),
+        (await ours()).join(),
+      );
       const from = theDaemon().lines().length;
       const reloadedAt = performance.now();
       await firewall.reload(theLab());
       const wiped = await ours();
       const back = await waitUntil(
-        async () => (await ours()).join() === `${port}/v4`,
+        async () => (await ours()).join() === expected,
         watched ? 5000 : 10_000,
         10,
       );
@@ -155,7 +166,7 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
         `the rule did not come back after the reload (right after it: ${wiped.join(', ')}):\n${theDaemon().log()}`,
       );
       t.diagnostic(
-        `${kind}: rule back ${ms} ms after the admin's reload started (right after it: [${wiped.join(', ')}])`,
+        `${kind}: rules back ${ms} ms after the admin's reload started (right after it: [${wiped.join(', ')}])`,
       );
       // The rule was gone (whatever a listing right after the reload caught) and the daemon added it again.
       await theDaemon().waitForLine(new RegExp(`^info opened port=${port} family=v4 `), {
@@ -171,6 +182,8 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
       baseline = await firewall.adminSnapshot(theLab());
       await client.echo(`after-reload-${client.nonce}`);
       assert.equal(await theLab().udpReachable(port, 'v4'), true);
+      assert.equal(await theLab().udpReachable(60207, 'v6'), true);
+      await theLab().killServerProcess(dual.pid);
       await endSession(client);
       await assertAdminUntouched('by the close after the reload');
     });
