@@ -25,7 +25,7 @@ export interface AdminFirewall {
   reload(lab: Lab): Promise<void>;
   /** Everything in the firewall that is not moshwall's, as text: equal texts mean the admin's rules are untouched. */
   adminSnapshot(lab: Lab): Promise<string>;
-  /** moshwall's ports, sorted ("60001/v4"); one kept but not in force (its jump gone) ends in " (no jump)". */
+  /** moshwall's ports open to anyone, sorted ("60001/v4"); with its jump gone each ends in " (no jump)". */
   ours(lab: Lab): Promise<string[]>;
   /** Why it cannot be tested here (a tool missing), or false. */
   skipReason(): string | false;
