@@ -58,7 +58,7 @@ export function diagnose(facts: DoctorFacts): Finding[] {
       fix:
         facts.backendName === 'firewalld'
           ? 'install firewalld (apt-get install firewalld) and start it, or choose another backend'
-          : 'install ufw (apt-get install ufw), or choose another backend when it is available',
+          : `install ${facts.backendName === 'auto' ? 'ufw, firewalld, nftables or iptables' : facts.backendName} (apt-get install ${facts.backendName === 'auto' ? 'nftables' : facts.backendName}), or set backend to one that is installed`,
     });
   } else if (!probe.active) {
     findings.push({
@@ -124,9 +124,14 @@ export function diagnose(facts: DoctorFacts): Finding[] {
     });
   }
   const shadowing = facts.rules.filter(
-    (rule) => !rule.ours && rule.action !== 'allow' && touchesRange(rule, config.portRange),
+    (rule) =>
+      !rule.ours &&
+      rule.afterOurs !== true &&
+      rule.action !== 'allow' &&
+      touchesRange(rule, config.portRange),
   );
-  for (const rule of shadowing) {
+  // One finding per rule text (an inet table's rule is listed once per family).
+  for (const rule of new Map(shadowing.map((each) => [each.raw, each])).values()) {
     findings.push({
       level: 'warn',
       check: 'range',

@@ -1,5 +1,5 @@
 import { ExecError, FirewallError } from '../errors.ts';
-import type { ExecResult, Runner } from '../exec.ts';
+import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
 import type { Family } from '../model.ts';
 import {
   assertSafeRestoreInput,
@@ -11,6 +11,8 @@ import {
 } from './iptables/restore.ts';
 import { inputBlockingReason, OUR_CHAIN, tableRules } from './iptables/rules.ts';
 import { parseIptablesSave, type SavedTable } from './iptables/save.ts';
+import { isOurIptablesNftEvent } from './iptables/watch.ts';
+import { watchMonitor } from './monitor.ts';
 import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
 import { assertValidRuleSpecs } from './validate.ts';
 
@@ -36,6 +38,7 @@ export {
   tableRules,
 } from './iptables/rules.ts';
 export { parseIptablesSave, type SavedRule, type SavedTable, splitSaveWords } from './iptables/save.ts';
+export { isOurIptablesNftEvent } from './iptables/watch.ts';
 
 /*
  * iptables and ip6tables, runtime only: moshwall's chain, jump and rules (see iptables/rules.ts) live in
@@ -51,6 +54,21 @@ export interface IptablesBackendOptions {
   timeoutMs: number;
   /** iptables-nft or iptables-legacy explicitly; absent: the system's iptables, whichever it is. */
   variant?: IptablesVariant;
+  /**
+   * Starts `nft monitor` for watchChanges on iptables-nft (its rules are nf_tables rules); without it, or
+   * on iptables-legacy (which has no change events), the daemon's periodic resync notices changes.
+   */
+  watcher?: LineWatcher;
+}
+
+/** The monitor of iptables-nft's changes (xtables-monitor 1.8.9 buffers its output and dies on some ip6 rules). */
+export const IPTABLES_NFT_MONITOR = ['nft', 'monitor', 'rules'];
+
+/** The variant a `iptables --version` output names: "iptables v1.8.9 (nf_tables)" or "(legacy)". */
+export function variantOfVersion(text: string): IptablesVariant | undefined {
+  if (/\(nf_tables\)/.test(text)) return 'nft';
+  if (/\(legacy\)/.test(text)) return 'legacy';
+  return undefined;
 }
 
 const FAMILIES: Family[] = ['v4', 'v6'];
@@ -119,6 +137,8 @@ export function createIptablesBackend(options: IptablesBackendOptions): Backend 
     }
     return changes;
   };
+  /** The variant in use: configured, or as the last probe's `--version` said. */
+  let variant = options.variant;
   const families = (specs: RuleSpec[]) =>
     FAMILIES.filter((family) => specs.some((spec) => spec.family === family));
 
@@ -145,6 +165,7 @@ export function createIptablesBackend(options: IptablesBackendOptions): Backend 
         version.exitCode === 0 ? await read('v4') : `\`${cli} --version\` failed: ${complaint(version)}`;
       if (typeof v4 === 'string') return { installed: false, active: false, ipv6: false, detail: [v4] };
       const v6 = await read('v6');
+      variant ??= variantOfVersion(version.stdout);
       const detail = [version.stdout.trim() || cli];
       let active = false;
       for (const [family, table] of [['v4', v4] as const, ['v6', v6] as const]) {
@@ -161,6 +182,9 @@ export function createIptablesBackend(options: IptablesBackendOptions): Backend 
       detail.push(`moshwall's rules: chain ${OUR_CHAIN}, jumped to from INPUT position 1 (filter table)`);
       detail.push(
         'runtime only: not written to any rules file; a reboot or restore of saved rules removes them; sync re-adds them',
+        variant === 'nft'
+          ? 'the daemon watches `nft monitor rules` (iptables-nft rules are nf_tables rules; needs the nft command) and re-adds them at once'
+          : `the daemon re-adds them at its next resync (${variant === 'legacy' ? 'iptables-legacy has no change events' : 'unknown iptables variant'})`,
       );
       return { installed: true, active, ipv6: typeof v6 !== 'string', detail };
     },
@@ -192,6 +216,12 @@ export function createIptablesBackend(options: IptablesBackendOptions): Backend 
         if (batch !== undefined) batches.push(batch);
       }
       return apply(batches);
+    },
+
+    watchChanges(onChange: (what: string) => void): { close(): void } {
+      if (options.watcher === undefined || variant !== 'nft') return { close() {} };
+      const { watcher } = options;
+      return watchMonitor({ watcher, argv: IPTABLES_NFT_MONITOR, isOurs: isOurIptablesNftEvent, onChange });
     },
   };
 }

@@ -1,5 +1,6 @@
 import { ExecError, FirewallError } from '../errors.ts';
-import type { ExecResult, Runner } from '../exec.ts';
+import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
+import { watchMonitor } from './monitor.ts';
 import { adminRules } from './nftables/admin.ts';
 import {
   type AnchorChoice,
@@ -12,6 +13,7 @@ import { isOurJump, type NftTableFamily, OUR_CHAIN } from './nftables/layout.ts'
 import { ourRules } from './nftables/ours.ts';
 import { type NftRuleset, parseNftRuleset, rulesOf } from './nftables/ruleset.ts';
 import { assertSafeNftScript, type NftBatch, planNftAllow, planNftRevoke } from './nftables/script.ts';
+import { isOurNftEvent } from './nftables/watch.ts';
 import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
 import { assertValidRuleSpecs } from './validate.ts';
 
@@ -37,6 +39,7 @@ export {
   planNftAllow,
   planNftRevoke,
 } from './nftables/script.ts';
+export { isOurNftEvent } from './nftables/watch.ts';
 
 /*
  * nftables, runtime only: moshwall adds a chain, sets and two kinds of rules to the admin's table (see
@@ -49,6 +52,8 @@ export interface NftablesBackendOptions {
   runner: Runner;
   /** Limit for each nft run (a listing or a transaction takes a few milliseconds). */
   timeoutMs: number;
+  /** Starts `nft monitor` for watchChanges; without it the backend has no watcher. */
+  watcher?: LineWatcher;
   /** The admin's table to use; found automatically when absent (see chooseAnchor). */
   table?: { family: NftTableFamily; name: string };
   /** The chain of that table our jump goes in; the table's input-hook chain when absent. */
@@ -57,6 +62,7 @@ export interface NftablesBackendOptions {
 
 const NFT_LIST = ['nft', '-j', 'list', 'ruleset'];
 const NFT_APPLY = ['nft', '-f', '-'];
+export const NFT_MONITOR = ['nft', 'monitor', 'rules'];
 
 /** True when `error` is a Node system error with this code (ENOENT, EACCES…). */
 function hasCode(error: unknown, code: string): boolean {
@@ -115,6 +121,7 @@ function probeDetail(version: string, choice: AnchorChoice): string[] {
   lines.push(...choice.warnings);
   lines.push(
     "runtime only: a reboot or a reload of the admin's ruleset removes moshwall's rules; sync re-adds them",
+    'the daemon watches `nft monitor rules` and re-adds them at once after a reload; moshwall never writes /etc/nftables.conf',
   );
   return lines;
 }
@@ -122,6 +129,7 @@ function probeDetail(version: string, choice: AnchorChoice): string[] {
 /** Creates the nftables backend: a set of ports per family (and source prefix) in the admin's table. */
 export function createNftablesBackend(options: NftablesBackendOptions): Backend {
   const placement = placementOf(options);
+  const { watcher } = options;
   const run = (argv: string[], input?: string): Promise<ExecResult> =>
     options.runner(
       argv,
@@ -179,7 +187,10 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
       }
       const ruleset = await list();
       const choice = chooseAnchor(ruleset, placement);
-      const active = choice.inputChains.some((chain) => chain.blocks !== undefined);
+      // Active: an admin's own chain drops input (one of iptables-nft or firewalld makes those active instead).
+      const active = choice.inputChains.some(
+        (chain) => chain.blocks !== undefined && chain.owner === undefined,
+      );
       const ipv6 = choice.anchor !== undefined && choice.anchor.family !== 'ip';
       const detail = probeDetail(version.stdout.trim() || 'nft', choice);
       return { installed: true, active, ipv6, detail };
@@ -188,12 +199,20 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     async listRules(): Promise<FirewallRule[]> {
       const ruleset = await list();
       const { anchor } = chooseAnchor(ruleset, placement);
+      const chain = anchor === undefined ? [] : rulesOf(ruleset, anchor.family, anchor.table, anchor.chain);
+      // Our jump goes in at the top of the chain: every rule below it (all, before it exists) comes after ours.
+      const jumpAt = chain.findIndex(isOurJump);
       const admin =
         anchor === undefined
           ? []
-          : rulesOf(ruleset, anchor.family, anchor.table, anchor.chain)
-              .filter((rule) => !isOurJump(rule))
-              .flatMap((rule) => adminRules(rule, anchor.family, ruleset));
+          : chain.flatMap((rule, index) =>
+              isOurJump(rule)
+                ? []
+                : adminRules(rule, anchor.family, ruleset).map((each) => ({
+                    ...each,
+                    afterOurs: jumpAt === -1 || index > jumpAt,
+                  })),
+            );
       return [...admin, ...ourRules(ruleset)];
     },
 
@@ -215,5 +234,12 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
       if (specs.length === 0) return [];
       return apply(planNftRevoke(await list(), specs));
     },
+
+    ...(watcher === undefined
+      ? {}
+      : {
+          watchChanges: (onChange: (what: string) => void) =>
+            watchMonitor({ watcher, argv: NFT_MONITOR, isOurs: isOurNftEvent, onChange }),
+        }),
   };
 }

@@ -18,6 +18,7 @@ export function createBackend(config: Config, runner: Runner, watcher?: LineWatc
     createNftablesBackend({
       runner,
       timeoutMs,
+      ...(watcher === undefined ? {} : { watcher }),
       ...(config.nftablesTable ? { table: config.nftablesTable } : {}),
       ...(config.nftablesChain ? { chain: config.nftablesChain } : {}),
     });
@@ -25,6 +26,7 @@ export function createBackend(config: Config, runner: Runner, watcher?: LineWatc
     createIptablesBackend({
       runner,
       timeoutMs,
+      ...(watcher === undefined ? {} : { watcher }),
       ...(config.iptablesVariant ? { variant: config.iptablesVariant } : {}),
     });
   const firewalld = () =>

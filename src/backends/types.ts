@@ -32,6 +32,11 @@ export interface FirewallRule {
   comment: string;
   /** True only when the rule carries our tag and has exactly the shape we create. */
   ours: boolean;
+  /**
+   * True when the firewall evaluates this rule only after moshwall's accept (nftables, iptables: our jump
+   * is, or will be inserted, above it), so it cannot block a port moshwall opens.
+   */
+  afterOurs?: boolean;
   /** The firewall's own text for this rule, for messages. */
   raw: string;
 }

@@ -105,6 +105,34 @@ export function testBackendContract(
     );
 
     it(
+      'a batch over both families and several sources lands whole, and a revoke batch removes exactly its specs',
+      check(
+        async ({ backend }) => {
+          const batch = [
+            v4(0),
+            v6(0),
+            v4(1),
+            v6(1),
+            v4(2, '10.0.0.0/8'),
+            v6(2, '2001:db8::/32'),
+            v4(3),
+            v4(4),
+          ];
+          const changes = await backend.allow(batch);
+          assert.deepEqual(keys(changes.flatMap((change) => change.specs)), keys(batch));
+          assert.deepEqual(ourKeys(await backend.listRules()), keys(batch));
+          const gone = [v4(0), v6(1), v4(2, '10.0.0.0/8'), v4(4)];
+          await backend.revoke(gone);
+          const kept = batch.filter((spec) => !keys(gone).includes(keys([spec])[0] ?? ''));
+          assert.deepEqual(ourKeys(await backend.listRules()), keys(kept));
+          await backend.revoke(kept);
+          assert.deepEqual(ourKeys(await backend.listRules()), []);
+        },
+        { ipv6: true },
+      ),
+    );
+
+    it(
       'allow twice leaves one rule per spec',
       check(async ({ backend }) => {
         await backend.allow([v4(1)]);

@@ -204,8 +204,21 @@ export interface LabOptions {
    * private system D-Bus (UFW left inactive; firewalld's public zone allows ssh), see _firewalld.ts.
    */
   firewall?: 'ufw' | 'firewalld';
+  /**
+   * No UFW (it stays installed but inactive): the admin's own firewall instead, set up by this function
+   * as root in the server host once its /etc overlay is mounted (see _firewalls.ts).
+   */
+  adminFirewall?: (host: AdminHost) => Promise<void>;
   /** For the harness' own test: throw right after this step, to prove the teardown of a half-made lab. */
   faultAfter?: 'network' | 'host' | 'ufw' | 'sshd';
+}
+
+/** What LabOptions.adminFirewall gets: the server host before sshd starts. */
+export interface AdminHost {
+  /** Runs argv as root in the server host (its netns and mount namespace); throws if it fails. */
+  run(argv: string[], input?: string): Promise<void>;
+  /** A host path to `path` as the server host sees it (writes land in its /etc overlay). */
+  path(path: string): string;
 }
 
 export const SERVER_V4 = '192.0.2.1';
@@ -297,7 +310,10 @@ function parseTuples(text: string, family: 'v4' | 'v6'): UfwTuple[] {
     });
 }
 
-/** Builds a lab: network, server host, UFW (allow 22/tcp, enabled), sshd; tears all of it down on failure. */
+/**
+ * Builds a lab: network, server host, UFW (allow 22/tcp, enabled) or the admin firewall given, sshd;
+ * tears all of it down on failure.
+ */
 export async function createLab(options: LabOptions = {}): Promise<Lab> {
   requireRoot();
   sweepStaleLabs();
@@ -348,8 +364,11 @@ async function buildLab(state: LabState, options: LabOptions): Promise<Lab> {
 
   const enter = ['nsenter', '-t', String(holderPid), '-m', '-n', ...(pidNs ? ['-p'] : [])];
   const inServer = (argv: string[]) => [...enter, `--wd=${dir}`, '--', ...argv];
+  const ufwEnv = { ...BASE_ENV, LC_ALL: 'C' };
   let firewalld: LabFirewalld | undefined;
   if (options.firewall === 'firewalld') {
+    if (options.adminFirewall !== undefined)
+      throw new LabError('firewall: "firewalld" and adminFirewall exclude each other');
     firewalld = await startFirewalld({
       state,
       dir,
@@ -358,10 +377,16 @@ async function buildLab(state: LabState, options: LabOptions): Promise<Lab> {
       serverPath: (path) => `/proc/${holderPid}/root${path}`,
       runServer: (argv) => run(inServer(argv), { env: BASE_ENV }),
     });
-  } else {
-    const ufwEnv = { ...BASE_ENV, LC_ALL: 'C' };
+  } else if (options.adminFirewall === undefined) {
     await runOk(inServer(['ufw', 'allow', '22/tcp']), { env: ufwEnv });
     await runOk(inServer(['ufw', '--force', 'enable']), { env: ufwEnv });
+  } else {
+    await options.adminFirewall({
+      run: async (argv, input) => {
+        await runOk(inServer(argv), { env: ufwEnv, ...(input === undefined ? {} : { input }) });
+      },
+      path: (path) => `/proc/${holderPid}/root${path}`,
+    });
   }
   fault('ufw');
 

@@ -250,9 +250,15 @@ export function ourChainState(
  */
 export function tableRules(table: SavedTable, family: Family): FirewallRule[] {
   const jump = table.rules.some(isOurJump);
+  // Our jump goes in at INPUT position 1: every INPUT rule below it (all, before it exists) comes after ours.
+  const input = table.rules.filter((rule) => rule.chain === 'INPUT');
+  const jumpAt = input.findIndex(isOurJump);
   const rules: FirewallRule[] = [];
   for (const rule of table.rules) {
-    if (rule.chain === 'INPUT' && !isOurJump(rule)) rules.push(savedRuleToFirewallRule(rule, family));
+    if (rule.chain === 'INPUT' && !isOurJump(rule)) {
+      const afterOurs = jumpAt === -1 || input.indexOf(rule) > jumpAt;
+      rules.push({ ...savedRuleToFirewallRule(rule, family), afterOurs });
+    }
     if (rule.chain !== OUR_CHAIN || !jump) continue;
     const ours = specOfOurWords(rule.words, family) !== undefined;
     rules.push({ ...savedRuleToFirewallRule(rule, family), ours });

@@ -217,3 +217,33 @@ describe('iptables: planning and guarding restore input', () => {
     });
   }
 });
+
+describe('tableRules: which admin rules come after our jump', () => {
+  const table = (lines: string[]) =>
+    parseIptablesSave(
+      ['*filter', ':INPUT DROP [0:0]', ':moshwall-input - [0:0]', ...lines, 'COMMIT', ''].join('\n'),
+      'x',
+    );
+  const before = '-A INPUT -p udp -m udp --dport 60005 -j DROP';
+  const jump = '-A INPUT -m comment --comment moshwall -j moshwall-input';
+  const after = '-A INPUT -j REJECT --reject-with icmp-port-unreachable';
+
+  it('rules above our jump can block our ports; rules below it cannot', () => {
+    const rules = tableRules(table([before, jump, after]), 'v4').filter((rule) => !rule.ours);
+    assert.deepEqual(
+      rules.map((rule) => [rule.action, rule.afterOurs]),
+      [
+        ['deny', false],
+        ['reject', true],
+      ],
+    );
+  });
+
+  it('before our jump exists (it will go in at the top) every INPUT rule comes after it', () => {
+    const rules = tableRules(table([before, after]), 'v4');
+    assert.deepEqual(
+      rules.map((rule) => rule.afterOurs),
+      [true, true],
+    );
+  });
+});

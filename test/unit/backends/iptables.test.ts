@@ -118,6 +118,9 @@ for (const variant of ['nft', 'legacy'] as const) {
           `IPv6: yes (${ip6t})`,
           "moshwall's rules: chain moshwall-input, jumped to from INPUT position 1 (filter table)",
           'runtime only: not written to any rules file; a reboot or restore of saved rules removes them; sync re-adds them',
+          variant === 'nft'
+            ? 'the daemon watches `nft monitor rules` (iptables-nft rules are nf_tables rules; needs the nft command) and re-adds them at once'
+            : 'the daemon re-adds them at its next resync (iptables-legacy has no change events)',
         ],
       });
       assert.deepEqual(

@@ -86,6 +86,7 @@ describe('nftables backend: golden commands over a lifecycle', () => {
         "moshwall's rules: jump to moshwall_input at the top of inet filter input",
         'IPv6: yes (an inet table)',
         "runtime only: a reboot or a reload of the admin's ruleset removes moshwall's rules; sync re-adds them",
+        'the daemon watches `nft monitor rules` and re-adds them at once after a reload; moshwall never writes /etc/nftables.conf',
       ],
     });
     // Each change reports the specs it added or removed, once each; already present or absent ones are left out.
@@ -241,11 +242,42 @@ describe('nftables backend: failures', () => {
     );
   });
 
+  it('a ruleset only iptables-nft blocks in is not an active nftables (auto then picks iptables)', async () => {
+    const { backend } = backendWith([real('version'), real('list-iptables-nft')]);
+    const probe = await backend.probe();
+    assert.deepEqual([probe.installed, probe.active], [true, false]);
+    assert.match(probe.detail.join('\n'), /belongs to iptables-nft/);
+  });
+
   it('allow refuses to add to iptables-nft’s table, pointing at the iptables backend', async () => {
     const { backend } = backendWith([real('list-iptables-nft')]);
     await assert.rejects(
       backend.allow([v4(60001)]),
       /ip filter INPUT \(iptables-nft \(use the iptables backend\)\) drops input/,
     );
+  });
+});
+
+describe('nftables backend: which admin rules come after our jump', () => {
+  /** The listing after allow-1, with our jump moved below the admin's rules of the input chain. */
+  const jumpLast = () => {
+    const answer = real('list-after-allow-1');
+    assert.ok(!(answer instanceof Error));
+    const listing = JSON.parse(answer.stdout) as { nftables: Record<string, Record<string, unknown>>[] };
+    const isJump = (object: Record<string, Record<string, unknown>>) =>
+      object.rule?.chain === 'input' && object.rule.comment === 'moshwall';
+    const jump = listing.nftables.filter(isJump);
+    assert.equal(jump.length, 1);
+    listing.nftables = [...listing.nftables.filter((object) => !isJump(object)), ...jump];
+    return { ...answer, stdout: JSON.stringify(listing) };
+  };
+
+  it('below our jump (or before it exists) they cannot block our ports; above it they can', async () => {
+    const { backend } = backendWith([real('list-debian-drop'), real('list-after-allow-1'), jumpLast()]);
+    for (const expected of [true, true, false]) {
+      const admin = (await backend.listRules()).filter((rule) => !rule.ours);
+      assert.ok(admin.length >= 4);
+      assert.deepEqual([...new Set(admin.map((rule) => rule.afterOurs))], [expected]);
+    }
   });
 });
