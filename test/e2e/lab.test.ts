@@ -78,6 +78,25 @@ function labDirs(): string[] {
   return readdirSync(tmpdir()).filter((name) => name.startsWith(LAB_PREFIX));
 }
 
+/**
+ * Whether a lab namespace belongs to a lab another live process made (a parallel test run): its lab
+ * directory's `owner` file names a pid other than ours.
+ */
+function ownedByAnother(netnsName: string): boolean {
+  const id = /^mwlab-([0-9a-f]{8})-/.exec(netnsName)?.[1];
+  if (id === undefined) return false;
+  return readdirSync(tmpdir())
+    .filter((name) => name.startsWith(`${LAB_PREFIX}${id}-`))
+    .some((name) => {
+      try {
+        const owner = readFileSync(`${tmpdir()}/${name}/owner`, 'utf8').split(' ')[0];
+        return owner !== String(process.pid);
+      } catch {
+        return false;
+      }
+    });
+}
+
 /** Live (non-zombie) processes whose parent is this test process. */
 function liveChildren(): number[] {
   return readdirSync('/proc')
@@ -240,11 +259,13 @@ describe('e2e lab', { skip: labSkipReason() }, () => {
       const childrenBefore = liveChildren();
       await assert.rejects(createLab({ faultAfter: step }), /injected fault after step/);
       assert.deepEqual(
-        (await netnsNames()).filter((name) => name.startsWith(LAB_PREFIX) && !namesBefore.includes(name)),
+        (await netnsNames()).filter(
+          (name) => name.startsWith(LAB_PREFIX) && !namesBefore.includes(name) && !ownedByAnother(name),
+        ),
         [],
       );
       assert.deepEqual(
-        labDirs().filter((name) => !dirsBefore.includes(name)),
+        labDirs().filter((name) => !dirsBefore.includes(name) && !ownedByAnother(name)),
         [],
       );
       assert.deepEqual(
