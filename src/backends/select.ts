@@ -27,7 +27,8 @@ function firewalld(runner: Runner, timeoutMs: number): Manager {
  */
 export function createBackend(config: Config, runner: Runner, _watcher?: LineWatcher): Backend {
   const timeoutMs = config.commandTimeoutMs;
-  const ufw = () => createUfwBackend({ runner, timeoutMs });
+  const ufw = () =>
+    createUfwBackend({ runner, timeoutMs, ...(config.ufwFastPath ? { fastPath: config.ufwFastPath } : {}) });
   const nftables = () =>
     createNftablesBackend({
       runner,

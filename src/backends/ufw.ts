@@ -2,9 +2,12 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExecError, FirewallError } from '../errors.ts';
 import type { ExecResult, Runner } from '../exec.ts';
-import { ruleHasSpec } from './spec.ts';
+import type { Family } from '../model.ts';
+import { ruleHasSpec, specKey, specOfRule } from './spec.ts';
 import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
 import { assertSafeUfwArgv, planUfwCalls, type UfwCall } from './ufw/commands.ts';
+import { FAST_CHAINS, type HookLiveness, ruleOfMember } from './ufw/fastpath.ts';
+import { createFastPathEdge } from './ufw/ipset.ts';
 import { assertUfwSucceeded } from './ufw/output.ts';
 import { parseUserRules } from './ufw/tuples.ts';
 import { assertValidRuleSpecs } from './validate.ts';
@@ -28,6 +31,11 @@ export interface UfwBackendOptions {
   defaultsFile?: string;
   /** Reads a whole text file; throws an error with code ENOENT when it is missing. */
   readFile?: (path: string) => string;
+  /**
+   * "ipset": our rules are members of moshwall's ipsets matched by a hook in UFW's after.rules (see
+   * ufw/fastpath.ts), one `ipset restore` per change; absent: classic `ufw allow … comment moshwall` rules.
+   */
+  fastPath?: 'ipset';
   /** Limit for each ufw run (ufw allow ~170 ms, delete ~300 ms, more while another ufw holds its lock). */
   timeoutMs: number;
 }
@@ -78,6 +86,14 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
   const defaultsFile = options.defaultsFile ?? '/etc/default/ufw';
   const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
   const rulesFiles = { v4: join(rulesDir, 'user.rules'), v6: join(rulesDir, 'user6.rules') };
+  const afterFiles = { v4: join(rulesDir, 'after.rules'), v6: join(rulesDir, 'after6.rules') };
+  const fast = createFastPathEdge({
+    runner: options.runner,
+    timeoutMs: options.timeoutMs,
+    afterRulesFile: afterFiles.v4,
+    readFile,
+  });
+  const fastMode = options.fastPath === 'ipset';
 
   const read = (path: string, what: string): string => {
     try {
@@ -122,11 +138,85 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
     return changes;
   };
 
+  /** The hook's state per family, for the families UFW manages. */
+  const hookState = async (ipv6: boolean): Promise<Partial<Record<Family, HookLiveness>>> => ({
+    v4: await fast.liveness('v4'),
+    ...(ipv6 ? { v6: await fast.liveness('v6') } : {}),
+  });
+  /**
+   * Members of our sets that open something, as rules of ours: in fast-path mode, or while the hook is in
+   * UFW's files (left over after switching it off). A family whose chain is loaded without our match rules
+   * has none: its members open nothing, and listing them would pretend ports are open.
+   */
+  const effectiveMembers = async (ipv6: boolean): Promise<FirewallRule[]> => {
+    if (!fastMode && !fast.hookInFiles()) return [];
+    const { specs } = await fast.members();
+    if (specs.length === 0) return [];
+    const state = await hookState(ipv6);
+    return specs.filter((spec) => (state[spec.family] ?? 'missing') !== 'missing').map(ruleOfMember);
+  };
+  /** Throws, naming the fix, unless our match rules are loaded for every family of `specs` that UFW has loaded. */
+  const assertHookLive = async (specs: RuleSpec[], ipv6: boolean): Promise<void> => {
+    const state = await hookState(ipv6);
+    const broken = (['v4', 'v6'] as const).filter(
+      (family) => state[family] === 'missing' && specs.some((spec) => spec.family === family),
+    );
+    const [family] = broken;
+    if (family === undefined) return;
+    throw new FirewallError(
+      `The UFW fast path is not in force: ${FAST_CHAINS[family]} is loaded without moshwall's ipset rules, ` +
+        'so adding set members would open nothing. Run `moshwall install` (adds the hook to ' +
+        `${afterFiles[family]}) or \`ufw reload\` (loads it), then check \`moshwall doctor\``,
+      { family, chain: FAST_CHAINS[family], file: afterFiles[family] },
+    );
+  };
+  /** One line on the fast path's hook, sets and members, and what is wrong with it (with the fix). */
+  const describeFastPath = async (ipv6: boolean): Promise<{ detail: string; problems: string[] }> => {
+    const inFiles = fast.hookInFiles();
+    const state = await hookState(ipv6);
+    const { specs, sets } = await fast.members();
+    const loaded = Object.entries(state)
+      .map(([family, live]) => `${family} ${live === 'no-chain' ? 'ufw chain not loaded' : live}`)
+      .join(', ');
+    const detail =
+      `fast path: ${fastMode ? 'ipset' : 'off, but its hook is still installed'}; hook in ${afterFiles.v4}: ` +
+      `${inFiles ? 'yes' : 'no'}; in the kernel: ${loaded}; sets: ${sets.length > 0 ? sets.join(' ') : 'none'}; ` +
+      `members: ${specs.length}`;
+    const problems: string[] = [];
+    if (fastMode && !inFiles)
+      problems.push(
+        `ufw_fast_path = "ipset" but ${afterFiles.v4} has no moshwall hook: run \`moshwall install\``,
+      );
+    for (const [family, live] of Object.entries(state)) {
+      if (live === 'missing' && (fastMode || inFiles))
+        problems.push(
+          `${FAST_CHAINS[family as Family]} is loaded without moshwall's ipset rules, so set members open nothing: ` +
+            `run \`${inFiles ? 'ufw reload' : 'moshwall install'}\``,
+        );
+    }
+    if (!fastMode && inFiles)
+      problems.push(
+        'the fast-path hook is installed but ufw_fast_path is off: run `moshwall install` again to remove it',
+      );
+    return { detail, problems };
+  };
+  /** Our classic rules (user.rules) among `specs`: the only ones a `ufw delete` is worth running for. */
+  const classicOurs = (specs: RuleSpec[], ipv6: boolean): RuleSpec[] => {
+    const ours = new Set(
+      readRules(ipv6)
+        .filter((rule) => rule.ours)
+        .map((rule) => specOfRule(rule))
+        .filter((spec): spec is RuleSpec => spec !== undefined)
+        .map(specKey),
+    );
+    return specs.filter((spec) => ours.has(specKey(spec)));
+  };
+
   return {
     name: 'ufw',
 
     changeToken(): string {
-      return [rulesFiles.v4, rulesFiles.v6].map(statToken).join(' ');
+      return [rulesFiles.v4, rulesFiles.v6, afterFiles.v4, afterFiles.v6].map(statToken).join(' ');
     },
 
     async probe(): Promise<BackendProbe> {
@@ -181,11 +271,15 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         ipv6Detail,
         `rules: ${ipv6 ? `${rulesFiles.v4}, ${rulesFiles.v6}` : rulesFiles.v4}`,
       ];
-      return { installed: true, active, ipv6, detail };
+      if (!fastMode && !fast.hookInFiles()) return { installed: true, active, ipv6, detail };
+      const fastPath = await describeFastPath(ipv6);
+      detail.push(fastPath.detail);
+      return { installed: true, active, ipv6, detail, problems: fastPath.problems };
     },
 
     async listRules(): Promise<FirewallRule[]> {
-      return readRules(ipv6Enabled());
+      const ipv6 = ipv6Enabled();
+      return [...readRules(ipv6), ...(await effectiveMembers(ipv6))];
     },
 
     async allow(specs: RuleSpec[]): Promise<AppliedChange[]> {
@@ -218,15 +312,23 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
           },
         );
       }
-      return apply(planUfwCalls('allow', specs));
+      if (!fastMode) return apply(planUfwCalls('allow', specs));
+      await assertHookLive(specs, ipv6);
+      return [await fast.change('allow', specs)];
     },
 
     async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
       assertValidRuleSpecs(specs);
       if (specs.length === 0) return [];
       // With IPV6=no ufw ignores user6.rules (and refuses v6 deletes): no v6 rule of ours is in force.
-      const wanted = ipv6Enabled() ? specs : specs.filter((spec) => spec.family === 'v4');
-      return apply(planUfwCalls('revoke', wanted));
+      const ipv6 = ipv6Enabled();
+      const wanted = ipv6 ? specs : specs.filter((spec) => spec.family === 'v4');
+      const members = fastMode || fast.hookInFiles() ? (await fast.members()).specs.map(specKey) : [];
+      const inSets = wanted.filter((spec) => members.includes(specKey(spec)));
+      const setChange = inSets.length > 0 ? [await fast.change('revoke', inSets)] : [];
+      // In fast-path mode only our classic rules that exist are deleted (each `ufw delete` reloads UFW).
+      const classic = fastMode ? classicOurs(wanted, ipv6) : wanted;
+      return [...setChange, ...(classic.length > 0 ? await apply(planUfwCalls('revoke', classic)) : [])];
     },
   };
 }

@@ -20,7 +20,9 @@ commented default /etc/moshwall/moshwall.toml if none exists; then enables and s
 systemd runs here (otherwise it says what to do). It refuses to replace a /usr/local/bin/mosh-server
 that is not moshwall's. --sudoers also writes /etc/sudoers.d/moshwall allowing exactly
 \`moshwall hook\`, checked with \`visudo -c\` first. What it made is listed in
-/usr/local/lib/moshwall/installed.json, so uninstall removes exactly that.`,
+/usr/local/lib/moshwall/installed.json, so uninstall removes exactly that. With ufw_fast_path = "ipset"
+it also adds the fast path's hook (marked blocks in /etc/ufw/after.rules, after6.rules and before.init,
+moshwall's ipsets) and runs \`ufw reload\`; with it off, a hook left from before is removed.`,
   options: [
     { name: 'dry-run', kind: 'flag', description: 'show every file and command, change nothing' },
     { name: 'sudoers', kind: 'flag', description: 'also allow `sudo -n moshwall hook` for login scripts' },
@@ -30,6 +32,10 @@ that is not moshwall's. --sudoers also writes /etc/sudoers.d/moshwall allowing e
     const layout = layoutFor();
     const steps = planInstall(context.host.installFacts(layout, context.selfPath), {
       sudoers: options.sudoers === true,
+      ufwFastPath:
+        context.config.ufwFastPath === 'ipset' &&
+        context.config.backend !== 'nftables' &&
+        context.config.backend !== 'iptables',
     });
     return carryOut(context, steps, options['dry-run'] === true);
   },
@@ -40,7 +46,8 @@ export const uninstallCommand: Command = {
   summary: 'Remove what install made, and every firewall rule of ours',
   description: `Stops and disables the daemon (when systemd runs), removes every firewall rule of ours,
 and removes exactly the files install recorded, leaving any that someone has since replaced. The
-config in /etc/moshwall is kept unless --purge.`,
+UFW fast path's blocks are cut out of /etc/ufw (the files are as they were before install), UFW is
+reloaded and moshwall's ipsets destroyed. The config in /etc/moshwall is kept unless --purge.`,
   options: [
     { name: 'dry-run', kind: 'flag', description: 'show every file and command, change nothing' },
     { name: 'purge', kind: 'flag', description: 'also remove /etc/moshwall/moshwall.toml' },
