@@ -139,10 +139,14 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
   };
 
   /** The hook's state per family, for the families UFW manages. */
-  const hookState = async (ipv6: boolean): Promise<Partial<Record<Family, HookLiveness>>> => ({
-    v4: await fast.liveness('v4'),
-    ...(ipv6 ? { v6: await fast.liveness('v6') } : {}),
-  });
+  const hookState = async (
+    ipv6: boolean,
+    families: readonly Family[] = ['v4', 'v6'],
+  ): Promise<Partial<Record<Family, HookLiveness>>> => {
+    const wanted = families.filter((family) => family === 'v4' || ipv6);
+    const states = await Promise.all(wanted.map((family) => fast.liveness(family)));
+    return Object.fromEntries(wanted.map((family, index) => [family, states[index]]));
+  };
   /**
    * Members of our sets that open something, as rules of ours: in fast-path mode, or while the hook is in
    * UFW's files (left over after switching it off). A family whose chain is loaded without our match rules
@@ -150,14 +154,12 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
    */
   const effectiveMembers = async (ipv6: boolean): Promise<FirewallRule[]> => {
     if (!fastMode && !fast.hookInFiles()) return [];
-    const { specs } = await fast.members();
-    if (specs.length === 0) return [];
-    const state = await hookState(ipv6);
+    const [{ specs }, state] = await Promise.all([fast.members(), hookState(ipv6)]);
     return specs.filter((spec) => (state[spec.family] ?? 'missing') !== 'missing').map(ruleOfMember);
   };
   /** Throws, naming the fix, unless our match rules are loaded for every family of `specs` that UFW has loaded. */
   const assertHookLive = async (specs: RuleSpec[], ipv6: boolean): Promise<void> => {
-    const state = await hookState(ipv6);
+    const state = await hookState(ipv6, [...new Set(specs.map((spec) => spec.family))]);
     const broken = (['v4', 'v6'] as const).filter(
       (family) => state[family] === 'missing' && specs.some((spec) => spec.family === family),
     );
@@ -173,8 +175,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
   /** One line on the fast path's hook, sets and members, and what is wrong with it (with the fix). */
   const describeFastPath = async (ipv6: boolean): Promise<{ detail: string; problems: string[] }> => {
     const inFiles = fast.hookInFiles();
-    const state = await hookState(ipv6);
-    const { specs, sets } = await fast.members();
+    const [state, { specs, sets }] = await Promise.all([hookState(ipv6), fast.members()]);
     const loaded = Object.entries(state)
       .map(([family, live]) => `${family} ${live === 'no-chain' ? 'ufw chain not loaded' : live}`)
       .join(', ');
@@ -313,8 +314,18 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         );
       }
       if (!fastMode) return apply(planUfwCalls('allow', specs));
-      await assertHookLive(specs, ipv6);
-      return [await fast.change('allow', specs)];
+      // The liveness check runs beside the change: while the hook is not loaded a member opens nothing,
+      // so adding it at once is harmless, and it is taken out again before the error is thrown.
+      const [live, change] = await Promise.allSettled([
+        assertHookLive(specs, ipv6),
+        fast.change('allow', specs),
+      ]);
+      if (live.status === 'rejected') {
+        if (change.status === 'fulfilled') await fast.change('revoke', specs).catch(() => undefined);
+        throw live.reason;
+      }
+      if (change.status === 'rejected') throw change.reason;
+      return [change.value];
     },
 
     async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
@@ -323,9 +334,9 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       // With IPV6=no ufw ignores user6.rules (and refuses v6 deletes): no v6 rule of ours is in force.
       const ipv6 = ipv6Enabled();
       const wanted = ipv6 ? specs : specs.filter((spec) => spec.family === 'v4');
-      const members = fastMode || fast.hookInFiles() ? (await fast.members()).specs.map(specKey) : [];
-      const inSets = wanted.filter((spec) => members.includes(specKey(spec)));
-      const setChange = inSets.length > 0 ? [await fast.change('revoke', inSets)] : [];
+      // Deleting a member that is not there is a no-op under `ipset -exist`: one restore, no listing first.
+      const sets = fastMode || fast.hookInFiles();
+      const setChange = sets && wanted.length > 0 ? [await fast.change('revoke', wanted)] : [];
       // In fast-path mode only our classic rules that exist are deleted (each `ufw delete` reloads UFW).
       const classic = fastMode ? classicOurs(wanted, ipv6) : wanted;
       return [...setChange, ...(classic.length > 0 ? await apply(planUfwCalls('revoke', classic)) : [])];

@@ -93,8 +93,8 @@ describe('ufw fast path: golden argv', () => {
     );
   });
 
-  it('allow refuses, naming the fix, when the chain is loaded without our rules; nothing is added', async () => {
-    const { backend, calls } = fastBackend([BARE4, LIVE6]);
+  it('allow refuses, naming the fix, when the chain is loaded without our rules; nothing stays added', async () => {
+    const { backend, calls } = fastBackend([BARE4, ok(), ok()]);
     await assert.rejects(
       backend.allow([v4(60040)]),
       (error: unknown) =>
@@ -104,14 +104,18 @@ describe('ufw fast path: golden argv', () => {
     );
     assert.deepEqual(
       calls.map((call) => call.argv),
-      LIVENESS,
+      [LIVENESS[0], ['ipset', '-exist', 'restore'], ['ipset', '-exist', 'restore']],
+      'only the family of the specs is checked; the member added beside the check is taken out again',
     );
+    assert.equal(calls[1]?.options.input, `${CREATES}add moshwall-any4 60040\n`);
+    assert.equal(calls[2]?.options.input, `${CREATES}del moshwall-any4 60040\n`);
   });
 
   it('allow with UFW not loaded at all (inactive) adds the members, as classic rules are written while inactive', async () => {
-    const { backend, calls } = fastBackend([NO_CHAIN, NO_CHAIN, ok()]);
+    const { backend, calls } = fastBackend([NO_CHAIN, ok()]);
     await backend.allow([v6(60041)]);
-    assert.equal(calls[2]?.options.input, `${CREATES}add moshwall-any6 60041\n`);
+    assert.deepEqual(calls[0]?.argv, LIVENESS[1]);
+    assert.equal(calls[1]?.options.input, `${CREATES}add moshwall-any6 60041\n`);
   });
 
   it('allow refuses a spec an admin rule has, before running anything (as classic mode does)', async () => {
@@ -173,20 +177,12 @@ describe('ufw fast path: golden argv', () => {
     );
   });
 
-  it('revoke deletes only members that exist (one restore) and runs ufw delete only for classic rules of ours', async () => {
-    const { backend, calls } = fastBackend([
-      saved('moshwall-any4', ['60050']),
-      NO_SET,
-      NO_SET,
-      NO_SET,
-      ok(),
-      { exitCode: 0, stdout: 'Rule deleted\n', stderr: '' },
-    ]);
+  it('revoke is one ipset restore of every spec (-exist: absent members are no-ops) and ufw delete only for classic rules of ours', async () => {
+    const { backend, calls } = fastBackend([ok(), { exitCode: 0, stdout: 'Rule deleted\n', stderr: '' }]);
     const changes = await backend.revoke([v4(60050), v4(60013), v4(60099), v4(60010)]);
     assert.deepEqual(
       calls.map((call) => call.argv),
       [
-        ...SAVES,
         ['ipset', '-exist', 'restore'],
         [
           'ufw',
@@ -205,7 +201,10 @@ describe('ufw fast path: golden argv', () => {
         ],
       ],
     );
-    assert.equal(calls[4]?.options.input, `${CREATES}del moshwall-any4 60050\n`);
+    assert.equal(
+      calls[0]?.options.input,
+      `${CREATES}del moshwall-any4 60050\ndel moshwall-any4 60013\ndel moshwall-any4 60099\ndel moshwall-any4 60010\n`,
+    );
     assert.deepEqual(
       changes.map((change) => change.kind),
       ['revoke', 'revoke'],
@@ -215,7 +214,6 @@ describe('ufw fast path: golden argv', () => {
   it('an ipset failure is a FirewallError with its words', async () => {
     const { backend } = fastBackend([
       LIVE4,
-      LIVE6,
       { exitCode: 1, stdout: '', stderr: 'ipset v7.17: Error in line 5: Syntax error\n' },
     ]);
     await assert.rejects(
@@ -224,29 +222,34 @@ describe('ufw fast path: golden argv', () => {
     );
   });
 
-  it('classic mode with the hook still in after.rules lists and sweeps members too (switched off)', async () => {
+  it('classic mode with the hook still in after.rules sweeps members too (switched off)', async () => {
     const { backend, calls } = recordedBackend(
-      [
-        NO_SET,
-        NO_SET,
-        NO_SET,
-        saved('moshwall-net6', ['2001:db8::/32,udp:60060']),
-        ok(),
-        ok('Could not delete non-existent rule (v6)\n'),
-      ],
+      [ok(), ok('Could not delete non-existent rule (v6)\n')],
       (runner) =>
         createUfwBackend({ runner, readFile: files({ '/etc/ufw/after.rules': HOOKED_AFTER }), timeoutMs: 1 }),
     );
     await backend.revoke([v6(60060, '2001:db8::/32')]);
     assert.deepEqual(
-      calls.slice(4).map((call) => call.argv.slice(0, 3)),
+      calls.map((call) => call.argv.slice(0, 3)),
       [
         ['ipset', '-exist', 'restore'],
         ['ufw', 'delete', 'allow'],
       ],
       'classic mode still runs its ufw delete for every spec',
     );
-    assert.equal(calls[4]?.options.input, `${CREATES}del moshwall-net6 2001:db8::/32,udp:60060\n`);
+    assert.equal(calls[0]?.options.input, `${CREATES}del moshwall-net6 2001:db8::/32,udp:60060\n`);
+  });
+
+  it('classic mode without the hook in after.rules runs no ipset command at all', async () => {
+    const { backend, calls } = recordedBackend([ok('Could not delete non-existent rule\n')], (runner) =>
+      createUfwBackend({ runner, readFile: files(), timeoutMs: 1 }),
+    );
+    await backend.listRules();
+    await backend.revoke([v4(60060)]);
+    assert.deepEqual(
+      calls.map((call) => call.argv[0]),
+      ['ufw'],
+    );
   });
 
   it('probe says what the fast path is and flags a hook that is not loaded', async () => {
