@@ -36,6 +36,8 @@ export interface UfwBackendOptions {
    * ufw/fastpath.ts), one `ipset restore` per change; absent: classic `ufw allow … comment moshwall` rules.
    */
   fastPath?: 'ipset';
+  /** Fast path: how often watchChanges looks at our sets' headers (default 2000 ms). */
+  watchIntervalMs?: number;
   /** Limit for each ufw run (ufw allow ~170 ms, delete ~300 ms, more while another ufw holds its lock). */
   timeoutMs: number;
 }
@@ -94,6 +96,8 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
     readFile,
   });
   const fastMode = options.fastPath === 'ipset';
+  /** Set while watchChanges runs: takes a new baseline of our sets after a change of our own. */
+  let afterOwnChange: (() => void) | undefined;
 
   const read = (path: string, what: string): string => {
     try {
@@ -220,6 +224,52 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       return [rulesFiles.v4, rulesFiles.v6, afterFiles.v4, afterFiles.v6].map(statToken).join(' ');
     },
 
+    /**
+     * Fast path only: every watchIntervalMs, one `ipset -t list`; when our sets' references (the hook's
+     * rules loaded, e.g. gone after an admin's `iptables -D`) or member counts (an admin's `ipset flush`)
+     * changed, onChange. UFW's files are covered by changeToken. A failed look is skipped (resync covers it).
+     */
+    watchChanges(onChange: (what: string) => void): { close(): void } {
+      if (!fastMode && !fast.hookInFiles()) return { close() {} };
+      let last: string | undefined;
+      let running = false;
+      let queued: 'fire' | 'quiet' | undefined;
+      /** One look; `fire`: report a difference (a quiet look only takes the new baseline, after our own change). */
+      const look = (fire: boolean) => {
+        if (running) {
+          queued = queued === 'fire' || fire ? 'fire' : 'quiet';
+          return;
+        }
+        running = true;
+        fast
+          .headers()
+          .then(
+            (digest) => {
+              if (fire && last !== undefined && digest !== last)
+                onChange(`moshwall's ipsets changed: ${digest || 'none left'}`);
+              last = digest;
+            },
+            () => undefined,
+          )
+          .finally(() => {
+            running = false;
+            const next = queued;
+            queued = undefined;
+            if (next !== undefined) look(next === 'fire');
+          });
+      };
+      look(false);
+      afterOwnChange = () => look(false);
+      const timer = setInterval(() => look(true), options.watchIntervalMs ?? 2000);
+      timer.unref();
+      return {
+        close: () => {
+          clearInterval(timer);
+          afterOwnChange = undefined;
+        },
+      };
+    },
+
     async probe(): Promise<BackendProbe> {
       let version: ExecResult;
       try {
@@ -325,6 +375,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         throw live.reason;
       }
       if (change.status === 'rejected') throw change.reason;
+      afterOwnChange?.();
       return [change.value];
     },
 
@@ -337,6 +388,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       // Deleting a member that is not there is a no-op under `ipset -exist`: one restore, no listing first.
       const sets = fastMode || fast.hookInFiles();
       const setChange = sets && wanted.length > 0 ? [await fast.change('revoke', wanted)] : [];
+      if (setChange.length > 0) afterOwnChange?.();
       // In fast-path mode only our classic rules that exist are deleted (each `ufw delete` reloads UFW).
       const classic = fastMode ? classicOurs(wanted, ipv6) : wanted;
       return [...setChange, ...(classic.length > 0 ? await apply(planUfwCalls('revoke', classic)) : [])];

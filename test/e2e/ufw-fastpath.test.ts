@@ -186,6 +186,17 @@ describe('UFW fast path in the lab', { skip: labSkipReason() }, () => {
       assert.deepEqual(await fastSetMembers(theLab()), [`add moshwall-any4 ${port}`]);
       assert.deepEqual(await admins(), adminRules, 'no UFW rule was written');
       await client.echo(`hello-${client.nonce}`);
+      // An admin's `ipset flush` is seen by the daemon's watcher (every 2 s; resync is 30 s) and repaired.
+      const flushed = await theLab().runServer(['ipset', 'flush', 'moshwall-any4']);
+      assert.equal(flushed.exitCode, 0, flushed.stderr);
+      assert.ok(
+        await waitUntil(async () => (await fastSetMembers(theLab())).length === 1, 6000),
+        `member not re-added after ipset flush:\n${daemon.log()}`,
+      );
+      await daemon.waitForLine(/firewall changed: moshwall's ipsets changed/, { timeoutMs: 1000 });
+      // `ufw reload` keeps the member and the hook: the session goes on.
+      await admin(['reload']);
+      await client.echo(`after-reload-${client.nonce}`);
       await client.press('C-d');
       await client.waitForText('[mosh is exiting.]', 10_000);
       assert.ok(

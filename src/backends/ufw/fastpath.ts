@@ -140,3 +140,22 @@ export function parseHookLiveness(
   const lines = new Set(stdout.split('\n').map((line) => line.trim()));
   return fastPathRules(family).every((rule) => lines.has(rule)) ? 'live' : 'missing';
 }
+
+/**
+ * What `ipset -t list` says about our sets, as one comparable line: for each of ours its references (our
+ * match rules loaded in the kernel hold one each) and member count. Other sets are ignored.
+ */
+export function setHeadersDigest(stdout: string): string {
+  const ours = new Set<string>(FAST_SET_NAMES);
+  return stdout
+    .split(/\n\s*\n/)
+    .map((section) => {
+      const field = (name: string) => new RegExp(`^${name}: (.*)$`, 'm').exec(section)?.[1]?.trim();
+      const name = field('Name');
+      if (name === undefined || !ours.has(name)) return undefined;
+      return `${name} refs=${field('References') ?? '?'} entries=${field('Number of entries') ?? '?'}`;
+    })
+    .filter((line): line is string => line !== undefined)
+    .sort()
+    .join(', ');
+}

@@ -11,6 +11,7 @@ import {
   ipsetScript,
   parseHookLiveness,
   parseIpsetSave,
+  setHeadersDigest,
 } from './fastpath.ts';
 
 /** The fast path's edge: our ipsets and the hook's rules in the kernel, over the Runner (argv only). */
@@ -21,6 +22,8 @@ export interface FastPathEdge {
   members(): Promise<{ specs: RuleSpec[]; sets: FastSetName[] }>;
   /** Adds or deletes these specs' members in one `ipset -exist restore` (creating our sets if missing). */
   change(kind: 'allow' | 'revoke', specs: RuleSpec[]): Promise<AppliedChange>;
+  /** A digest of our sets' headers (references, member counts): see setHeadersDigest. */
+  headers(): Promise<string>;
   /** True when UFW's after.rules holds our hook block (a file read, no command). */
   hookInFiles(): boolean;
 }
@@ -80,6 +83,12 @@ export function createFastPathEdge(options: {
       assertOk(result, `ipset restore (${kind} ${specs.length} member(s))`);
       const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
       return { kind, specs, argv, output };
+    },
+
+    async headers() {
+      const result = await runner(['ipset', '-t', 'list'], { timeoutMs });
+      assertOk(result, 'ipset -t list');
+      return setHeadersDigest(result.stdout);
     },
 
     hookInFiles() {

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   fastPathRules,
   ipsetScript,
   memberOfSpec,
   parseHookLiveness,
   parseIpsetSave,
+  setHeadersDigest,
   specOfMember,
 } from '../../../src/backends/ufw/fastpath.ts';
 import { createUfwBackend } from '../../../src/backends/ufw.ts';
@@ -338,5 +340,61 @@ describe('ufw fast path: sets and members', () => {
         parseHookLiveness('v4', { exitCode: 4, stdout: '', stderr: 'Permission denied (you must be root)' }),
       /iptables -S ufw-after-input` failed \(exit 4\): Permission denied/,
     );
+  });
+});
+
+/** `ipset -t list` text for our any4 set with these references and entries, plus a foreign set. */
+function headers(references: number, entries: number): CannedAnswer {
+  return ok(
+    `Name: moshwall-any4\nType: bitmap:port\nRevision: 3\nHeader: range 0-65535\nSize in memory: 8264\n` +
+      `References: ${references}\nNumber of entries: ${entries}\n\nName: f2b\nType: hash:ip\n` +
+      `References: 1\nNumber of entries: ${entries + 7}\n`,
+  );
+}
+
+describe('ufw fast path: watching our sets', () => {
+  it('digests only our sets: references and member counts', () => {
+    const text = (headers(2, 5) as { stdout: string }).stdout;
+    assert.equal(setHeadersDigest(text), 'moshwall-any4 refs=2 entries=5');
+    assert.equal(setHeadersDigest(''), '');
+  });
+
+  it('calls onChange when the hook rules go (references) or an admin flushes (entries), not otherwise', async () => {
+    const answers = [headers(2, 5), headers(2, 5), headers(0, 5), headers(0, 5), headers(0, 0)];
+    let index = 0;
+    const calls: string[] = [];
+    const seen: string[] = [];
+    const watched = createUfwBackend({
+      runner: async (argv) => {
+        calls.push(argv.join(' '));
+        const answer = answers[Math.min(index++, answers.length - 1)] as {
+          exitCode: number;
+          stdout: string;
+          stderr: string;
+        };
+        return { argv, durationMs: 1, ...answer };
+      },
+      readFile: files(),
+      timeoutMs: 1,
+      fastPath: 'ipset',
+      watchIntervalMs: 5,
+    });
+    const watch = watched.watchChanges?.((what) => seen.push(what));
+    assert.ok(watch);
+    for (let waited = 0; waited < 2000 && index < answers.length + 2; waited += 5) await sleep(5);
+    watch.close();
+    assert.deepEqual(seen, [
+      "moshwall's ipsets changed: moshwall-any4 refs=0 entries=5",
+      "moshwall's ipsets changed: moshwall-any4 refs=0 entries=0",
+    ]);
+    assert.ok(calls.every((call) => call === 'ipset -t list'));
+  });
+
+  it('classic mode without the hook watches nothing', () => {
+    const { backend, calls } = recordedBackend([], (runner) =>
+      createUfwBackend({ runner, readFile: files(), timeoutMs: 1 }),
+    );
+    backend.watchChanges?.(() => undefined).close();
+    assert.deepEqual(calls, []);
   });
 });
