@@ -390,6 +390,41 @@ describe('ufw fast path: watching our sets', () => {
     assert.ok(calls.every((call) => call === 'ipset -t list'));
   });
 
+  it("takes a quiet baseline after a change of ours, so our add then an admin's flush within one interval is still seen", async () => {
+    let entries = 0;
+    const seen: string[] = [];
+    const backend = createUfwBackend({
+      runner: async (argv, options) => {
+        const text = argv.join(' ');
+        if (text === 'ipset -t list')
+          return {
+            argv,
+            durationMs: 1,
+            ...(headers(1, entries) as { exitCode: number; stdout: string; stderr: string }),
+          };
+        if (text === 'ipset -exist restore') entries += (options.input ?? '').split('\nadd ').length - 1;
+        return {
+          argv,
+          durationMs: 1,
+          ...(ok(fastPathRules('v4').join('\n')) as { exitCode: number; stdout: string; stderr: string }),
+        };
+      },
+      readFile: files(),
+      timeoutMs: 1,
+      fastPath: 'ipset',
+      watchIntervalMs: 200,
+    });
+    const watch = backend.watchChanges?.((what) => seen.push(what));
+    assert.ok(watch);
+    await sleep(20);
+    await backend.allow([v4(60040)]);
+    await sleep(20);
+    entries = 0; // an admin's `ipset flush`, before the next interval
+    for (let waited = 0; waited < 2000 && seen.length === 0; waited += 10) await sleep(10);
+    watch.close();
+    assert.deepEqual(seen, ["moshwall's ipsets changed: moshwall-any4 refs=1 entries=0"]);
+  });
+
   it('classic mode without the hook watches nothing', () => {
     const { backend, calls } = recordedBackend([], (runner) =>
       createUfwBackend({ runner, readFile: files(), timeoutMs: 1 }),
