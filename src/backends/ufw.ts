@@ -2,11 +2,10 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExecError, FirewallError } from '../errors.ts';
 import type { ExecResult, Runner } from '../exec.ts';
-import type { Family } from '../model.ts';
 import { ruleHasSpec, specKey, specOfRule } from './spec.ts';
 import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
 import { assertSafeUfwArgv, planUfwCalls, type UfwCall } from './ufw/commands.ts';
-import { FAST_CHAINS, type HookLiveness, ruleOfMember } from './ufw/fastpath.ts';
+import { createUfwFastPath } from './ufw/fast.ts';
 import { createFastPathEdge } from './ufw/ipset.ts';
 import { assertUfwSucceeded } from './ufw/output.ts';
 import { parseUserRules } from './ufw/tuples.ts';
@@ -89,15 +88,17 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
   const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
   const rulesFiles = { v4: join(rulesDir, 'user.rules'), v6: join(rulesDir, 'user6.rules') };
   const afterFiles = { v4: join(rulesDir, 'after.rules'), v6: join(rulesDir, 'after6.rules') };
-  const fast = createFastPathEdge({
-    runner: options.runner,
-    timeoutMs: options.timeoutMs,
-    afterRulesFile: afterFiles.v4,
-    readFile,
-  });
   const fastMode = options.fastPath === 'ipset';
-  /** Set while watchChanges runs: takes a new baseline of our sets after a change of our own. */
-  let afterOwnChange: (() => void) | undefined;
+  const fast = createUfwFastPath({
+    edge: createFastPathEdge({
+      runner: options.runner,
+      timeoutMs: options.timeoutMs,
+      afterRulesFile: afterFiles.v4,
+      readFile,
+    }),
+    fastMode,
+    afterFiles,
+  });
 
   const read = (path: string, what: string): string => {
     try {
@@ -142,69 +143,6 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
     return changes;
   };
 
-  /** The hook's state per family, for the families UFW manages. */
-  const hookState = async (
-    ipv6: boolean,
-    families: readonly Family[] = ['v4', 'v6'],
-  ): Promise<Partial<Record<Family, HookLiveness>>> => {
-    const wanted = families.filter((family) => family === 'v4' || ipv6);
-    const states = await Promise.all(wanted.map((family) => fast.liveness(family)));
-    return Object.fromEntries(wanted.map((family, index) => [family, states[index]]));
-  };
-  /**
-   * Members of our sets that open something, as rules of ours: in fast-path mode, or while the hook is in
-   * UFW's files (left over after switching it off). A family whose chain is loaded without our match rules
-   * has none: its members open nothing, and listing them would pretend ports are open.
-   */
-  const effectiveMembers = async (ipv6: boolean): Promise<FirewallRule[]> => {
-    if (!fastMode && !fast.hookInFiles()) return [];
-    const [{ specs }, state] = await Promise.all([fast.members(), hookState(ipv6)]);
-    return specs.filter((spec) => (state[spec.family] ?? 'missing') !== 'missing').map(ruleOfMember);
-  };
-  /** Throws, naming the fix, unless our match rules are loaded for every family of `specs` that UFW has loaded. */
-  const assertHookLive = async (specs: RuleSpec[], ipv6: boolean): Promise<void> => {
-    const state = await hookState(ipv6, [...new Set(specs.map((spec) => spec.family))]);
-    const broken = (['v4', 'v6'] as const).filter(
-      (family) => state[family] === 'missing' && specs.some((spec) => spec.family === family),
-    );
-    const [family] = broken;
-    if (family === undefined) return;
-    throw new FirewallError(
-      `The UFW fast path is not in force: ${FAST_CHAINS[family]} is loaded without moshwall's ipset rules, ` +
-        'so adding set members would open nothing. Run `moshwall install` (adds the hook to ' +
-        `${afterFiles[family]}) or \`ufw reload\` (loads it), then check \`moshwall doctor\``,
-      { family, chain: FAST_CHAINS[family], file: afterFiles[family] },
-    );
-  };
-  /** One line on the fast path's hook, sets and members, and what is wrong with it (with the fix). */
-  const describeFastPath = async (ipv6: boolean): Promise<{ detail: string; problems: string[] }> => {
-    const inFiles = fast.hookInFiles();
-    const [state, { specs, sets }] = await Promise.all([hookState(ipv6), fast.members()]);
-    const loaded = Object.entries(state)
-      .map(([family, live]) => `${family} ${live === 'no-chain' ? 'ufw chain not loaded' : live}`)
-      .join(', ');
-    const detail =
-      `fast path: ${fastMode ? 'ipset' : 'off, but its hook is still installed'}; hook in ${afterFiles.v4}: ` +
-      `${inFiles ? 'yes' : 'no'}; in the kernel: ${loaded}; sets: ${sets.length > 0 ? sets.join(' ') : 'none'}; ` +
-      `members: ${specs.length}`;
-    const problems: string[] = [];
-    if (fastMode && !inFiles)
-      problems.push(
-        `ufw_fast_path = "ipset" but ${afterFiles.v4} has no moshwall hook: run \`moshwall install\``,
-      );
-    for (const [family, live] of Object.entries(state)) {
-      if (live === 'missing' && (fastMode || inFiles))
-        problems.push(
-          `${FAST_CHAINS[family as Family]} is loaded without moshwall's ipset rules, so set members open nothing: ` +
-            `run \`${inFiles ? 'ufw reload' : 'moshwall install'}\``,
-        );
-    }
-    if (!fastMode && inFiles)
-      problems.push(
-        'the fast-path hook is installed but ufw_fast_path is off: run `moshwall install` again to remove it',
-      );
-    return { detail, problems };
-  };
   /** Our classic rules (user.rules) among `specs`: the only ones a `ufw delete` is worth running for. */
   const classicOurs = (specs: RuleSpec[], ipv6: boolean): RuleSpec[] => {
     const ours = new Set(
@@ -224,50 +162,9 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       return [rulesFiles.v4, rulesFiles.v6, afterFiles.v4, afterFiles.v6].map(statToken).join(' ');
     },
 
-    /**
-     * Fast path only: every watchIntervalMs, one `ipset -t list`; when our sets' references (the hook's
-     * rules loaded, e.g. gone after an admin's `iptables -D`) or member counts (an admin's `ipset flush`)
-     * changed, onChange. UFW's files are covered by changeToken. A failed look is skipped (resync covers it).
-     */
+    /** Fast path only: our sets watched for an admin's flush or a hook no longer loaded (see ufw/fast.ts). */
     watchChanges(onChange: (what: string) => void): { close(): void } {
-      if (!fastMode && !fast.hookInFiles()) return { close() {} };
-      let last: string | undefined;
-      let running = false;
-      let queued: 'fire' | 'quiet' | undefined;
-      /** One look; `fire`: report a difference (a quiet look only takes the new baseline, after our own change). */
-      const look = (fire: boolean) => {
-        if (running) {
-          queued = queued === 'fire' || fire ? 'fire' : 'quiet';
-          return;
-        }
-        running = true;
-        fast
-          .headers()
-          .then(
-            (digest) => {
-              if (fire && last !== undefined && digest !== last)
-                onChange(`moshwall's ipsets changed: ${digest || 'none left'}`);
-              last = digest;
-            },
-            () => undefined,
-          )
-          .finally(() => {
-            running = false;
-            const next = queued;
-            queued = undefined;
-            if (next !== undefined) look(next === 'fire');
-          });
-      };
-      look(false);
-      afterOwnChange = () => look(false);
-      const timer = setInterval(() => look(true), options.watchIntervalMs ?? 2000);
-      timer.unref();
-      return {
-        close: () => {
-          clearInterval(timer);
-          afterOwnChange = undefined;
-        },
-      };
+      return fast.watch(onChange, options.watchIntervalMs ?? 2000);
     },
 
     async probe(): Promise<BackendProbe> {
@@ -322,15 +219,15 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         ipv6Detail,
         `rules: ${ipv6 ? `${rulesFiles.v4}, ${rulesFiles.v6}` : rulesFiles.v4}`,
       ];
-      if (!fastMode && !fast.hookInFiles()) return { installed: true, active, ipv6, detail };
-      const fastPath = await describeFastPath(ipv6);
+      if (!fast.inUse()) return { installed: true, active, ipv6, detail };
+      const fastPath = await fast.describe(ipv6);
       detail.push(fastPath.detail);
       return { installed: true, active, ipv6, detail, problems: fastPath.problems };
     },
 
     async listRules(): Promise<FirewallRule[]> {
       const ipv6 = ipv6Enabled();
-      return [...readRules(ipv6), ...(await effectiveMembers(ipv6))];
+      return [...readRules(ipv6), ...(await fast.effectiveMembers(ipv6))];
     },
 
     async allow(specs: RuleSpec[]): Promise<AppliedChange[]> {
@@ -367,7 +264,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       // The liveness check runs beside the change: while the hook is not loaded a member opens nothing,
       // so adding it at once is harmless, and it is taken out again before the error is thrown.
       const [live, change] = await Promise.allSettled([
-        assertHookLive(specs, ipv6),
+        fast.assertLive(specs, ipv6),
         fast.change('allow', specs),
       ]);
       if (live.status === 'rejected') {
@@ -375,7 +272,6 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         throw live.reason;
       }
       if (change.status === 'rejected') throw change.reason;
-      afterOwnChange?.();
       return [change.value];
     },
 
@@ -386,9 +282,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       const ipv6 = ipv6Enabled();
       const wanted = ipv6 ? specs : specs.filter((spec) => spec.family === 'v4');
       // Deleting a member that is not there is a no-op under `ipset -exist`: one restore, no listing first.
-      const sets = fastMode || fast.hookInFiles();
-      const setChange = sets && wanted.length > 0 ? [await fast.change('revoke', wanted)] : [];
-      if (setChange.length > 0) afterOwnChange?.();
+      const setChange = fast.inUse() && wanted.length > 0 ? [await fast.change('revoke', wanted)] : [];
       // In fast-path mode only our classic rules that exist are deleted (each `ufw delete` reloads UFW).
       const classic = fastMode ? classicOurs(wanted, ipv6) : wanted;
       return [...setChange, ...(classic.length > 0 ? await apply(planUfwCalls('revoke', classic)) : [])];
