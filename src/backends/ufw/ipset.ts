@@ -1,4 +1,4 @@
-import { FirewallError } from '../../errors.ts';
+import { ExecError, FirewallError } from '../../errors.ts';
 import type { ExecResult, Runner } from '../../exec.ts';
 import type { Family } from '../../model.ts';
 import type { AppliedChange, RuleSpec } from '../types.ts';
@@ -50,7 +50,21 @@ export function createFastPathEdge(options: {
   /** Reads a whole text file; throws when it is missing. */
   readFile: (path: string) => string;
 }): FastPathEdge {
-  const { runner, timeoutMs } = options;
+  const { timeoutMs } = options;
+  /** The runner, with a missing ipset/iptables binary turned into an error that says what to install. */
+  const runner: Runner = async (argv, runOptions) => {
+    try {
+      return await options.runner(argv, runOptions);
+    } catch (error) {
+      const missing = error instanceof ExecError && error.cause instanceof Error && 'code' in error.cause;
+      if (!missing || (error.cause as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      throw new FirewallError(
+        `${argv[0]} is not installed, and ufw_fast_path = "ipset" needs it (apt-get install ${argv[0] === 'ipset' ? 'ipset' : 'iptables'})`,
+        { command: argv.join(' ') },
+        error,
+      );
+    }
+  };
   return {
     async liveness(family) {
       const tool = family === 'v4' ? 'iptables' : 'ip6tables';

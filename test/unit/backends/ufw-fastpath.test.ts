@@ -14,7 +14,7 @@ import {
 import { createUfwBackend } from '../../../src/backends/ufw.ts';
 import { FirewallError } from '../../../src/errors.ts';
 import { v4, v6 } from '../../support/builders.ts';
-import { type CannedAnswer, recordedBackend } from './recording-runner.ts';
+import { type CannedAnswer, notInstalled, recordedBackend } from './recording-runner.ts';
 
 const FIXTURES = new URL('../../fixtures/ufw/', import.meta.url);
 const fixture = (path: string) => readFileSync(new URL(path, FIXTURES), 'utf8');
@@ -210,6 +210,18 @@ describe('ufw fast path: golden argv', () => {
     assert.deepEqual(
       changes.map((change) => change.kind),
       ['revoke', 'revoke'],
+    );
+  });
+
+  it('a missing ipset says what to install', async () => {
+    const { backend } = fastBackend([notInstalled(['ipset', 'save', 'moshwall-any4'])]);
+    await assert.rejects(
+      backend.listRules(),
+      (error: unknown) =>
+        error instanceof FirewallError &&
+        /ipset is not installed, and ufw_fast_path = "ipset" needs it \(apt-get install ipset\)/.test(
+          error.message,
+        ),
     );
   });
 
