@@ -15,8 +15,14 @@ import type { Lab } from './lab.ts';
 /** A moshwall config with the fast path on (the defaults otherwise). */
 export const FAST_PATH_CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\nufw_fast_path = "ipset"\n';
 
-/** The files the hook changes, as the server host sees them. */
-export const HOOK_FILES = ['/etc/ufw/after.rules', '/etc/ufw/after6.rules', '/etc/ufw/before.init'];
+/** The files the hook changes (the first three), and UFW's before rules it must never touch. */
+export const HOOK_FILES = [
+  '/etc/ufw/after.rules',
+  '/etc/ufw/after6.rules',
+  '/etc/ufw/before.init',
+  '/etc/ufw/before.rules',
+  '/etc/ufw/before6.rules',
+];
 
 /** The real Runner, entering the lab's server host first; results name the argv as asked. */
 export function labRunner(lab: Lab): Runner {
