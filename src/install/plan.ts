@@ -161,6 +161,20 @@ export function planInstall(
   return steps;
 }
 
+/**
+ * The steps of `install --ufw-hook-only` (add the fast path's hook, or remove it when the config has it off)
+ * and `uninstall --ufw-hook-only` (remove it): for hosts where the package manager installed moshwall.
+ */
+export function planHookOnly(
+  facts: Omit<InstallFacts, 'selfPath' | 'nodePath'>,
+  action: 'install' | 'uninstall',
+  ufwFastPath: boolean,
+): Step[] {
+  if (action === 'install' && ufwFastPath) return planHookInstall(hookFacts(facts));
+  if (hookInstalled(hookFacts(facts))) return planHookRemoval(hookFacts(facts));
+  return [{ kind: 'note', text: `no moshwall fast-path hook in ${facts.layout.ufwDir}: nothing to do` }];
+}
+
 /** The steps of `moshwall uninstall`: stop, flush our rules, remove what the manifest lists (if still ours). */
 export function planUninstall(
   facts: Omit<InstallFacts, 'selfPath' | 'nodePath'>,

@@ -17,7 +17,6 @@ import {
   hookSnapshot,
   installLabFastPath,
   labFastBackend,
-  removeLabFastPath,
 } from './_fastpath.ts';
 import { type MoshClient, startMoshClient } from './_mosh-client.ts';
 import { sortTuples } from './_moshwall.ts';
@@ -209,9 +208,10 @@ describe('UFW fast path in the lab', { skip: labSkipReason() }, () => {
     }
   });
 
-  test('moshwall install / uninstall leave the hook files byte-identical around an admin edit, no set left', async () => {
-    await removeLabFastPath(theLab());
-    assert.deepEqual(hookSnapshot(theLab()), pristine, 'the in-process removal restored the files');
+  test('moshwall install / uninstall (and --ufw-hook-only) leave the hook files byte-identical around an admin edit, no set left', async () => {
+    const removed = await fastCli(['uninstall', '--ufw-hook-only']);
+    assert.equal(removed.exitCode, 0, `${removed.stdout}${removed.stderr}`);
+    assert.deepEqual(hookSnapshot(theLab()), pristine, '`uninstall --ufw-hook-only` restored the files');
     assert.deepEqual(await fastSetsPresent(theLab()), []);
     // The admin's own edits, before and after where our block goes.
     const afterRules = theLab().serverPath('/etc/ufw/after.rules');
@@ -223,6 +223,15 @@ describe('UFW fast path in the lab', { skip: labSkipReason() }, () => {
       : '';
     writeFileSync(afterRules, edited);
     const adminEdited = hookSnapshot(theLab());
+
+    const dryRun = await fastCli(['install', '--ufw-hook-only', '--dry-run']);
+    assert.equal(dryRun.exitCode, 0, dryRun.stderr);
+    assert.match(
+      dryRun.stdout,
+      /would write \/etc\/ufw\/after\.rules .*\n.*would write \/etc\/ufw\/after6\.rules/,
+    );
+    assert.deepEqual(hookSnapshot(theLab()), adminEdited, '--dry-run changed nothing');
+    assert.deepEqual(await fastSetsPresent(theLab()), []);
 
     const installed = await fastCli(['install']);
     assert.equal(installed.exitCode, 0, `${installed.stdout}${installed.stderr}`);

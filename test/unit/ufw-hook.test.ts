@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { MoshwallError } from '../../src/errors.ts';
+import { layoutFor, planHookOnly } from '../../src/install/plan.ts';
 import {
   BLOCK_BEGIN,
   BLOCK_END,
@@ -207,5 +208,45 @@ describe('hook plans', () => {
     const { '/etc/ufw/after6.rules': _gone, ...rest } = pristine;
     assert.throws(() => planHookInstall(host(rest)), /after6\.rules not found: is UFW installed/);
     assert.equal(hookInstalled(host(pristine)), false);
+  });
+});
+
+describe('install/uninstall --ufw-hook-only', () => {
+  const facts = (files: Record<string, string>) => ({
+    layout: layoutFor(),
+    state: () => ({ kind: 'missing' as const }),
+    systemdRunning: false,
+    readText: (path: string) => files[path],
+    modeOf: (path: string) => (path in files ? 0o640 : undefined),
+  });
+  const pristine = {
+    '/etc/ufw/after.rules': AFTER,
+    '/etc/ufw/after6.rules': AFTER6,
+    '/etc/ufw/before.init': INIT,
+  };
+
+  it('adds the hook when the config has it on, and only the hook', () => {
+    const steps = planHookOnly(facts(pristine), 'install', true);
+    assert.deepEqual(
+      steps.map((step) => step.kind),
+      ['run', 'run', 'run', 'run', 'write', 'write', 'write', 'ufw-reload'],
+    );
+  });
+
+  it('with the config off, or on uninstall, removes a hook that is there and says when there is none', () => {
+    const hooked = Object.fromEntries(
+      planHookOnly(facts(pristine), 'install', true).flatMap((step) =>
+        step.kind === 'write' ? [[step.path, step.content]] : [],
+      ),
+    );
+    for (const action of ['install', 'uninstall'] as const) {
+      assert.deepEqual(
+        planHookOnly(facts(hooked), action, false).map((step) => step.kind),
+        ['write', 'write', 'write', 'ufw-reload', 'ipset-destroy'],
+      );
+      assert.deepEqual(planHookOnly(facts(pristine), action, false), [
+        { kind: 'note', text: 'no moshwall fast-path hook in /etc/ufw: nothing to do' },
+      ]);
+    }
   });
 });

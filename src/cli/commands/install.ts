@@ -1,6 +1,19 @@
+import type { Config } from '../../config.ts';
 import { MoshwallError } from '../../errors.ts';
-import { describeStep, layoutFor, planInstall, planUninstall, type Step } from '../../install/plan.ts';
+import {
+  describeStep,
+  layoutFor,
+  planHookOnly,
+  planInstall,
+  planUninstall,
+  type Step,
+} from '../../install/plan.ts';
 import type { Command, CommandContext } from '../command.ts';
+
+/** True when the config asks for the UFW fast path on a backend that can be UFW. */
+function fastPathWanted(config: Config): boolean {
+  return config.ufwFastPath === 'ipset' && (config.backend === 'ufw' || config.backend === 'auto');
+}
 
 /** Prints the steps, and carries them out unless this is a dry run. */
 async function carryOut(context: CommandContext, steps: Step[], dryRun: boolean): Promise<number> {
@@ -26,16 +39,23 @@ moshwall's ipsets) and runs \`ufw reload\`; with it off, a hook left from before
   options: [
     { name: 'dry-run', kind: 'flag', description: 'show every file and command, change nothing' },
     { name: 'sudoers', kind: 'flag', description: 'also allow `sudo -n moshwall hook` for login scripts' },
+    {
+      name: 'ufw-hook-only',
+      kind: 'flag',
+      description: 'only add (or, with ufw_fast_path off, remove) the UFW fast-path hook',
+    },
   ],
   needsRoot: true,
   async run(context, options) {
     const layout = layoutFor();
+    if (options['ufw-hook-only'] === true) {
+      const facts = context.host.installFacts(layout, context.selfPath);
+      const steps = planHookOnly(facts, 'install', fastPathWanted(context.config));
+      return carryOut(context, steps, options['dry-run'] === true);
+    }
     const steps = planInstall(context.host.installFacts(layout, context.selfPath), {
       sudoers: options.sudoers === true,
-      ufwFastPath:
-        context.config.ufwFastPath === 'ipset' &&
-        context.config.backend !== 'nftables' &&
-        context.config.backend !== 'iptables',
+      ufwFastPath: fastPathWanted(context.config),
     });
     return carryOut(context, steps, options['dry-run'] === true);
   },
@@ -51,10 +71,15 @@ reloaded and moshwall's ipsets destroyed. The config in /etc/moshwall is kept un
   options: [
     { name: 'dry-run', kind: 'flag', description: 'show every file and command, change nothing' },
     { name: 'purge', kind: 'flag', description: 'also remove /etc/moshwall/moshwall.toml' },
+    { name: 'ufw-hook-only', kind: 'flag', description: 'only remove the UFW fast-path hook and its ipsets' },
   ],
   needsRoot: true,
   async run(context, options) {
     const layout = layoutFor();
+    if (options['ufw-hook-only'] === true) {
+      const facts = context.host.installFacts(layout, context.selfPath);
+      return carryOut(context, planHookOnly(facts, 'uninstall', false), options['dry-run'] === true);
+    }
     const manifest = context.host.readManifest(layout);
     if (!manifest)
       throw new MoshwallError(
