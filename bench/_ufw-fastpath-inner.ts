@@ -28,6 +28,8 @@ function fill(count: number): RuleSpec[] {
 }
 
 const backend = createUfwBackend({ runner: runCommand, timeoutMs: 15_000, fastPath: 'ipset' });
+/** A backend that never lists: each allow checks the hook itself (a change not preceded by a listing). */
+const cold = createUfwBackend({ runner: runCommand, timeoutMs: 15_000, fastPath: 'ipset' });
 const probe: RuleSpec = { port: PROBE_PORT, family: 'v4', source: '0.0.0.0/0' };
 const results: Record<string, unknown>[] = [];
 for (const size of SIZES) {
@@ -35,11 +37,15 @@ for (const size of SIZES) {
   const batchAllow = size > 0 ? await timed(() => backend.allow(members)) : 0;
   const listed = (await backend.listRules()).filter((rule) => rule.ours).length;
   const allow: number[] = [];
+  const allowCold: number[] = [];
   const revoke: number[] = [];
   const restoreOnly: number[] = [];
   const list: number[] = [];
   for (let run = 0; run < RUNS; run += 1) {
+    await backend.listRules();
     allow.push(await timed(() => backend.allow([probe])));
+    await backend.revoke([probe]);
+    allowCold.push(await timed(() => cold.allow([probe])));
     revoke.push(await timed(() => backend.revoke([probe])));
     restoreOnly.push(
       await timed(() =>
@@ -53,6 +59,6 @@ for (const size of SIZES) {
   }
   await runCommand(['ipset', 'del', 'moshwall-any4', String(PROBE_PORT)], { timeoutMs: 15_000 });
   const batchRevoke = size > 0 ? await timed(() => backend.revoke(members)) : 0;
-  results.push({ size, listed, batchAllow, batchRevoke, allow, revoke, restoreOnly, list });
+  results.push({ size, listed, batchAllow, batchRevoke, allow, allowCold, revoke, restoreOnly, list });
 }
 process.stdout.write(`${JSON.stringify(results)}\n`);

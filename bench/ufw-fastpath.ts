@@ -1,7 +1,8 @@
 // What one change costs on the UFW fast path (ufw_fast_path = "ipset"), in the e2e lab with real UFW
 // (iptables-nft) and real ipset: with 0, 100 and 1000 members already in our sets, RUNS times each (50):
-//   allow     backend.allow of one spec: the hook-liveness checks (iptables -S, ip6tables -S) + one ipset restore
-//   revoke    backend.revoke of one spec: reading our four sets (ipset save ×4) + one ipset restore
+//   allow     backend.allow of one spec right after a listing (as a reconcile does): one ipset restore
+//   cold      backend.allow with no listing before: the hook check (iptables -S) beside one ipset restore
+//   revoke    backend.revoke of one spec: one ipset restore (-exist: deleting a non-member is a no-op)
 //   restore   the bare `ipset -exist restore` of one member (the set operation itself)
 //   list      backend.listRules (user.rules files, our sets, liveness): what each reconcile reads
 // and the one batch allow / revoke of all N members. Measured inside the lab's server host (no nsenter
@@ -25,6 +26,7 @@ interface SizeResult {
   batchAllow: number;
   batchRevoke: number;
   allow: number[];
+  allowCold: number[];
   revoke: number[];
   restoreOnly: number[];
   list: number[];
@@ -37,6 +39,14 @@ function p99(values: number[]): number {
 }
 
 const ms = (value: number) => value.toFixed(2);
+
+const OP_NAMES = {
+  allow: 'allow (after a listing, as a reconcile does)',
+  allowCold: 'allow (cold: checks the hook itself)',
+  revoke: 'revoke',
+  restoreOnly: 'bare ipset restore',
+  list: 'list (listRules)',
+};
 
 /** Rows of cells as an aligned Markdown table (as biome formats it), the second row the rule. */
 function alignedTable(rows: string[][]): string[] {
@@ -62,9 +72,9 @@ try {
     ['members', 'op', 'median ms', 'p99 ms'],
     [],
     ...results.flatMap((result) => [
-      ...(['allow', 'revoke', 'restoreOnly', 'list'] as const).map((op) => [
+      ...(['allow', 'allowCold', 'revoke', 'restoreOnly', 'list'] as const).map((op) => [
         String(result.size),
-        op === 'restoreOnly' ? 'bare ipset restore' : op,
+        OP_NAMES[op],
         ms(median(result[op])),
         ms(p99(result[op])),
       ]),

@@ -13,7 +13,10 @@ export interface UfwFastPath {
    * is loaded without our match rules has none: its members open nothing, listing them would pretend.
    */
   effectiveMembers(ipv6: boolean): Promise<FirewallRule[]>;
-  /** Throws, naming the fix, unless our match rules are loaded for every family of `specs` UFW has loaded. */
+  /**
+   * Throws, naming the fix, unless our match rules are loaded for every family of `specs` UFW has loaded
+   * (as a listing of the last second saw them live, or as checked now).
+   */
   assertLive(specs: RuleSpec[], ipv6: boolean): Promise<void>;
   /** Adds or deletes members in one `ipset restore`; the watcher then takes a quiet baseline. */
   change(kind: 'allow' | 'revoke', specs: RuleSpec[]): Promise<AppliedChange>;
@@ -26,6 +29,9 @@ export interface UfwFastPath {
   watch(onChange: (what: string) => void, intervalMs: number): { close(): void };
 }
 
+/** How long the hook state seen by a listing stands for the changes based on it. */
+const LISTING_FRESH_MS = 1000;
+
 /** The fast path over its edge; `afterFiles` name UFW's after.rules / after6.rules for messages. */
 export function createUfwFastPath(options: {
   edge: FastPathEdge;
@@ -35,6 +41,8 @@ export function createUfwFastPath(options: {
   const { edge: fast, fastMode, afterFiles } = options;
   /** Set while a watch runs: takes a new baseline of our sets after a change of our own. */
   let afterOwnChange: (() => void) | undefined;
+  /** The hook's state as the last listing saw it, and when: a change right after it is based on it. */
+  let listed: { at: number; state: Partial<Record<Family, HookLiveness>> } | undefined;
   const inUse = () => fastMode || fast.hookInFiles();
 
   /** The hook's state per family, for the families UFW manages. */
@@ -53,11 +61,18 @@ export function createUfwFastPath(options: {
     async effectiveMembers(ipv6) {
       if (!inUse()) return [];
       const [{ specs }, state] = await Promise.all([fast.members(), hookState(ipv6)]);
+      listed = { at: performance.now(), state };
       return specs.filter((spec) => (state[spec.family] ?? 'missing') !== 'missing').map(ruleOfMember);
     },
 
     async assertLive(specs, ipv6) {
-      const state = await hookState(ipv6, [...new Set(specs.map((spec) => spec.family))]);
+      const families = [...new Set(specs.map((spec) => spec.family))];
+      // A change decided on a listing of the last second relies on the hook state that listing saw (a
+      // reconcile lists, then changes); the watcher notices the hook going away after that.
+      const recent =
+        listed !== undefined && performance.now() - listed.at <= LISTING_FRESH_MS ? listed : undefined;
+      const known = families.every((family) => recent?.state[family] === 'live');
+      const state = known && recent !== undefined ? recent.state : await hookState(ipv6, families);
       const [family] = (['v4', 'v6'] as const).filter(
         (candidate) => state[candidate] === 'missing' && specs.some((spec) => spec.family === candidate),
       );

@@ -95,6 +95,16 @@ describe('ufw fast path: golden argv', () => {
     );
   });
 
+  it('allow right after a listing that saw the hook live skips the check: one ipset restore', async () => {
+    const { backend, calls } = fastBackend([NO_SET, NO_SET, NO_SET, NO_SET, LIVE4, LIVE6, ok()]);
+    await backend.listRules();
+    await backend.allow([v4(60040), v6(60040)]);
+    assert.deepEqual(
+      calls.slice(6).map((call) => call.argv),
+      [['ipset', '-exist', 'restore']],
+    );
+  });
+
   it('allow refuses, naming the fix, when the chain is loaded without our rules; nothing stays added', async () => {
     const { backend, calls } = fastBackend([BARE4, ok(), ok()]);
     await assert.rejects(
