@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { assertSafeInstallUfwArgv } from '../../../src/backends/ufw/commands.ts';
 import {
   fastPathRules,
   ipsetScript,
@@ -11,7 +12,7 @@ import {
   setHeadersDigest,
   specOfMember,
 } from '../../../src/backends/ufw/fastpath.ts';
-import { createUfwBackend } from '../../../src/backends/ufw.ts';
+import { assertSafeUfwArgv, createUfwBackend } from '../../../src/backends/ufw.ts';
 import { FirewallError } from '../../../src/errors.ts';
 import { v4, v6 } from '../../support/builders.ts';
 import { type CannedAnswer, notInstalled, recordedBackend } from './recording-runner.ts';
@@ -453,5 +454,21 @@ describe('ufw fast path: watching our sets', () => {
     );
     backend.watchChanges?.(() => undefined).close();
     assert.deepEqual(calls, []);
+  });
+});
+
+describe('the ufw guard for install', () => {
+  it('lets install run exactly `ufw reload`, and nothing else the backend may not run', () => {
+    assert.doesNotThrow(() => assertSafeInstallUfwArgv(['ufw', 'reload']));
+    assert.throws(() => assertSafeUfwArgv(['ufw', 'reload']), /never runs `ufw reload`/);
+    for (const argv of [
+      ['ufw', 'enable'],
+      ['ufw', '--force', 'disable'],
+      ['ufw', 'reset'],
+      ['ufw', 'reload', 'now'],
+    ]) {
+      assert.throws(() => assertSafeInstallUfwArgv(argv), FirewallError, argv.join(' '));
+    }
+    assert.doesNotThrow(() => assertSafeInstallUfwArgv(['ufw', 'status']));
   });
 });
