@@ -16,6 +16,8 @@ export interface Config {
   /** nftables: the admin's table (found automatically when absent) and its input chain. */
   nftablesTable?: { family: 'inet' | 'ip' | 'ip6'; name: string };
   nftablesChain?: string;
+  /** UFW: "ipset" opens ports as members of moshwall's ipsets behind a hook in after.rules (off when absent). */
+  ufwFastPath?: 'ipset';
   /** iptables: force iptables-nft or iptables-legacy; absent means the system's iptables. */
   iptablesVariant?: 'nft' | 'legacy';
   /** firewalld: the zone our rules go in; absent means the zone of the default route's interface. */
@@ -136,6 +138,11 @@ const CHECKS: Record<string, Check> = {
       return fail(`expected a chain name such as "input", got ${describe(value)}`);
     }
     return { nftablesChain: value };
+  },
+  ufw_fast_path: (value, fail) => {
+    if (value !== 'ipset' && value !== 'off')
+      return fail(`expected "ipset" or "off", got ${describe(value)}`);
+    return value === 'ipset' ? { ufwFastPath: value } : {};
   },
   iptables_variant: (value, fail) => {
     if (value !== 'nft' && value !== 'legacy')

@@ -74,6 +74,9 @@ export function diagnose(facts: DoctorFacts): Finding[] {
       message: `${facts.backendName} is active (${probe.detail.join('; ')})`,
     });
   }
+  for (const problem of probe.problems ?? []) {
+    findings.push({ level: 'fail', check: 'fast-path', message: problem });
+  }
   findings.push(
     facts.moshServerProblem === undefined
       ? {

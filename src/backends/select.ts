@@ -13,7 +13,8 @@ import { createUfwBackend } from './ufw.ts';
  */
 export function createBackend(config: Config, runner: Runner, watcher?: LineWatcher): Backend {
   const timeoutMs = config.commandTimeoutMs;
-  const ufw = () => createUfwBackend({ runner, timeoutMs });
+  const ufw = () =>
+    createUfwBackend({ runner, timeoutMs, ...(config.ufwFastPath ? { fastPath: config.ufwFastPath } : {}) });
   const nftables = () =>
     createNftablesBackend({
       runner,

@@ -51,6 +51,8 @@ export interface BackendProbe {
   ipv6: boolean;
   /** Human-readable facts: version, config paths, why not installed/active. */
   detail: string[];
+  /** Ways the firewall does not do what the config asks, each with its fix (doctor fails on them). */
+  problems?: string[];
 }
 
 /** What one change did: the specs it covered and the tool's words. */

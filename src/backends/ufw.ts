@@ -2,9 +2,11 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExecError, FirewallError } from '../errors.ts';
 import type { ExecResult, Runner } from '../exec.ts';
-import { ruleHasSpec } from './spec.ts';
+import { ruleHasSpec, specKey, specOfRule } from './spec.ts';
 import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
 import { assertSafeUfwArgv, planUfwCalls, type UfwCall } from './ufw/commands.ts';
+import { createUfwFastPath } from './ufw/fast.ts';
+import { createFastPathEdge } from './ufw/ipset.ts';
 import { assertUfwSucceeded } from './ufw/output.ts';
 import { parseUserRules } from './ufw/tuples.ts';
 import { assertValidRuleSpecs } from './validate.ts';
@@ -28,6 +30,13 @@ export interface UfwBackendOptions {
   defaultsFile?: string;
   /** Reads a whole text file; throws an error with code ENOENT when it is missing. */
   readFile?: (path: string) => string;
+  /**
+   * "ipset": our rules are members of moshwall's ipsets matched by a hook in UFW's after.rules (see
+   * ufw/fastpath.ts), one `ipset restore` per change; absent: classic `ufw allow … comment moshwall` rules.
+   */
+  fastPath?: 'ipset';
+  /** Fast path: how often watchChanges looks at our sets' headers (default 2000 ms). */
+  watchIntervalMs?: number;
   /** Limit for each ufw run (ufw allow ~170 ms, delete ~300 ms, more while another ufw holds its lock). */
   timeoutMs: number;
 }
@@ -78,6 +87,18 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
   const defaultsFile = options.defaultsFile ?? '/etc/default/ufw';
   const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
   const rulesFiles = { v4: join(rulesDir, 'user.rules'), v6: join(rulesDir, 'user6.rules') };
+  const afterFiles = { v4: join(rulesDir, 'after.rules'), v6: join(rulesDir, 'after6.rules') };
+  const fastMode = options.fastPath === 'ipset';
+  const fast = createUfwFastPath({
+    edge: createFastPathEdge({
+      runner: options.runner,
+      timeoutMs: options.timeoutMs,
+      afterRulesFile: afterFiles.v4,
+      readFile,
+    }),
+    fastMode,
+    afterFiles,
+  });
 
   const read = (path: string, what: string): string => {
     try {
@@ -122,11 +143,28 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
     return changes;
   };
 
+  /** Our classic rules (user.rules) among `specs`: the only ones a `ufw delete` is worth running for. */
+  const classicOurs = (specs: RuleSpec[], ipv6: boolean): RuleSpec[] => {
+    const ours = new Set(
+      readRules(ipv6)
+        .filter((rule) => rule.ours)
+        .map((rule) => specOfRule(rule))
+        .filter((spec): spec is RuleSpec => spec !== undefined)
+        .map(specKey),
+    );
+    return specs.filter((spec) => ours.has(specKey(spec)));
+  };
+
   return {
     name: 'ufw',
 
     changeToken(): string {
-      return [rulesFiles.v4, rulesFiles.v6].map(statToken).join(' ');
+      return [rulesFiles.v4, rulesFiles.v6, afterFiles.v4, afterFiles.v6].map(statToken).join(' ');
+    },
+
+    /** Fast path only: our sets watched for an admin's flush or a hook no longer loaded (see ufw/fast.ts). */
+    watchChanges(onChange: (what: string) => void): { close(): void } {
+      return fast.watch(onChange, options.watchIntervalMs ?? 2000);
     },
 
     async probe(): Promise<BackendProbe> {
@@ -181,11 +219,15 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         ipv6Detail,
         `rules: ${ipv6 ? `${rulesFiles.v4}, ${rulesFiles.v6}` : rulesFiles.v4}`,
       ];
-      return { installed: true, active, ipv6, detail };
+      if (!fast.inUse()) return { installed: true, active, ipv6, detail };
+      const fastPath = await fast.describe(ipv6);
+      detail.push(fastPath.detail);
+      return { installed: true, active, ipv6, detail, problems: fastPath.problems };
     },
 
     async listRules(): Promise<FirewallRule[]> {
-      return readRules(ipv6Enabled());
+      const ipv6 = ipv6Enabled();
+      return [...readRules(ipv6), ...(await fast.effectiveMembers(ipv6))];
     },
 
     async allow(specs: RuleSpec[]): Promise<AppliedChange[]> {
@@ -218,15 +260,32 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
           },
         );
       }
-      return apply(planUfwCalls('allow', specs));
+      if (!fastMode) return apply(planUfwCalls('allow', specs));
+      // The liveness check runs beside the change: while the hook is not loaded a member opens nothing,
+      // so adding it at once is harmless, and it is taken out again before the error is thrown.
+      const [live, change] = await Promise.allSettled([
+        fast.assertLive(specs, ipv6),
+        fast.change('allow', specs),
+      ]);
+      if (live.status === 'rejected') {
+        if (change.status === 'fulfilled') await fast.change('revoke', specs).catch(() => undefined);
+        throw live.reason;
+      }
+      if (change.status === 'rejected') throw change.reason;
+      return [change.value];
     },
 
     async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
       assertValidRuleSpecs(specs);
       if (specs.length === 0) return [];
       // With IPV6=no ufw ignores user6.rules (and refuses v6 deletes): no v6 rule of ours is in force.
-      const wanted = ipv6Enabled() ? specs : specs.filter((spec) => spec.family === 'v4');
-      return apply(planUfwCalls('revoke', wanted));
+      const ipv6 = ipv6Enabled();
+      const wanted = ipv6 ? specs : specs.filter((spec) => spec.family === 'v4');
+      // Deleting a member that is not there is a no-op under `ipset -exist`: one restore, no listing first.
+      const setChange = fast.inUse() && wanted.length > 0 ? [await fast.change('revoke', wanted)] : [];
+      // In fast-path mode only our classic rules that exist are deleted (each `ufw delete` reloads UFW).
+      const classic = fastMode ? classicOurs(wanted, ipv6) : wanted;
+      return [...setChange, ...(classic.length > 0 ? await apply(planUfwCalls('revoke', classic)) : [])];
     },
   };
 }

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createBackend } from '../backends/select.ts';
@@ -192,6 +192,20 @@ const host: HostActions = {
     nodePath: realpathSync(process.execPath),
     state: pathState,
     systemdRunning: existsSync('/run/systemd/system'),
+    readText: (path) => {
+      try {
+        return readFileSync(path, 'utf8');
+      } catch {
+        return undefined;
+      }
+    },
+    modeOf: (path) => {
+      try {
+        return statSync(path).mode & 0o7777;
+      } catch {
+        return undefined;
+      }
+    },
   }),
   applySteps: (steps, config, log) =>
     applySteps(steps, {

@@ -12,8 +12,9 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { assertSafeInstallUfwArgv, UFW_RELOAD_ARGV } from '../backends/ufw/commands.ts';
 import { MoshwallError } from '../errors.ts';
-import type { Runner } from '../exec.ts';
+import type { ExecResult, Runner } from '../exec.ts';
 import type { PathState, Step } from './plan.ts';
 
 /** What a path is now (symlinks not followed). */
@@ -55,6 +56,66 @@ function remove(path: string): void {
   }
 }
 
+/** Writes a file atomically (temporary + rename), owned by root with mode. */
+function writeAtomically(path: string, content: string, mode: number): void {
+  const temporary = temporaryBeside(path);
+  writeFileSync(temporary, content, { mode: 0o600 });
+  commit(temporary, path, mode);
+}
+
+/** Runs `ufw reload` (LANG=C); throws with ufw's words unless it exited 0. */
+async function reloadUfw(runner: Runner, timeoutMs: number): Promise<void> {
+  const argv = [...UFW_RELOAD_ARGV];
+  assertSafeInstallUfwArgv(argv);
+  const result = await runner(argv, { timeoutMs, env: { LANG: 'C', LC_ALL: 'C' } });
+  if (result.exitCode !== 0) {
+    throw new Error(
+      `ufw reload failed (exit ${result.exitCode}): ${(result.stderr || result.stdout).trim()}`,
+    );
+  }
+}
+
+/**
+ * `ufw reload` after a hook change; if it fails, puts the files back as they were and reloads again, so
+ * UFW is left loading what it loaded before, then throws naming both outcomes.
+ */
+async function reloadOrRollBack(
+  step: Extract<Step, { kind: 'ufw-reload' }>,
+  runner: Runner,
+  timeoutMs: number,
+): Promise<void> {
+  try {
+    await reloadUfw(runner, timeoutMs);
+  } catch (error) {
+    for (const file of step.rollback) writeAtomically(file.path, file.content, file.mode);
+    const again = await reloadUfw(runner, timeoutMs).then(
+      () => 'the files were put back and UFW reloaded them',
+      (second: unknown) =>
+        `the files were put back, but reloading them failed too: ${second instanceof Error ? second.message : String(second)}`,
+    );
+    throw new Error(`${error instanceof Error ? error.message : String(error)}; ${again}`);
+  }
+}
+
+/** Destroys each of these sets that exists (`ipset list -n` names them); no ipset installed means none. */
+async function destroySets(sets: string[], runner: Runner, timeoutMs: number): Promise<string[]> {
+  let names: ExecResult;
+  try {
+    names = await runner(['ipset', 'list', '-n'], { timeoutMs });
+  } catch {
+    return [];
+  }
+  if (names.exitCode !== 0) throw new Error(`ipset list -n failed: ${names.stderr.trim()}`);
+  const existing = new Set(names.stdout.split('\n').map((line) => line.trim()));
+  const destroyed: string[] = [];
+  for (const set of sets.filter((name) => existing.has(name))) {
+    const result = await runner(['ipset', 'destroy', set], { timeoutMs });
+    if (result.exitCode !== 0) throw new Error(`ipset destroy ${set} failed: ${result.stderr.trim()}`);
+    destroyed.push(set);
+  }
+  return destroyed;
+}
+
 /**
  * Carries out install/uninstall steps in order; each file lands atomically (temporary + rename), the
  * sudoers drop-in only after `visudo -c` accepted it. Stops at the first failure, naming the step.
@@ -84,12 +145,9 @@ export async function applySteps(
           renameSync(temporary, step.path);
           break;
         }
-        case 'write': {
-          const temporary = temporaryBeside(step.path);
-          writeFileSync(temporary, step.content, { mode: 0o600 });
-          commit(temporary, step.path, step.mode);
+        case 'write':
+          writeAtomically(step.path, step.content, step.mode);
           break;
-        }
         case 'sudoers': {
           const temporary = temporaryBeside(step.path);
           writeFileSync(temporary, step.content, { mode: 0o440 });
@@ -117,6 +175,14 @@ export async function applySteps(
         case 'note':
           edges.say(`note: ${step.text}`);
           break;
+        case 'ufw-reload':
+          await reloadOrRollBack(step, edges.runner, edges.timeoutMs);
+          break;
+        case 'ipset-destroy': {
+          const destroyed = await destroySets(step.sets, edges.runner, edges.timeoutMs);
+          edges.say(`destroyed ipset(s): ${destroyed.length > 0 ? destroyed.join(', ') : 'none existed'}`);
+          break;
+        }
       }
     } catch (error) {
       throw new MoshwallError(

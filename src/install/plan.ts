@@ -1,5 +1,6 @@
 import { MoshwallError } from '../errors.ts';
 import { EXAMPLE_CONFIG, systemdUnit } from './assets.ts';
+import { type HookFacts, hookInstalled, planHookInstall, planHookRemoval } from './ufw-hook.ts';
 
 /** Where `moshwall install` puts things. */
 export interface InstallLayout {
@@ -14,6 +15,8 @@ export interface InstallLayout {
   config: string;
   sudoers: string;
   manifest: string;
+  /** UFW's config directory (the fast-path hook's files). */
+  ufwDir: string;
 }
 
 /** The layout for a root-owned prefix (default /usr/local), the unit under /etc/systemd/system. */
@@ -30,6 +33,7 @@ export function layoutFor(prefix = '/usr/local'): InstallLayout {
     config: '/etc/moshwall/moshwall.toml',
     sudoers: '/etc/sudoers.d/moshwall',
     manifest: `${libDir}/installed.json`,
+    ufwDir: '/etc/ufw',
   };
 }
 
@@ -49,6 +53,10 @@ export type Step =
   | { kind: 'sudoers'; path: string; content: string }
   | { kind: 'run'; argv: string[] }
   | { kind: 'flush' }
+  /** `ufw reload`; when it fails, these files are put back as they were and UFW is reloaded again. */
+  | { kind: 'ufw-reload'; rollback: { path: string; content: string; mode: number }[] }
+  /** `ipset destroy` each of these sets that exists (moshwall's own only). */
+  | { kind: 'ipset-destroy'; sets: string[] }
   | { kind: 'remove'; path: string }
   | { kind: 'note'; text: string };
 
@@ -66,6 +74,18 @@ export interface InstallFacts {
   nodePath: string;
   state: (path: string) => PathState;
   systemdRunning: boolean;
+  /** Text and mode of a file (UFW's hook files), undefined when missing; absent: no such file anywhere. */
+  readText?: HookFacts['readText'];
+  modeOf?: HookFacts['modeOf'];
+}
+
+/** The hook facts within the install facts. */
+function hookFacts(facts: Omit<InstallFacts, 'selfPath' | 'nodePath'>): HookFacts {
+  return {
+    ufwDir: facts.layout.ufwDir,
+    readText: facts.readText ?? (() => undefined),
+    modeOf: facts.modeOf ?? (() => undefined),
+  };
 }
 
 /** The sudoers drop-in that lets every user run exactly `moshwall hook`, and nothing else. */
@@ -82,7 +102,10 @@ function isOursOrMissing(state: PathState, bundle: string): boolean {
 }
 
 /** The steps of `moshwall install`; refuses to replace a mosh-server or command that is not ours. */
-export function planInstall(facts: InstallFacts, options: { sudoers: boolean }): Step[] {
+export function planInstall(
+  facts: InstallFacts,
+  options: { sudoers: boolean; ufwFastPath?: boolean },
+): Step[] {
   const { layout } = facts;
   for (const path of [layout.shim, layout.command]) {
     if (!isOursOrMissing(facts.state(path), layout.bundle)) {
@@ -117,6 +140,9 @@ export function planInstall(facts: InstallFacts, options: { sudoers: boolean }):
   else steps.push({ kind: 'note', text: `${layout.config} exists: kept as it is` });
   if (options.sudoers)
     steps.push({ kind: 'sudoers', path: layout.sudoers, content: sudoersText(layout.command) });
+  // The UFW fast path's hook follows the config: added when it is on, removed when it was switched off.
+  if (options.ufwFastPath === true) steps.push(...planHookInstall(hookFacts(facts)));
+  else if (hookInstalled(hookFacts(facts))) steps.push(...planHookRemoval(hookFacts(facts)));
   steps.push({
     kind: 'write',
     path: layout.manifest,
@@ -135,6 +161,20 @@ export function planInstall(facts: InstallFacts, options: { sudoers: boolean }):
   return steps;
 }
 
+/**
+ * The steps of `install --ufw-hook-only` (add the fast path's hook, or remove it when the config has it off)
+ * and `uninstall --ufw-hook-only` (remove it): for hosts where the package manager installed moshwall.
+ */
+export function planHookOnly(
+  facts: Omit<InstallFacts, 'selfPath' | 'nodePath'>,
+  action: 'install' | 'uninstall',
+  ufwFastPath: boolean,
+): Step[] {
+  if (action === 'install' && ufwFastPath) return planHookInstall(hookFacts(facts));
+  if (hookInstalled(hookFacts(facts))) return planHookRemoval(hookFacts(facts));
+  return [{ kind: 'note', text: `no moshwall fast-path hook in ${facts.layout.ufwDir}: nothing to do` }];
+}
+
 /** The steps of `moshwall uninstall`: stop, flush our rules, remove what the manifest lists (if still ours). */
 export function planUninstall(
   facts: Omit<InstallFacts, 'selfPath' | 'nodePath'>,
@@ -146,6 +186,7 @@ export function planUninstall(
   if (facts.systemdRunning)
     steps.push({ kind: 'run', argv: ['systemctl', 'disable', '--now', 'moshwall.service'] });
   steps.push({ kind: 'flush' });
+  if (hookInstalled(hookFacts(facts))) steps.push(...planHookRemoval(hookFacts(facts)));
   for (const path of manifest.paths) {
     const state = facts.state(path);
     if (state.kind === 'missing') continue;
@@ -189,5 +230,9 @@ export function describeStep(step: Step): string {
       return `rm ${step.path} (a directory only if empty)`;
     case 'note':
       return `note: ${step.text}`;
+    case 'ufw-reload':
+      return `run ufw reload (on failure put back ${step.rollback.map((file) => file.path).join(', ')} and reload again)`;
+    case 'ipset-destroy':
+      return `run ipset destroy for each of ${step.sets.join(', ')} that exists`;
   }
 }

@@ -67,6 +67,12 @@ describe('parseConfig', () => {
     assert.equal(parseConfig('backend = "firewalld"\n', '/c.toml').firewalldZone, undefined);
   });
 
+  it('reads ufw_fast_path: "ipset" turns it on, "off" and absence leave it off', () => {
+    assert.equal(parseConfig('ufw_fast_path = "ipset"\n', '/c.toml').ufwFastPath, 'ipset');
+    assert.equal(parseConfig('ufw_fast_path = "off"\n', '/c.toml').ufwFastPath, undefined);
+    assert.equal(parseConfig('', '/c.toml').ufwFastPath, undefined);
+  });
+
   const cases: [string, string, RegExp, number | undefined, string | undefined][] = [
     [
       'unknown key',
@@ -116,6 +122,13 @@ describe('parseConfig', () => {
       'nftables_table',
     ],
     ['nftables chain', 'nftables_chain = "in put"', /expected a chain name/, 1, 'nftables_chain'],
+    [
+      'ufw fast path',
+      'backend = "ufw"\nufw_fast_path = "nft"',
+      /:2: ufw_fast_path: expected "ipset" or "off", got "nft"/,
+      2,
+      'ufw_fast_path',
+    ],
     ['iptables variant', 'iptables_variant = "xtables"', /expected "nft" or "legacy"/, 1, 'iptables_variant'],
     [
       'firewalld zone',

@@ -115,3 +115,12 @@ export function assertSafeUfwArgv(argv: readonly string[]): void {
     throw new FirewallError(`Refusing to run ufw: ${problem}`, { argv: argv.join(' ') });
   }
 }
+
+/** The one ufw command only `moshwall install`/`uninstall` run (after changing the fast path's hook). */
+export const UFW_RELOAD_ARGV: readonly string[] = ['ufw', 'reload'];
+
+/** Throws unless argv is one moshwall may run, counting `ufw reload` (install and uninstall only). */
+export function assertSafeInstallUfwArgv(argv: readonly string[]): void {
+  if (argv.join(' ') === UFW_RELOAD_ARGV.join(' ')) return;
+  assertSafeUfwArgv(argv);
+}

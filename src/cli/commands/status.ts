@@ -8,6 +8,9 @@ function statusText(status: StatusReport): string[] {
   const lines = [
     `firewall: ${status.backend} ${status.firewall.active ? 'active' : 'INACTIVE'}, IPv6 ${status.firewall.ipv6 ? 'on' : 'off'}`,
   ];
+  // The UFW fast path's state (hook in the files, loaded in the kernel, sets, members) and what is wrong.
+  lines.push(...status.firewall.detail.filter((line) => line.startsWith('fast path:')));
+  lines.push(...(status.firewall.problems ?? []).map((problem) => `PROBLEM: ${problem}`));
   lines.push('', `sessions (${status.sessions.length}):`);
   if (status.sessions.length > 0) {
     lines.push(

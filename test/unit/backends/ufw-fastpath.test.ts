@@ -1,0 +1,474 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { assertSafeInstallUfwArgv } from '../../../src/backends/ufw/commands.ts';
+import {
+  fastPathRules,
+  ipsetScript,
+  memberOfSpec,
+  parseHookLiveness,
+  parseIpsetSave,
+  setHeadersDigest,
+  specOfMember,
+} from '../../../src/backends/ufw/fastpath.ts';
+import { assertSafeUfwArgv, createUfwBackend } from '../../../src/backends/ufw.ts';
+import { FirewallError } from '../../../src/errors.ts';
+import { v4, v6 } from '../../support/builders.ts';
+import { type CannedAnswer, notInstalled, recordedBackend } from './recording-runner.ts';
+
+const FIXTURES = new URL('../../fixtures/ufw/', import.meta.url);
+const fixture = (path: string) => readFileSync(new URL(path, FIXTURES), 'utf8');
+const HOOKED_AFTER = `# BEGIN moshwall fast path (…)\n${fastPathRules('v4').join('\n')}\n# END moshwall fast path\n`;
+
+/** /etc/ufw and /etc/default/ufw: the mixed rules (classic rules of ours on 60013, 60014, 60016 from 10/8). */
+function files(extra: Record<string, string> = {}): (path: string) => string {
+  const map: Record<string, string> = {
+    '/etc/ufw/user.rules': fixture('mixed/user.rules'),
+    '/etc/ufw/user6.rules': fixture('mixed/user6.rules'),
+    '/etc/default/ufw': fixture('default-ufw'),
+    ...extra,
+  };
+  return (path) => {
+    const text = map[path];
+    if (text === undefined) throw Object.assign(new Error(`ENOENT ${path}`), { code: 'ENOENT' });
+    return text;
+  };
+}
+
+const ok = (stdout = ''): CannedAnswer => ({ exitCode: 0, stdout, stderr: '' });
+const chain = (family: 'v4' | 'v6', rules: string[]) =>
+  ok(
+    `-N ${family === 'v4' ? 'ufw-after-input' : 'ufw6-after-input'}\n${rules.map((rule) => `${rule}\n`).join('')}`,
+  );
+const LIVE4 = chain('v4', fastPathRules('v4'));
+const LIVE6 = chain('v6', fastPathRules('v6'));
+const BARE4 = chain('v4', ['-A ufw-after-input -p udp -m udp --dport 137 -j ufw-skip-to-policy-input']);
+const NO_CHAIN: CannedAnswer = {
+  exitCode: 1,
+  stdout: '',
+  stderr: 'iptables: No chain/target/match by that name.\n',
+};
+const NO_SET: CannedAnswer = {
+  exitCode: 1,
+  stdout: '',
+  stderr: 'ipset v7.17: The set with the given name does not exist\n',
+};
+const saved = (set: string, members: string[]) =>
+  ok(
+    `create ${set} bitmap:port range 0-65535\n${members.map((member) => `add ${set} ${member}\n`).join('')}`,
+  );
+const CREATES =
+  'create moshwall-any4 bitmap:port range 0-65535\ncreate moshwall-any6 bitmap:port range 0-65535\n' +
+  'create moshwall-net4 hash:net,port family inet\ncreate moshwall-net6 hash:net,port family inet6\n';
+const LIVENESS = [
+  ['iptables', '-w', '-S', 'ufw-after-input'],
+  ['ip6tables', '-w', '-S', 'ufw6-after-input'],
+];
+const SAVES = ['moshwall-any4', 'moshwall-any6', 'moshwall-net4', 'moshwall-net6'].map((set) => [
+  'ipset',
+  'save',
+  set,
+]);
+
+function fastBackend(answers: CannedAnswer[], readFile = files()) {
+  return recordedBackend(answers, (runner) =>
+    createUfwBackend({ runner, readFile, timeoutMs: 4321, fastPath: 'ipset' }),
+  );
+}
+
+describe('ufw fast path: golden argv', () => {
+  it('allow checks the hook is live in both families, then runs one ipset restore with every member', async () => {
+    const { backend, calls } = fastBackend([LIVE4, LIVE6, ok()]);
+    const changes = await backend.allow([v4(60040), v6(60040), v4(60042, '10.0.0.0/8'), v4(60040)]);
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [...LIVENESS, ['ipset', '-exist', 'restore']],
+    );
+    assert.equal(
+      calls[2]?.options.input,
+      `${CREATES}add moshwall-any4 60040\nadd moshwall-any6 60040\nadd moshwall-net4 10.0.0.0/8,udp:60042\n`,
+    );
+    assert.ok(calls.every((call) => call.options.timeoutMs === 4321));
+    assert.deepEqual(
+      changes.map((change) => [change.kind, change.argv.join(' '), change.specs.length]),
+      [['allow', 'ipset -exist restore', 4]],
+    );
+  });
+
+  it('allow right after a listing that saw the hook live skips the check: one ipset restore', async () => {
+    const { backend, calls } = fastBackend([NO_SET, NO_SET, NO_SET, NO_SET, LIVE4, LIVE6, ok()]);
+    await backend.listRules();
+    await backend.allow([v4(60040), v6(60040)]);
+    assert.deepEqual(
+      calls.slice(6).map((call) => call.argv),
+      [['ipset', '-exist', 'restore']],
+    );
+  });
+
+  it('allow refuses, naming the fix, when the chain is loaded without our rules; nothing stays added', async () => {
+    const { backend, calls } = fastBackend([BARE4, ok(), ok()]);
+    await assert.rejects(
+      backend.allow([v4(60040)]),
+      (error: unknown) =>
+        error instanceof FirewallError &&
+        error.code === 'EFIREWALL' &&
+        /fast path is not in force: ufw-after-input .*moshwall install.*ufw reload/.test(error.message),
+    );
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [LIVENESS[0], ['ipset', '-exist', 'restore'], ['ipset', '-exist', 'restore']],
+      'only the family of the specs is checked; the member added beside the check is taken out again',
+    );
+    assert.equal(calls[1]?.options.input, `${CREATES}add moshwall-any4 60040\n`);
+    assert.equal(calls[2]?.options.input, `${CREATES}del moshwall-any4 60040\n`);
+  });
+
+  it('allow with UFW not loaded at all (inactive) adds the members, as classic rules are written while inactive', async () => {
+    const { backend, calls } = fastBackend([NO_CHAIN, ok()]);
+    await backend.allow([v6(60041)]);
+    assert.deepEqual(calls[0]?.argv, LIVENESS[1]);
+    assert.equal(calls[1]?.options.input, `${CREATES}add moshwall-any6 60041\n`);
+  });
+
+  it('allow refuses a spec an admin rule has, before running anything (as classic mode does)', async () => {
+    const { backend, calls } = fastBackend([]);
+    await assert.rejects(backend.allow([v4(60010)]), /would take over the existing rule/);
+    assert.deepEqual(calls, []);
+  });
+
+  it('listRules: admin and classic rules from the files, plus our members where the hook is live', async () => {
+    const { backend, calls } = fastBackend([
+      saved('moshwall-any4', ['60050']),
+      saved('moshwall-any6', ['60050']),
+      saved('moshwall-net4', ['10.0.0.0/8,udp:60051', '192.0.2.7,udp:60052']),
+      NO_SET,
+      LIVE4,
+      chain('v6', []),
+    ]);
+    const rules = await backend.listRules();
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [...SAVES, ...LIVENESS],
+    );
+    const members = rules.filter((rule) => rule.raw.startsWith('ipset '));
+    assert.deepEqual(
+      members.map((rule) => [rule.family, rule.ports, rule.source, rule.ours, rule.comment, rule.raw]),
+      [
+        [
+          'v4',
+          [{ first: 60050, last: 60050 }],
+          '0.0.0.0/0',
+          true,
+          'moshwall',
+          'ipset moshwall-any4 60050 (moshwall fast path)',
+        ],
+        [
+          'v4',
+          [{ first: 60051, last: 60051 }],
+          '10.0.0.0/8',
+          true,
+          'moshwall',
+          'ipset moshwall-net4 10.0.0.0/8,udp:60051 (moshwall fast path)',
+        ],
+        [
+          'v4',
+          [{ first: 60052, last: 60052 }],
+          '192.0.2.7/32',
+          true,
+          'moshwall',
+          'ipset moshwall-net4 192.0.2.7/32,udp:60052 (moshwall fast path)',
+        ],
+      ],
+      'the v6 member opens nothing (ufw6-after-input lacks our rules), so it is not listed',
+    );
+    const classicOurs = rules.filter((rule) => rule.ours && !rule.raw.startsWith('ipset '));
+    assert.equal(
+      classicOurs.length > 0,
+      true,
+      'classic rules of ours from before the switch are still listed',
+    );
+  });
+
+  it('revoke is one ipset restore of every spec (-exist: absent members are no-ops) and ufw delete only for classic rules of ours', async () => {
+    const { backend, calls } = fastBackend([ok(), { exitCode: 0, stdout: 'Rule deleted\n', stderr: '' }]);
+    const changes = await backend.revoke([v4(60050), v4(60013), v4(60099), v4(60010)]);
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [
+        ['ipset', '-exist', 'restore'],
+        [
+          'ufw',
+          'delete',
+          'allow',
+          'proto',
+          'udp',
+          'from',
+          '0.0.0.0/0',
+          'to',
+          'any',
+          'port',
+          '60013',
+          'comment',
+          'moshwall',
+        ],
+      ],
+    );
+    assert.equal(
+      calls[0]?.options.input,
+      `${CREATES}del moshwall-any4 60050\ndel moshwall-any4 60013\ndel moshwall-any4 60099\ndel moshwall-any4 60010\n`,
+    );
+    assert.deepEqual(
+      changes.map((change) => change.kind),
+      ['revoke', 'revoke'],
+    );
+  });
+
+  it('a missing ipset says what to install', async () => {
+    const { backend } = fastBackend([notInstalled(['ipset', 'save', 'moshwall-any4'])]);
+    await assert.rejects(
+      backend.listRules(),
+      (error: unknown) =>
+        error instanceof FirewallError &&
+        /ipset is not installed, and ufw_fast_path = "ipset" needs it \(apt-get install ipset\)/.test(
+          error.message,
+        ),
+    );
+  });
+
+  it('an ipset failure is a FirewallError with its words', async () => {
+    const { backend } = fastBackend([
+      LIVE4,
+      { exitCode: 1, stdout: '', stderr: 'ipset v7.17: Error in line 5: Syntax error\n' },
+    ]);
+    await assert.rejects(
+      backend.allow([v4(60040)]),
+      /ipset restore \(allow 1 member\(s\)\) failed \(exit 1\): ipset v7\.17: Error in line 5/,
+    );
+  });
+
+  it('classic mode with the hook still in after.rules sweeps members too (switched off)', async () => {
+    const { backend, calls } = recordedBackend(
+      [ok(), ok('Could not delete non-existent rule (v6)\n')],
+      (runner) =>
+        createUfwBackend({ runner, readFile: files({ '/etc/ufw/after.rules': HOOKED_AFTER }), timeoutMs: 1 }),
+    );
+    await backend.revoke([v6(60060, '2001:db8::/32')]);
+    assert.deepEqual(
+      calls.map((call) => call.argv.slice(0, 3)),
+      [
+        ['ipset', '-exist', 'restore'],
+        ['ufw', 'delete', 'allow'],
+      ],
+      'classic mode still runs its ufw delete for every spec',
+    );
+    assert.equal(calls[0]?.options.input, `${CREATES}del moshwall-net6 2001:db8::/32,udp:60060\n`);
+  });
+
+  it('classic mode without the hook in after.rules runs no ipset command at all', async () => {
+    const { backend, calls } = recordedBackend([ok('Could not delete non-existent rule\n')], (runner) =>
+      createUfwBackend({ runner, readFile: files(), timeoutMs: 1 }),
+    );
+    await backend.listRules();
+    await backend.revoke([v4(60060)]);
+    assert.deepEqual(
+      calls.map((call) => call.argv[0]),
+      ['ufw'],
+    );
+  });
+
+  it('probe says what the fast path is and flags a hook that is not loaded', async () => {
+    const { backend } = fastBackend([
+      ok('ufw 0.36.2\n'),
+      ok('Status: active\n'),
+      BARE4,
+      LIVE6,
+      NO_SET,
+      NO_SET,
+      NO_SET,
+      NO_SET,
+    ]);
+    const probe = await backend.probe();
+    assert.match(
+      probe.detail.at(-1) ?? '',
+      /^fast path: ipset; hook in \/etc\/ufw\/after\.rules: no; in the kernel: v4 missing, v6 live; sets: none; members: 0$/,
+    );
+    assert.deepEqual(probe.problems, [
+      'ufw_fast_path = "ipset" but /etc/ufw/after.rules has no moshwall hook: run `moshwall install`',
+      "ufw-after-input is loaded without moshwall's ipset rules, so set members open nothing: run `moshwall install`",
+    ]);
+  });
+});
+
+describe('ufw fast path: sets and members', () => {
+  it('anywhere goes to the bitmap set, a source CIDR to the net,port set', () => {
+    assert.deepEqual(memberOfSpec(v4(60001)), { set: 'moshwall-any4', member: '60001' });
+    assert.deepEqual(memberOfSpec(v6(60001, '2001:db8::/32')), {
+      set: 'moshwall-net6',
+      member: '2001:db8::/32,udp:60001',
+    });
+    assert.equal(ipsetScript('del', [v4(1), v4(1)]), 'del moshwall-any4 1\n');
+    assert.equal(ipsetScript('add', []), '');
+  });
+
+  it('members read back as the specs they were written from, hosts printed without a prefix length', () => {
+    assert.deepEqual(specOfMember('moshwall-net4', '192.0.2.7,udp:60001'), v4(60001, '192.0.2.7/32'));
+    assert.deepEqual(specOfMember('moshwall-net6', '2001:db8::1,udp:60001'), v6(60001, '2001:db8::1/128'));
+    assert.deepEqual(specOfMember('moshwall-any6', 'udp:60001'), v6(60001));
+    for (const [set, member] of [
+      ['moshwall-any4', '0'],
+      ['moshwall-any4', '70000'],
+      ['moshwall-net4', '10.0.0.1/8,udp:60001'],
+      ['moshwall-net4', '10.0.0.0/8,tcp:60001'],
+      ['moshwall-net4', '2001:db8::/32,udp:60001'],
+    ] as const) {
+      assert.equal(specOfMember(set, member), undefined, `${set} ${member}`);
+    }
+  });
+
+  it('ipset save output: create lines skipped, foreign lines and members refused', () => {
+    assert.deepEqual(
+      parseIpsetSave(
+        'moshwall-any4',
+        'create moshwall-any4 bitmap:port range 0-65535\nadd moshwall-any4 60001\n',
+      ),
+      [v4(60001)],
+    );
+    assert.throws(() => parseIpsetSave('moshwall-any4', 'add other 1\n'), /unexpected line `add other 1`/);
+    assert.throws(
+      () => parseIpsetSave('moshwall-net4', 'add moshwall-net4 10.0.0.0/8,tcp:1\n'),
+      /never writes/,
+    );
+  });
+
+  it('hook liveness: live, missing, no chain, and a real failure', () => {
+    assert.equal(
+      parseHookLiveness('v4', { exitCode: 0, stdout: (LIVE4 as { stdout: string }).stdout, stderr: '' }),
+      'live',
+    );
+    assert.equal(
+      parseHookLiveness('v4', { exitCode: 0, stdout: '-N ufw-after-input\n', stderr: '' }),
+      'missing',
+    );
+    assert.equal(
+      parseHookLiveness('v6', {
+        exitCode: 1,
+        stdout: '',
+        stderr: 'ip6tables: No chain/target/match by that name.',
+      }),
+      'no-chain',
+    );
+    assert.throws(
+      () =>
+        parseHookLiveness('v4', { exitCode: 4, stdout: '', stderr: 'Permission denied (you must be root)' }),
+      /iptables -S ufw-after-input` failed \(exit 4\): Permission denied/,
+    );
+  });
+});
+
+/** `ipset -t list` text for our any4 set with these references and entries, plus a foreign set. */
+function headers(references: number, entries: number): CannedAnswer {
+  return ok(
+    `Name: moshwall-any4\nType: bitmap:port\nRevision: 3\nHeader: range 0-65535\nSize in memory: 8264\n` +
+      `References: ${references}\nNumber of entries: ${entries}\n\nName: f2b\nType: hash:ip\n` +
+      `References: 1\nNumber of entries: ${entries + 7}\n`,
+  );
+}
+
+describe('ufw fast path: watching our sets', () => {
+  it('digests only our sets: references and member counts', () => {
+    const text = (headers(2, 5) as { stdout: string }).stdout;
+    assert.equal(setHeadersDigest(text), 'moshwall-any4 refs=2 entries=5');
+    assert.equal(setHeadersDigest(''), '');
+  });
+
+  it('calls onChange when the hook rules go (references) or an admin flushes (entries), not otherwise', async () => {
+    const answers = [headers(2, 5), headers(2, 5), headers(0, 5), headers(0, 5), headers(0, 0)];
+    let index = 0;
+    const calls: string[] = [];
+    const seen: string[] = [];
+    const watched = createUfwBackend({
+      runner: async (argv) => {
+        calls.push(argv.join(' '));
+        const answer = answers[Math.min(index++, answers.length - 1)] as {
+          exitCode: number;
+          stdout: string;
+          stderr: string;
+        };
+        return { argv, durationMs: 1, ...answer };
+      },
+      readFile: files(),
+      timeoutMs: 1,
+      fastPath: 'ipset',
+      watchIntervalMs: 5,
+    });
+    const watch = watched.watchChanges?.((what) => seen.push(what));
+    assert.ok(watch);
+    for (let waited = 0; waited < 2000 && index < answers.length + 2; waited += 5) await sleep(5);
+    watch.close();
+    assert.deepEqual(seen, [
+      "moshwall's ipsets changed: moshwall-any4 refs=0 entries=5",
+      "moshwall's ipsets changed: moshwall-any4 refs=0 entries=0",
+    ]);
+    assert.ok(calls.every((call) => call === 'ipset -t list'));
+  });
+
+  it("takes a quiet baseline after a change of ours, so our add then an admin's flush within one interval is still seen", async () => {
+    let entries = 0;
+    const seen: string[] = [];
+    const backend = createUfwBackend({
+      runner: async (argv, options) => {
+        const text = argv.join(' ');
+        if (text === 'ipset -t list')
+          return {
+            argv,
+            durationMs: 1,
+            ...(headers(1, entries) as { exitCode: number; stdout: string; stderr: string }),
+          };
+        if (text === 'ipset -exist restore') entries += (options.input ?? '').split('\nadd ').length - 1;
+        return {
+          argv,
+          durationMs: 1,
+          ...(ok(fastPathRules('v4').join('\n')) as { exitCode: number; stdout: string; stderr: string }),
+        };
+      },
+      readFile: files(),
+      timeoutMs: 1,
+      fastPath: 'ipset',
+      watchIntervalMs: 200,
+    });
+    const watch = backend.watchChanges?.((what) => seen.push(what));
+    assert.ok(watch);
+    await sleep(20);
+    await backend.allow([v4(60040)]);
+    await sleep(20);
+    entries = 0; // an admin's `ipset flush`, before the next interval
+    for (let waited = 0; waited < 2000 && seen.length === 0; waited += 10) await sleep(10);
+    watch.close();
+    assert.deepEqual(seen, ["moshwall's ipsets changed: moshwall-any4 refs=1 entries=0"]);
+  });
+
+  it('classic mode without the hook watches nothing', () => {
+    const { backend, calls } = recordedBackend([], (runner) =>
+      createUfwBackend({ runner, readFile: files(), timeoutMs: 1 }),
+    );
+    backend.watchChanges?.(() => undefined).close();
+    assert.deepEqual(calls, []);
+  });
+});
+
+describe('the ufw guard for install', () => {
+  it('lets install run exactly `ufw reload`, and nothing else the backend may not run', () => {
+    assert.doesNotThrow(() => assertSafeInstallUfwArgv(['ufw', 'reload']));
+    assert.throws(() => assertSafeUfwArgv(['ufw', 'reload']), /never runs `ufw reload`/);
+    for (const argv of [
+      ['ufw', 'enable'],
+      ['ufw', '--force', 'disable'],
+      ['ufw', 'reset'],
+      ['ufw', 'reload', 'now'],
+    ]) {
+      assert.throws(() => assertSafeInstallUfwArgv(argv), FirewallError, argv.join(' '));
+    }
+    assert.doesNotThrow(() => assertSafeInstallUfwArgv(['ufw', 'status']));
+  });
+});
