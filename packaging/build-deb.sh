@@ -85,7 +85,7 @@ Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: nodejs (>= 18)
 Recommends: mosh, ufw | nftables | iptables | firewalld
-Suggests: sudo
+Suggests: sudo, ipset
 Section: net
 Priority: optional
 Description: firewall ports for genuine mosh sessions only
