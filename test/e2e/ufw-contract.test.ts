@@ -1,12 +1,22 @@
-// The backend contract suite (test/backends/contract.ts) against the REAL ufw: createUfwBackend runs
-// in this process, its ufw commands run inside the lab's server host (nsenter), and it reads the lab's
-// own user.rules, user6.rules and /etc/default/ufw. Between tests every rule made by the test is deleted
-// with the lab admin's ufw, and the lab is checked to be back where it began.
+// The backend contract suite (test/backends/contract.ts) against the REAL ufw, twice: classic rules
+// (`ufw allow … comment moshwall`), and the fast path (ufw_fast_path = "ipset": our rules are members of
+// our ipsets, behind the hook moshwall's own install code puts in the lab). The backend runs in this
+// process, its commands inside the lab's server host (nsenter), reading the lab's own user.rules,
+// user6.rules and /etc/default/ufw. Between tests every rule made by the test is deleted with the lab
+// admin's ufw, our sets are emptied, and the lab is checked to be back where it began.
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import { createUfwBackend } from '../../src/backends/ufw.ts';
-import { type Runner, runCommand } from '../../src/exec.ts';
 import { testBackendContract } from '../backends/contract.ts';
+import {
+  afterChains,
+  fastSetMembers,
+  flushFastSets,
+  installLabFastPath,
+  labFastBackend,
+  labRunner,
+  removeLabFastPath,
+} from './_fastpath.ts';
 import { createLab, type Lab, labSkipReason, type UfwTuple } from './lab.ts';
 
 /** `ufw status numbered` → [number, rule text] for every rule, in ufw's order. */
@@ -17,62 +27,77 @@ function numberedRules(stdout: string): Array<[number, string]> {
   });
 }
 
-describe('ufw backend contract, real ufw in the lab', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
-  /** What the lab starts with: the tuples, and the rule texts of `ufw status numbered`. */
-  let baseline: UfwTuple[] = [];
-  let baselineRules: string[] = [];
+/** Registers the contract on real ufw in a lab of its own, classic or with the fast path's hook. */
+function ufwContract(mode: 'classic' | 'fast path'): void {
+  const fast = mode === 'fast path';
+  describe(`ufw backend contract (${mode}), real ufw${fast ? ' + ipset' : ''} in the lab`, {
+    skip: labSkipReason(),
+  }, () => {
+    let lab: Lab | undefined;
+    /** What the lab starts with: the tuples, and the rule texts of `ufw status numbered`. */
+    let baseline: UfwTuple[] = [];
+    let baselineRules: string[] = [];
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
-  const admin = async (args: string[]): Promise<string> => {
-    const result = await theLab().ufw(args);
-    assert.equal(result.exitCode, 0, `ufw ${args.join(' ')}: ${result.stdout}${result.stderr}`);
-    return result.stdout;
-  };
-  /** Deletes, as the lab's admin, every rule the lab did not start with, then checks the files. */
-  const reset = async () => {
-    const rules = numberedRules(await admin(['status', 'numbered']));
-    const extra = rules.filter(([, text]) => !baselineRules.includes(text)).map(([number]) => number);
-    // Highest number first, so the numbers of the rest do not shift.
-    for (const number of extra.sort((a, b) => b - a)) await admin(['--force', 'delete', String(number)]);
-    assert.deepEqual(await theLab().ufwTuples(), baseline, 'the lab is back to its baseline rules');
-  };
-
-  before(async () => {
-    lab = await createLab();
-    baseline = await lab.ufwTuples();
-    baselineRules = numberedRules(await admin(['status', 'numbered'])).map(([, text]) => text);
-    assert.equal(baselineRules.length, 2, baselineRules.join('\n'));
-  });
-
-  after(async () => {
-    await lab?.destroy();
-  });
-
-  testBackendContract('ufw (real, in the e2e lab)', async () => {
-    const current = theLab();
-    if (JSON.stringify(await current.ufwTuples()) !== JSON.stringify(baseline)) await reset();
-    // The real Runner of src/exec.ts, entering the server host first; results name the argv as asked.
-    const runner: Runner = async (argv, options) => ({
-      ...(await runCommand(current.serverArgv(argv), options)),
-      argv,
-    });
-    const backend = createUfwBackend({
-      runner,
-      rulesDir: current.serverPath('/etc/ufw'),
-      defaultsFile: current.serverPath('/etc/default/ufw'),
-      timeoutMs: 15_000,
-    });
-    return {
-      backend,
-      async addForeignRule(spec, comment) {
-        const words = ['proto', 'udp', 'from', spec.source, 'to', 'any', 'port', String(spec.port)];
-        await admin(['allow', ...words, ...(comment === undefined ? [] : ['comment', comment])]);
-      },
-      cleanup: reset,
+    const theLab = (): Lab => {
+      assert.ok(lab, 'createLab failed in before()');
+      return lab;
     };
+    const admin = async (args: string[]): Promise<string> => {
+      const result = await theLab().ufw(args);
+      assert.equal(result.exitCode, 0, `ufw ${args.join(' ')}: ${result.stdout}${result.stderr}`);
+      return result.stdout;
+    };
+    /** Deletes, as the lab's admin, every rule the lab did not start with (and our set members). */
+    const reset = async () => {
+      const rules = numberedRules(await admin(['status', 'numbered']));
+      const extra = rules.filter(([, text]) => !baselineRules.includes(text)).map(([number]) => number);
+      // Highest number first, so the numbers of the rest do not shift.
+      for (const number of extra.sort((a, b) => b - a)) await admin(['--force', 'delete', String(number)]);
+      assert.deepEqual(await theLab().ufwTuples(), baseline, 'the lab is back to its baseline rules');
+      if (fast) {
+        await flushFastSets(theLab());
+        assert.deepEqual(await fastSetMembers(theLab()), []);
+      }
+    };
+
+    before(async () => {
+      lab = await createLab();
+      baseline = await lab.ufwTuples();
+      baselineRules = numberedRules(await admin(['status', 'numbered'])).map(([, text]) => text);
+      assert.equal(baselineRules.length, 2, baselineRules.join('\n'));
+      if (fast) {
+        await installLabFastPath(lab);
+        assert.match(await afterChains(lab), /--match-set moshwall-any4 dst -j ACCEPT/);
+      }
+    });
+
+    after(async () => {
+      if (fast && lab) await removeLabFastPath(lab).catch(() => undefined);
+      await lab?.destroy();
+    });
+
+    testBackendContract(`ufw ${mode} (real, in the e2e lab)`, async () => {
+      const current = theLab();
+      await reset();
+      const backend = fast
+        ? labFastBackend(current)
+        : createUfwBackend({
+            runner: labRunner(current),
+            rulesDir: current.serverPath('/etc/ufw'),
+            defaultsFile: current.serverPath('/etc/default/ufw'),
+            timeoutMs: 15_000,
+          });
+      return {
+        backend,
+        async addForeignRule(spec, comment) {
+          const words = ['proto', 'udp', 'from', spec.source, 'to', 'any', 'port', String(spec.port)];
+          await admin(['allow', ...words, ...(comment === undefined ? [] : ['comment', comment])]);
+        },
+        cleanup: reset,
+      };
+    });
   });
-});
+}
+
+ufwContract('classic');
+ufwContract('fast path');
