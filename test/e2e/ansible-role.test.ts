@@ -5,7 +5,10 @@
 // --check on the fresh host changes nothing; the first run installs; the second reports changed=0
 // (and so does --check then); a bad value is refused by `moshwall check-config` before it lands; a real
 // mosh session then gets through that host's default-deny firewall through the port moshwall opens
-// (daemon started by hand: no systemd in a chroot); `apt-get remove` flushes our rules and only ours.
+// (daemon started by hand: no systemd in a chroot); with moshwall_ufw_fast_path=ipset the role installs
+// ipset (from the apt cache too) and the UFW hook, loaded in ufw-after-input, a second run changes nothing
+// and a new mosh session goes through a set member; back to "off" it removes the hook, leaving UFW's files
+// byte-identical; `apt-get remove` flushes our rules and only ours.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import {
