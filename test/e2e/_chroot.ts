@@ -55,14 +55,14 @@ export const CACHE_DIR = process.env.MOSHWALL_TEST_CACHE ?? '/var/cache/moshwall
  * root anew (and removes the tarballs of older keys).
  */
 const MINBASE_KEY = 'bookworm-minbase-1';
-const TARGET_KEY = `bookworm-target-1+${MINBASE_KEY}`;
+const TARGET_KEY = `bookworm-target-2+${MINBASE_KEY}`;
 /** Installed in the managed-host image: what any Debian server reached by Ansible has, plus mosh and UFW. */
 export const TARGET_PACKAGES = ['python3', 'openssh-server', 'sudo', 'ufw', 'mosh'];
 /**
  * Downloaded into the managed-host image's apt cache but not installed: what the Ansible role installs
  * from the distribution. The host has no route to a mirror, so apt installs them from that cache.
  */
-export const TARGET_CACHED_ONLY = ['nodejs', 'python3-apt'];
+export const TARGET_CACHED_ONLY = ['nodejs', 'python3-apt', 'ipset'];
 
 /** The chroot's address, and its peer's (TEST-NET-2: no real network uses it). */
 export const CHROOT_V4 = '198.51.100.1';

@@ -5,7 +5,10 @@
 // --check on the fresh host changes nothing; the first run installs; the second reports changed=0
 // (and so does --check then); a bad value is refused by `moshwall check-config` before it lands; a real
 // mosh session then gets through that host's default-deny firewall through the port moshwall opens
-// (daemon started by hand: no systemd in a chroot); `apt-get remove` flushes our rules and only ours.
+// (daemon started by hand: no systemd in a chroot); with moshwall_ufw_fast_path=ipset the role installs
+// ipset (from the apt cache too) and the UFW hook, loaded in ufw-after-input, a second run changes nothing
+// and a new mosh session goes through a set member; back to "off" it removes the hook, leaving UFW's files
+// byte-identical; `apt-get remove` flushes our rules and only ours.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -118,6 +121,8 @@ describe("the Ansible role against a debootstrap'd Debian 12 over real SSH", {
   let varsFile = '';
   let ansibleEnv: Record<string, string> = {};
   let daemon: ChrootProcess | undefined;
+  /** The port of the mosh-server started without a client in the real-mosh test: it stays live. */
+  let idlePort = 0;
   const timings: string[] = [];
   const theHost = (): ChrootHost => {
     assert.ok(host, 'the managed host did not come up in before()');
@@ -189,6 +194,59 @@ describe("the Ansible role against a debootstrap'd Debian 12 over real SSH", {
       },
     );
     return udpArrivals(holder, 'v4') > before;
+  };
+
+  /**
+   * A real mosh session (ssh, then the shim, then mosh-client over UDP) in a terminal on the controller:
+   * it echoes a line typed into it; `whileUp` runs before it ends (killing the client ends the server
+   * too). Returns the port the daemon said it opened for it.
+   */
+  const moshSession = async (
+    t: { diagnostic: (message: string) => void },
+    whileUp: (port: number) => Promise<void> = async () => {},
+  ): Promise<number> => {
+    const chroot = theHost();
+    const log = () => daemon?.output().stderr ?? '';
+    const servedBefore = [...log().matchAll(/^info request-served port=(\d+) state=open$/gm)].length;
+    const nonce = randomBytes(4).toString('hex');
+    const socket = join(chroot.dir, 'tmux.sock');
+    const sshCommand = `ssh -F /dev/null -i ${key} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR`;
+    const echo = `echo READY-${nonce}; while IFS= read -r line; do echo "echo-reply:$line"; done`;
+    const tmux = (args: string[]) => ['tmux', '-S', socket, ...args];
+    const terminal = { env: { LANG: 'C.UTF-8', TERM: 'xterm-256color' }, timeoutMs: 10_000 };
+    const begun = performance.now();
+    await runOk(
+      [
+        'ip',
+        'netns',
+        'exec',
+        chroot.peerNetns,
+        ...tmux(['-f', '/dev/null', 'new-session', '-d', '-s', 'mosh', '-x', '100', '-y', '30']),
+        ...['mosh', `--ssh=${sshCommand}`, `alice@${CHROOT_V4}`, '--', 'sh', '-c', echo],
+      ],
+      { ...terminal, env: { ...BASE_ENV, ...terminal.env } },
+    );
+    const screen = async () =>
+      (await run(tmux(['capture-pane', '-p', '-t', 'mosh']), { env: BASE_ENV })).stdout;
+    try {
+      assert.ok(
+        await waitUntil(async () => (await screen()).includes(`READY-${nonce}`), 20_000),
+        await screen(),
+      );
+      t.diagnostic(`mosh session up in ${(performance.now() - begun).toFixed(0)} ms`);
+      await runOk(tmux(['send-keys', '-t', 'mosh', '-l', `hello-${nonce}`]), { env: BASE_ENV });
+      await runOk(tmux(['send-keys', '-t', 'mosh', 'Enter']), { env: BASE_ENV });
+      assert.ok(
+        await waitUntil(async () => (await screen()).includes(`echo-reply:hello-${nonce}`), 10_000),
+        await screen(),
+      );
+      const served = [...log().matchAll(/^info request-served port=(\d+) state=open$/gm)][servedBefore];
+      assert.ok(served, `the shim asked the daemon:\n${log()}`);
+      await whileUp(Number(served[1]));
+      return Number(served[1]);
+    } finally {
+      await run(tmux(['kill-server']), { env: BASE_ENV });
+    }
   };
 
   before(async () => {
@@ -390,6 +448,7 @@ describe("the Ansible role against a debootstrap'd Debian 12 over real SSH", {
     const connect = /^MOSH CONNECT (\d+) \S+\s*$/m.exec(direct.stdout);
     assert.ok(connect, `mosh-server did not start: ${direct.stdout}${direct.stderr}`);
     const first = Number(connect[1]);
+    idlePort = first;
     assert.deepEqual(ourPorts(), []);
     assert.equal(await udpPasses(first), false, 'UFW drops it: default deny');
 
@@ -404,46 +463,108 @@ describe("the Ansible role against a debootstrap'd Debian 12 over real SSH", {
     assert.deepEqual(ourPorts(), [first], 'the daemon opened the live session');
     assert.equal(await udpPasses(first), true);
 
-    // A real session: mosh (ssh, then the shim, then mosh-client over UDP) in a terminal on the controller.
-    const nonce = randomBytes(4).toString('hex');
-    const socket = join(chroot.dir, 'tmux.sock');
-    const sshCommand = `ssh -F /dev/null -i ${key} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR`;
-    const echo = `echo READY-${nonce}; while IFS= read -r line; do echo "echo-reply:$line"; done`;
-    const tmux = (args: string[]) => ['tmux', '-S', socket, ...args];
-    const terminal = { env: { LANG: 'C.UTF-8', TERM: 'xterm-256color' }, timeoutMs: 10_000 };
-    const begun = performance.now();
-    await runOk(
-      [
-        'ip',
-        'netns',
-        'exec',
-        chroot.peerNetns,
-        ...tmux(['-f', '/dev/null', 'new-session', '-d', '-s', 'mosh', '-x', '100', '-y', '30']),
-        ...['mosh', `--ssh=${sshCommand}`, `alice@${CHROOT_V4}`, '--', 'sh', '-c', echo],
-      ],
-      { ...terminal, env: { ...BASE_ENV, ...terminal.env } },
+    const port = await moshSession(t);
+    assert.deepEqual(ourPorts(), [first, port].sort(), 'a rule for each live session, nothing else');
+  });
+
+  test('ufw_fast_path "ipset": the hook goes live and mosh gets through; "off" puts /etc/ufw back byte for byte', async (t) => {
+    const chroot = theHost();
+    const started = daemon;
+    assert.ok(started && started.pid > 0 && !isGone(started.pid), 'the daemon of the real-mosh test runs');
+    const log = () => started.output().stderr;
+    const hookFiles = ['/etc/ufw/after.rules', '/etc/ufw/after6.rules', '/etc/ufw/before.init'];
+    const snapshot = () =>
+      hookFiles.map(
+        (path) => `${path} ${fileHash(path)} ${(lstatSync(chroot.path(path)).mode & 0o7777).toString(8)}`,
+      );
+    const matchRules = async () =>
+      (await chroot.runOk(['iptables', '-S', 'ufw-after-input'])).stdout
+        .split('\n')
+        .filter((line) => line.includes('--match-set moshwall-'));
+    /** Ports in moshwall-any4 (no ipset command or no set: none). */
+    const members = async () => {
+      const saved = await chroot.run(['ipset', 'save']);
+      return [...saved.stdout.matchAll(/^add moshwall-any4 (\d+)$/gm)].map((match) => Number(match[1]));
+    };
+    const ourSets = async () =>
+      (await chroot.run(['ipset', 'list', '-n'])).stdout
+        .split('\n')
+        .filter((name) => name.startsWith('moshwall-'));
+    /** What the role's handler (`systemctl reload moshwall`) does: SIGHUP. There is no systemd in a chroot. */
+    const reloadDaemon = async () => {
+      const count = () => (log().match(/^info reloaded /gm) ?? []).length;
+      const before = count();
+      signalPid(started.pid, 'SIGHUP');
+      assert.ok(await waitUntil(() => count() > before, 10_000), `no reload:\n${log()}`);
+    };
+    const original = snapshot();
+    // The real-mosh test's session ended with its client; the idle server's classic rule stays.
+    const classic = [idlePort];
+    assert.ok(
+      await waitUntil(() => ourPorts().join() === classic.join(), 10_000),
+      `only the idle session's rule: ${ourPorts().join(',')}`,
     );
-    const screen = async () =>
-      (await run(tmux(['capture-pane', '-p', '-t', 'mosh']), { env: BASE_ENV })).stdout;
-    try {
-      assert.ok(
-        await waitUntil(async () => (await screen()).includes(`READY-${nonce}`), 20_000),
-        await screen(),
-      );
-      t.diagnostic(`mosh session up in ${(performance.now() - begun).toFixed(0)} ms`);
-      await runOk(tmux(['send-keys', '-t', 'mosh', '-l', `hello-${nonce}`]), { env: BASE_ENV });
-      await runOk(tmux(['send-keys', '-t', 'mosh', 'Enter']), { env: BASE_ENV });
-      assert.ok(
-        await waitUntil(async () => (await screen()).includes(`echo-reply:hello-${nonce}`), 10_000),
-        await screen(),
-      );
-      const served = /^info request-served port=(\d+) state=open$/m.exec(log());
-      assert.ok(served, `the shim asked the daemon:\n${log()}`);
-      const port = Number(served[1]);
-      assert.deepEqual(ourPorts(), [first, port].sort(), 'a rule for each live session, nothing else');
-    } finally {
-      await run(tmux(['kill-server']), { env: BASE_ENV });
+    const ipset = ['-e', 'moshwall_ufw_fast_path=ipset'];
+
+    const check = await playbook([...ipset, '--check']);
+    assert.equal(check.failed, 0, check.output);
+    for (const task of [
+      'moshwall : Write /etc/moshwall/moshwall.toml',
+      "moshwall : Find out whether the UFW fast path's hook is installed",
+    ]) {
+      assert.ok(check.changedTasks.includes(task), `--check: "${task}": ${check.changedTasks.join(' | ')}`);
     }
+    assert.deepEqual(snapshot(), original, '--check changed nothing in /etc/ufw');
+    assert.notEqual(await packageState('ipset'), 'ii', '--check installed no ipset');
+
+    const on = await playbook(ipset);
+    timings.push(`ufw_fast_path=ipset run: ${on.seconds.toFixed(1)} s`);
+    assert.equal(on.failed, 0, on.output);
+    for (const task of [
+      'moshwall : Write /etc/moshwall/moshwall.toml',
+      'moshwall : Install ipset for the UFW fast path',
+      "moshwall : Add the UFW fast path's hook",
+    ]) {
+      assert.ok(on.changedTasks.includes(task), `"${task}" changed: ${on.changedTasks.join(' | ')}`);
+    }
+    assert.match(
+      readFileSync(chroot.path('/etc/moshwall/moshwall.toml'), 'utf8'),
+      /^ufw_fast_path = "ipset"$/m,
+    );
+    assert.equal(await packageState('ipset'), 'ii');
+    assert.match(readFileSync(chroot.path('/etc/ufw/after.rules'), 'utf8'), /^# BEGIN moshwall fast path/m);
+    assert.ok((await matchRules()).length > 0, 'the match rules are loaded in ufw-after-input');
+    // A live session keeps its classic rule (no gap); new sessions go into the sets.
+    await reloadDaemon();
+
+    const again = await playbook(ipset);
+    timings.push(`ufw_fast_path=ipset second run: ${again.seconds.toFixed(1)} s`);
+    assert.equal(again.failed, 0, again.output);
+    assert.equal(again.changed, 0, `changed: ${again.changedTasks.join(' | ')}\n${again.output}`);
+
+    const port = await moshSession(t, async (open) => {
+      assert.ok((await members()).includes(open), `the session's port ${open} is a member of moshwall-any4`);
+      assert.deepEqual(ourPorts(), classic, 'no classic rule for it');
+    });
+    assert.ok(
+      await waitUntil(async () => !(await members()).includes(port), 10_000),
+      `the ended session's member is taken out:\n${log()}`,
+    );
+
+    const off = await playbook();
+    timings.push(`back to ufw_fast_path=off: ${off.seconds.toFixed(1)} s`);
+    assert.equal(off.failed, 0, off.output);
+    for (const task of [
+      'moshwall : Write /etc/moshwall/moshwall.toml',
+      "moshwall : Remove the UFW fast path's hook",
+    ]) {
+      assert.ok(off.changedTasks.includes(task), `"${task}" changed: ${off.changedTasks.join(' | ')}`);
+    }
+    assert.deepEqual(snapshot(), original, 'after.rules, after6.rules and before.init as before, mode too');
+    assert.deepEqual(await matchRules(), []);
+    assert.deepEqual(await ourSets(), []);
+    await reloadDaemon();
+    assert.deepEqual(ourPorts(), classic, 'the live session kept its classic rule throughout');
   });
 
   test('apt-get remove stops at our rules: flushed, the admin rule kept, the shim link gone', async () => {
