@@ -25,6 +25,7 @@ import {
   copyFileSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -49,7 +50,7 @@ import {
 import { LabError, run } from '../test/e2e/_exec.ts';
 import { missingClientTools, startMoshClient } from '../test/e2e/_mosh-client.ts';
 import { serverPidsOnPort } from '../test/e2e/_observe.ts';
-import { isGone } from '../test/e2e/_procfs.ts';
+import { isGone, namespaceOf, statusField } from '../test/e2e/_procfs.ts';
 import { createLab, type Lab, requireRoot, SERVER_V4 } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';
 import type { CountResult, Request } from './_scale-changes.ts';
@@ -61,8 +62,12 @@ const FAKE_SOURCE = fileURLToPath(new URL('./fixtures/fake-mosh-server.c', impor
 const FAKE_DIR = '/usr/local/lib/moshwall-bench';
 const FAKE = `${FAKE_DIR}/mosh-server`;
 const USERS = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy'];
-const FIRST_PORT = 60000;
-const RANGE = '60000:61000';
+/**
+ * moshwall's range for the bench. The sessions take ports from FIRST_PORT up, above the ports a real
+ * mosh-server picks by itself (60001–60999), so that a real `mosh` still finds one with 1000 of them live.
+ */
+const RANGE = '60000:61999';
+const FIRST_PORT = 61000;
 const WIDE_NFT_COMMENT = 'bench-wide-open';
 
 /**
@@ -180,7 +185,7 @@ const PROFILES: Profile[] = [
           'input',
           'udp',
           'dport',
-          '60000-61000',
+          RANGE.replace(':', '-'),
           'accept',
           'comment',
           `"${WIDE_NFT_COMMENT}"`,
@@ -313,7 +318,7 @@ async function measureChanges(lab: Lab, profile: Profile, options: Options): Pro
     runs: options.runs,
     ...(profile.runsAt ? { runsAt: profile.runsAt } : {}),
     firstPort: FIRST_PORT,
-    probePort: 61000,
+    probePort: 60000,
     preload: profile.preload,
   };
   const result = await lab.runServer(
@@ -361,7 +366,7 @@ async function idleCost(pid: number, seconds: number, hz: number): Promise<Idle>
   };
 }
 
-/** Host pids of the sessions started (from the launcher's "MOSH CONNECT PORT NSPID" lines). */
+/** The pids (as the lab sees them) of the sessions started, from the launchers' "MOSH CONNECT PORT PID" lines. */
 async function startSessions(lab: Lab, sessions: number): Promise<number[]> {
   const each = sessions / USERS.length;
   const outputs = await Promise.all(
@@ -375,14 +380,29 @@ async function startSessions(lab: Lab, sessions: number): Promise<number[]> {
     }),
   );
   const pids = outputs.flatMap((text) =>
-    [...text.matchAll(/^MOSH CONNECT (\d+) (\d+)$/gm)].map((match) => {
-      const pid = lab.hostPid(Number(match[2]));
-      if (pid === undefined) throw new LabError(`session pid ${match[2]} is not in the lab`);
-      return pid;
-    }),
+    [...text.matchAll(/^MOSH CONNECT \d+ (\d+)$/gm)].map((match) => Number(match[1])),
   );
   if (pids.length !== sessions) throw new LabError(`started ${pids.length} of ${sessions} sessions`);
   return pids;
+}
+
+/**
+ * Host pids of these lab pids, in one pass over /proc (lab.hostPid walks /proc once per pid, which for
+ * 1000 sessions takes longer than the converge itself).
+ */
+function hostPids(lab: Lab, nsPids: number[]): number[] {
+  const labNamespace = namespaceOf(lab.server.holderPid, 'pid');
+  const byNsPid = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || namespaceOf(Number(name), 'pid') !== labNamespace) continue;
+    const inner = statusField(Number(name), 'NSpid')?.split(/\s+/).at(-1);
+    if (inner !== undefined) byNsPid.set(Number(inner), Number(name));
+  }
+  return nsPids.map((nsPid) => {
+    const pid = byNsPid.get(nsPid);
+    if (pid === undefined) throw new LabError(`session pid ${nsPid} is not in the lab`);
+    return pid;
+  });
 }
 
 /** Ports of ours the backend lists now (0 on a failed listing, which is retried by the caller). */
@@ -414,8 +434,8 @@ async function converge(
   try {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const startedAt = performance.now();
-    pids = await startSessions(lab, options.sessions);
-    say(`  ${options.sessions} sessions started in ${Math.round(performance.now() - startedAt)} ms`);
+    const nsPids = await startSessions(lab, options.sessions);
+    const startMs = performance.now() - startedAt;
     const opened = await waitUntil(
       async () => (await ourPortCount(backend)) >= options.sessions,
       600_000,
@@ -423,7 +443,10 @@ async function converge(
     );
     if (!opened) throw new LabError(`the daemon did not open ${options.sessions} ports:\n${daemon.log()}`);
     const openMs = performance.now() - startedAt;
-    say(`  all ${options.sessions} open after ${Math.round(openMs)} ms`);
+    say(
+      `  ${options.sessions} sessions started in ${Math.round(startMs)} ms, all open after ${Math.round(openMs)} ms`,
+    );
+    pids = hostPids(lab, nsPids);
     const status = await moshwall(lab, ['status', '--json']);
     const report = JSON.parse(status.stdout) as { sessions: unknown[]; refused: unknown[] };
     await new Promise((resolve) => setTimeout(resolve, 2000));

@@ -6,6 +6,7 @@ import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
 import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
+import { createProcessMemory } from '../discovery/memory.ts';
 import { createHostProcReader, type ProcReader } from '../discovery/proc-reader.ts';
 import { scanSessions } from '../discovery/scan.ts';
 import { parseGroup } from '../discovery/users.ts';
@@ -49,11 +50,14 @@ function hostHasIpv6(reader: ProcReader): boolean {
 /** The engine's real edges: /proc, the ufw command, the flock lock. */
 function engine(config: Config, log: Logger): EngineDeps {
   const reader = createHostProcReader();
+  // Genuine verdicts kept across this engine's scans (a daemon's many reconciles; see memory.ts).
+  const memory = createProcessMemory();
   return {
     config,
     log,
     backend: createBackend(config, runCommand, watchLines),
-    scan: () => scanSessions(reader, { range: config.portRange, serverNames: config.moshServerNames }),
+    scan: () =>
+      scanSessions(reader, { range: config.portRange, serverNames: config.moshServerNames, memory }),
     groups: () => readGroups(reader),
     lock: async (path, timeoutMs) => {
       ensureRuntimeDirectory(path);
