@@ -137,7 +137,11 @@ function probeDetail(version: string, choice: AnchorChoice): string[] {
 export function createNftablesBackend(options: NftablesBackendOptions): Backend {
   const placement = placementOf(options);
   const now = options.now ?? (() => performance.now());
-  /** The last listing and when it was read; forgotten after every change not made by the quick path. */
+  /**
+   * The last listing and when it was read. Our own changes keep it: the quick plans rely only on our
+   * chain, sets, set rules and jump being there, which our changes only ever add (a listing that lacks
+   * something we added since merely sends the next change down the full path). A refusal forgets it.
+   */
   let known: { ruleset: NftRuleset; at: number } | undefined;
   const recent = (): NftRuleset | undefined =>
     known !== undefined && now() - known.at <= NFT_LISTING_TRUSTED_MS ? known.ruleset : undefined;
@@ -163,10 +167,10 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
   };
   const apply = async (batch: NftBatch | undefined): Promise<AppliedChange[]> => {
     if (batch === undefined) return [];
-    known = undefined;
     assertSafeNftScript(batch.script);
     const result = await run(NFT_APPLY, batch.script);
     if (result.exitCode !== 0) {
+      known = undefined;
       const ports = [...new Set(batch.specs.map((spec) => spec.port))].join(',');
       throw new FirewallError(
         `nft refused to ${batch.kind} udp port(s) ${ports} (exit ${result.exitCode}), nothing changed: ${nftComplaint(result)}`,
@@ -176,21 +180,15 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
     return [{ kind: batch.kind, specs: batch.specs, argv: NFT_APPLY, output }];
   };
-  /**
-   * Applies a batch planned on a recent listing, keeping that listing (elements only changed, which the
-   * quick plans never rely on); undefined, and the listing forgotten, when there is none or nft refuses.
-   */
+  /** Applies a batch planned on a recent listing; undefined when there is none or nft refuses. */
   const quick = async (
     plan: (ruleset: NftRuleset) => NftBatch | undefined,
   ): Promise<AppliedChange[] | undefined> => {
-    const listing = known;
     const ruleset = recent();
     const batch = ruleset === undefined ? undefined : plan(ruleset);
-    if (listing === undefined || ruleset === undefined || batch === undefined) return undefined;
+    if (batch === undefined) return undefined;
     try {
-      const applied = await apply(batch);
-      known = listing;
-      return applied;
+      return await apply(batch);
     } catch {
       known = undefined;
       return undefined;

@@ -111,6 +111,7 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
     log,
     makeEngine: (current) => engine(current, log),
     readUdp: () => readUdp(reader),
+    readSocketCounts: () => readSocketCounts(reader),
     onSignal: (signal, handler) => process.on(signal, handler),
     startServer: async (path, handle) => {
       ensureRuntimeDirectory(path);
@@ -172,6 +173,30 @@ function readUdp(reader: ProcReader): { udp: string; udp6: string | undefined } 
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   return { udp, udp6 };
+}
+
+/**
+ * The UDP lines of /proc/net/sockstat and /proc/net/sockstat6 ("UDP: inuse 3 mem 1"), which change with
+ * the number of UDP sockets; undefined when sockstat cannot be read (the daemon then polls in full).
+ */
+function readSocketCounts(reader: ProcReader): string | undefined {
+  const udpLines = (file: string) =>
+    reader
+      .readText(file)
+      .split('\n')
+      .filter((line) => line.startsWith('UDP'))
+      .join(';');
+  try {
+    let v6 = '';
+    try {
+      v6 = udpLines('/proc/net/sockstat6');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    return `${udpLines('/proc/net/sockstat')};${v6}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The file where hooks leave the latest deadline for the watcher, beside the lock. */
