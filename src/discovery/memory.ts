@@ -9,6 +9,8 @@ import { parseStat, parseStatus } from './process.ts';
  */
 interface Remembered {
   startTimeTicks: number;
+  /** Field 23 of /proc/PID/stat: moves with every mapping made or removed (and with the heap). */
+  vsize: string;
   exe: string;
   /** SHA-256 of the maps text (a real mosh-server's is several kB; 1000 of them would weigh). */
   maps: string;
@@ -28,12 +30,14 @@ export interface Recalled {
 
 /**
  * Verdicts of genuine processes that outlive one scan, so that a daemon watching 1000 sessions does not
- * redo every check of every process on every reconcile. A process is recalled only while its start time,
- * its exe link and the whole text of its maps are what the full check saw (a new pid, an exec or any new
- * mapping means a full check again), and only when it is not traced now; its uid and groups are read
- * afresh each time. Only genuine verdicts are kept: every refusal is checked in full on every scan.
- * Files above the exe and the mappings are not re-examined while the process is unchanged (only root
- * can change their ownership). Entries of processes that no longer hold a socket in range are dropped.
+ * redo every check of every process on every reconcile. A process is recalled only while its start time
+ * and exe link are what the full check saw (a new pid or an exec means a full check again), while its
+ * mappings are too (the maps text is compared, by digest, whenever the size of its address space has
+ * moved: a library loaded later is checked like one loaded at start), and only when it is not traced
+ * now; its uid and groups are read afresh each time. Only genuine verdicts are kept: every refusal is
+ * checked in full on every scan. Files above the exe and the mappings are not re-examined while the
+ * process is unchanged (only root can change their ownership). Entries of processes that no longer hold
+ * a socket in range are dropped.
  */
 export interface ProcessMemory {
   /** The remembered verdict of pid if it still holds, else undefined (and the entry is dropped). */
@@ -48,11 +52,14 @@ export interface ProcessMemory {
   size(): number;
 }
 
-/** Start time (field 22 of /proc/PID/stat) of pid, or undefined if it cannot be read. */
-function startTimeOf(pid: number, reader: ProcReader): number | undefined {
+/** Start time (field 22) and vsize (field 23) of /proc/PID/stat, or undefined if it cannot be read. */
+function statOf(pid: number, reader: ProcReader): { startTimeTicks: number; vsize: string } | undefined {
   try {
     const file = `/proc/${pid}/stat`;
-    return parseStat(reader.readText(file), file).startTimeTicks;
+    const text = reader.readText(file);
+    const vsize = text.slice(text.lastIndexOf(')') + 2).split(' ')[20];
+    if (vsize === undefined || !/^\d+$/.test(vsize)) return undefined;
+    return { startTimeTicks: parseStat(text, file).startTimeTicks, vsize };
   } catch {
     return undefined;
   }
@@ -71,15 +78,17 @@ export function createProcessMemory(): ProcessMemory {
       const entry = entries.get(pid);
       if (entry === undefined) return undefined;
       try {
-        const stat = parseStat(reader.readText(`/proc/${pid}/stat`), `/proc/${pid}/stat`);
+        const stat = statOf(pid, reader);
         const same =
+          stat !== undefined &&
           stat.startTimeTicks === entry.startTimeTicks &&
           reader.readLink(`/proc/${pid}/exe`) === entry.exe &&
-          digest(reader.readText(`/proc/${pid}/maps`)) === entry.maps;
+          (stat.vsize === entry.vsize || digest(reader.readText(`/proc/${pid}/maps`)) === entry.maps);
         const status = same
           ? parseStatus(reader.readText(`/proc/${pid}/status`), `/proc/${pid}/status`)
           : undefined;
-        if (status !== undefined && status.tracerPid === 0) {
+        if (stat !== undefined && status !== undefined && status.tracerPid === 0) {
+          entry.vsize = stat.vsize;
           return {
             verdict: { genuine: true, exe: entry.exe },
             uid: status.realUid,
@@ -96,7 +105,7 @@ export function createProcessMemory(): ProcessMemory {
     },
 
     check(pid, reader, serverNames, cache) {
-      const startTimeTicks = startTimeOf(pid, reader);
+      const stat = statOf(pid, reader);
       const mapsFile = `/proc/${pid}/maps`;
       let maps: string | undefined;
       const recording: ProcReader = {
@@ -108,8 +117,8 @@ export function createProcessMemory(): ProcessMemory {
         },
       };
       const verdict = checkGenuine(pid, recording, { serverNames }, cache);
-      if (verdict.genuine && maps !== undefined && startTimeTicks !== undefined) {
-        entries.set(pid, { startTimeTicks, exe: verdict.exe, maps: digest(maps) });
+      if (verdict.genuine && maps !== undefined && stat !== undefined) {
+        entries.set(pid, { ...stat, exe: verdict.exe, maps: digest(maps) });
       } else entries.delete(pid);
       return verdict;
     },

@@ -17,6 +17,15 @@ function setUp() {
   return { fake, memory, scan };
 }
 
+/** A /proc/PID/stat text with the field at `index` after the comm (0 = state, 19 = start time, 20 = vsize) set. */
+function withStatField(stat: string, index: number, value: string): string {
+  const head = stat.slice(0, stat.lastIndexOf(')') + 2);
+  const fields = stat.slice(head.length).split(' ');
+  assert.ok(fields.length > index && fields[index] !== value);
+  fields[index] = value;
+  return `${head}${fields.join(' ')}`;
+}
+
 /** The calls a scan made on pid's files. */
 function callsOn(fake: FakeProc, pid: number, run: () => void): string[] {
   fake.calls.length = 0;
@@ -36,24 +45,30 @@ describe('process memory across scans', () => {
     assert.deepEqual(scan(), plain);
   });
 
-  it('recalls an unchanged genuine process with stat, exe, maps and status only', () => {
+  it('recalls an unchanged genuine process with stat, exe and status only', () => {
     const { fake, scan } = setUp();
     scan();
     const calls = callsOn(fake, V4, scan);
     assert.deepEqual(
       calls.filter((call) => !call.includes('/fd')),
-      [
-        `readText /proc/${V4}/stat`,
-        `readLink /proc/${V4}/exe`,
-        `readText /proc/${V4}/maps`,
-        `readText /proc/${V4}/status`,
-      ],
+      [`readText /proc/${V4}/stat`, `readLink /proc/${V4}/exe`, `readText /proc/${V4}/status`],
     );
+  });
+
+  it('compares the maps when the address space changed size, and recalls when they are the same', () => {
+    const { fake, scan } = setUp();
+    scan();
+    fake.set(`/proc/${V4}/stat`, { text: withStatField(fixture('lab/pid/mosh-v4/stat'), 20, '1') });
+    const calls = callsOn(fake, V4, scan).filter((call) => !call.includes('/fd'));
+    assert.ok(calls.includes(`readText /proc/${V4}/maps`), 'the maps are read');
+    assert.ok(!calls.includes(`stat /proc/${V4}/exe`), 'no full check');
   });
 
   it('checks in full again when the maps change (a new mapping), and refuses a user-owned one', () => {
     const { fake, scan } = setUp();
     scan();
+    // A new mapping moves the size of the address space (vsize, field 23 of stat).
+    fake.set(`/proc/${V4}/stat`, { text: withStatField(fixture('lab/pid/mosh-v4/stat'), 20, '1') });
     const maps = fixture('lab/pid/mosh-v4/maps');
     const injected = `${maps}7f0000000000-7f0000001000 r-xp 00000000 08:01 999999 /home/user/evil.so\n`;
     fake.set(`/proc/${V4}/maps`, { text: injected });
@@ -84,11 +99,8 @@ describe('process memory across scans', () => {
     const { fake, scan } = setUp();
     scan();
     const stat = fixture('lab/pid/mosh-v4/stat');
-    const fields = stat.split(' ');
-    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    start[19] = String(Number(start[19]) + 1);
-    const changed = `${stat.slice(0, stat.lastIndexOf(')') + 2)}${start.join(' ')}`;
-    assert.ok(fields.length > 20 && changed !== stat);
+    const changed = withStatField(stat, 19, '1');
+    assert.notEqual(changed, stat);
     fake.set(`/proc/${V4}/stat`, { text: changed });
     const calls = callsOn(fake, V4, () => scan());
     assert.ok(calls.includes(`stat /proc/${V4}/exe`), 'the exe is examined again');
