@@ -3,7 +3,7 @@ import type { Config } from '../config.ts';
 import { type EngineDeps, flushOurs, probeOrFail, type SyncReport, syncOnce } from '../engine.ts';
 import { describeError, MoshwallError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { readFingerprint } from './fingerprint.ts';
+import { fingerprintHasPort, readFingerprint } from './fingerprint.ts';
 import { portOutcome } from './outcome.ts';
 import { type DaemonResponse, parseRequest } from './protocol.ts';
 import { createScheduler } from './scheduler.ts';
@@ -59,6 +59,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   let lastRunAt = Number.NEGATIVE_INFINITY;
   let lastFingerprint: string | undefined;
   let lastToken: string | undefined;
+  /** The sockets the reconcile going now saw when it began (its scan sees at least those still there). */
+  let runningSeen: string | undefined;
   let lastCounts: string | undefined;
   let pollsSinceFull = 0;
   let failures = 0;
@@ -95,6 +97,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     // What this reconcile sees, so the next poll compares against it: a session that came and went
     // between two polls but was served by a shim request still counts as a change afterwards.
     const seen = readFingerprint(deps.readUdp, config.portRange);
+    runningSeen = seen;
     try {
       const report = await syncOnce(engine, { dryRun: false, firewall: probe, onAllowed });
       lastFingerprint = seen;
@@ -112,6 +115,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     } catch (error) {
       probe = undefined;
       throw error;
+    } finally {
+      runningSeen = undefined;
     }
   });
 
@@ -172,7 +177,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     if (request.op === 'ping') return { ok: true, op: 'ping', version: deps.version };
     let response: DaemonResponse;
     try {
-      response = portOutcome(await scheduler.request(), request.port);
+      // A reconcile that began with this port's socket already bound serves the request as well as a new one.
+      const covered = () => fingerprintHasPort(runningSeen, request.port);
+      response = portOutcome(await scheduler.request(covered), request.port);
     } catch (error) {
       response = { ok: false, port: request.port, error: `reconcile failed: ${describeError(error)}` };
     }

@@ -55,6 +55,12 @@ export function socketFingerprint(udp: string, udp6: string | undefined, range: 
   return keys.sort().join(',');
 }
 
+/** Whether a fingerprint (of socketFingerprint) lists a socket on `port`, in either family. */
+export function fingerprintHasPort(fingerprint: string | undefined, port: number): boolean {
+  if (fingerprint === undefined) return false;
+  return fingerprint.split(',').some((key) => key.split(':')[1] === String(port));
+}
+
 /**
  * The fingerprint of the sockets read now; a failed read gives a fingerprint of its own (so a
  * recovery counts as a change) instead of throwing.

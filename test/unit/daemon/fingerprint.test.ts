@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { socketFingerprint } from '../../../src/daemon/fingerprint.ts';
+import { fingerprintHasPort, socketFingerprint } from '../../../src/daemon/fingerprint.ts';
 import { parseProcNetUdp } from '../../../src/discovery/udp.ts';
 
 const udp = readFileSync('test/fixtures/proc/lab/net/udp', 'utf8');
@@ -33,5 +33,13 @@ describe('socketFingerprint', () => {
     const broken = (tail: string) => `${udp}garbage ${tail}\n`;
     assert.notEqual(socketFingerprint(broken('a'), udp6, range), socketFingerprint(udp, udp6, range));
     assert.notEqual(socketFingerprint(broken('a'), udp6, range), socketFingerprint(broken('b'), udp6, range));
+  });
+  it('tells whether a fingerprint lists a port', () => {
+    const all = socketFingerprint(udp, udp6, { first: 60000, last: 61000 });
+    assert.equal(fingerprintHasPort(all, 60777), true);
+    assert.equal(fingerprintHasPort(all, 60778), true);
+    assert.equal(fingerprintHasPort(all, 6077), false);
+    assert.equal(fingerprintHasPort(all, 777), false);
+    assert.equal(fingerprintHasPort(undefined, 60777), false);
   });
 });
