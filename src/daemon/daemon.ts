@@ -22,6 +22,8 @@ export interface DaemonDeps {
    * /proc/net/udp{,6}, whose text the kernel formats anew for every socket (about 2 ms at 1000).
    */
   readSocketCounts?: () => string | undefined;
+  /** With socket counts, read the socket tables in full at least every this many polls (FULL_POLL_EVERY). */
+  fullPollEvery?: number;
   log: Logger;
   onSignal: (signal: 'SIGHUP' | 'SIGTERM' | 'SIGINT', handler: () => void) => void;
   startServer: (
@@ -96,11 +98,13 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     }
     // What this reconcile sees, so the next poll compares against it: a session that came and went
     // between two polls but was served by a shim request still counts as a change afterwards.
+    const seenCounts = deps.readSocketCounts?.();
     const seen = readFingerprint(deps.readUdp, config.portRange);
     runningSeen = seen;
     try {
       const report = await syncOnce(engine, { dryRun: false, firewall: probe, onAllowed });
       lastFingerprint = seen;
+      lastCounts = seenCounts;
       lastToken = engine.backend.changeToken?.();
       lastRunAt = startedAt;
       failures = 0;
@@ -149,7 +153,11 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     if (stopping || deps.now() < retryAt) return;
     const counts = deps.readSocketCounts?.();
     pollsSinceFull += 1;
-    const full = counts === undefined || counts !== lastCounts || pollsSinceFull >= FULL_POLL_EVERY;
+    const full =
+      counts === undefined ||
+      counts !== lastCounts ||
+      lastFingerprint === undefined ||
+      pollsSinceFull >= (deps.fullPollEvery ?? FULL_POLL_EVERY);
     if (full) {
       lastCounts = counts;
       pollsSinceFull = 0;

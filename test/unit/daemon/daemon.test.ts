@@ -38,6 +38,7 @@ function fakeDaemon(
   initial: Partial<Config> = {},
   backend = createMemoryBackend(),
   socketCounts?: () => string | undefined,
+  fullPollEvery?: number,
 ) {
   const state = {
     udpReads: 0,
@@ -65,6 +66,7 @@ function fakeDaemon(
       return { udp: udpText(state.sessions.map((entry) => entry.port)), udp6: undefined };
     },
     ...(socketCounts === undefined ? {} : { readSocketCounts: socketCounts }),
+    ...(fullPollEvery === undefined ? {} : { fullPollEvery }),
     log: createLogger((line) => lines.push(line), 'debug'),
     onSignal: (signal, handler) => handlers.set(signal, handler),
     startServer: async (_path, handler) => {
@@ -136,6 +138,31 @@ describe('runDaemon', () => {
     assert.deepEqual(daemon.ours(), [60002]);
     assert.ok(FULL_POLL_EVERY * 20 < 2000, 'within the test patience');
     daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+  });
+
+  it('with socket counts, a socket only a shim request saw is closed at the next poll once it goes', async () => {
+    let count = 'UDP: inuse 0';
+    const daemon = fakeDaemon({}, createMemoryBackend(), () => count, 1_000_000);
+    await eventually(
+      () => daemon.lines.some((line) => line.startsWith('debug reconciled')),
+      'first reconcile',
+    );
+    daemon.state.sessions = [session({ port: 60001 })];
+    count = 'UDP: inuse 1';
+    assert.deepEqual(await daemon.ask('{"op":"open","port":60001}'), {
+      ok: true,
+      op: 'open',
+      port: 60001,
+      state: 'open',
+    });
+    daemon.state.sessions = [];
+    count = 'UDP: inuse 0';
+    try {
+      await eventually(() => daemon.ours().length === 0, 'closed: the count moved since the request saw it');
+    } finally {
+      daemon.signal('SIGTERM');
+    }
     assert.equal(await daemon.exit, 0);
   });
 
