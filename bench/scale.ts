@@ -167,6 +167,8 @@ const PROFILES: Profile[] = [
       await inLab(lab, ['ufw', ...(open ? [] : ['delete']), 'allow', `${RANGE}/udp`]);
     },
     preload: 'ufw-rules-file',
+    // Each ufw run re-reads and rewrites every rule: at 1000 rules one change takes seconds.
+    runsAt: { '1000': 20 },
     sessionsCap: {
       sessions: 200,
       why: 'one `ufw allow` / `ufw delete` process per port, each slower the more rules there are: 1000 take tens of minutes each way',
@@ -750,8 +752,12 @@ async function main(): Promise<number> {
   const fake = compileFake();
   const results: BackendResult[] = [];
   try {
-    for (const profile of options.backends)
+    for (const profile of options.backends) {
       results.push(await benchBackend(profile, options, fake.binary, hz, say));
+      // What is done so far, in case a later backend fails.
+      mkdirSync(fileURLToPath(new URL('./results/', import.meta.url)), { recursive: true });
+      writeFileSync(RESULTS, report(results, options, machine()));
+    }
   } finally {
     fake.remove();
   }
