@@ -478,9 +478,22 @@ async function converge(
     if (alive !== sessions) throw new LabError(`only ${alive} of ${sessions} sessions are alive`);
     const killedAt = performance.now();
     await Promise.all(pids.map((pid) => lab.killServerProcess(pid)));
-    const closed = await waitUntil(async () => (await ourPortCount(backend)) === 0, 600_000, 100);
-    if (!closed) throw new LabError(`the daemon did not close every port:\n${daemon.log()}`);
-    const closeMs = performance.now() - killedAt;
+    // ufw rewrites its rules files in place (shutil.copy), so a read can catch one half-written: count
+    // the close as done at the first of readings that stayed at zero for a whole second.
+    let zeroSince: number | undefined;
+    const closed = await waitUntil(
+      async () => {
+        const count = await ourPortCount(backend);
+        const now = performance.now();
+        zeroSince = count === 0 ? (zeroSince ?? now) : undefined;
+        return zeroSince !== undefined && now - zeroSince >= 1000;
+      },
+      600_000,
+      100,
+    );
+    if (!closed || zeroSince === undefined)
+      throw new LabError(`the daemon did not close every port:\n${daemon.log()}`);
+    const closeMs = zeroSince - killedAt;
     say(`  all closed ${Math.round(closeMs)} ms after the kill`);
     return {
       sessions,
@@ -493,7 +506,8 @@ async function converge(
     };
   } finally {
     await Promise.all(pids.map((pid) => lab.killServerProcess(pid)));
-    await daemon.stop();
+    // SIGTERM lets a reconcile in flight finish first (with ufw, one process per rule).
+    await daemon.stop('SIGTERM', 300_000);
   }
 }
 
