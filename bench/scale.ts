@@ -36,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { createBackend } from '../src/backends/select.ts';
 import type { Backend } from '../src/backends/types.ts';
 import { createUfwBackend } from '../src/backends/ufw.ts';
-import { DEFAULT_CONFIG } from '../src/config.ts';
+import { DEFAULT_CONFIG, parseConfig } from '../src/config.ts';
 import { ourSpecs } from '../src/engine.ts';
 import { type ExecOptions, type Runner, runCommand } from '../src/exec.ts';
 import {
@@ -86,6 +86,8 @@ interface Profile {
   /** Opens (or closes again) the whole port range as an admin rule, for the "wide open" connect. */
   wideOpen(lab: Lab, open: boolean): Promise<void>;
   preload: Request['preload'];
+  /** The backend the bench lists our rules with from outside the lab (default: from the config lines). */
+  listing?(lab: Lab): Backend;
   /** At most this many sessions in the converge (and why), where --sessions would take too long. */
   sessionsCap?: { sessions: number; why: string };
   /** Timed runs at a given count when fewer than --runs are used, and why. */
@@ -167,6 +169,14 @@ const PROFILES: Profile[] = [
       await inLab(lab, ['ufw', ...(open ? [] : ['delete']), 'allow', `${RANGE}/udp`]);
     },
     preload: 'ufw-rules-file',
+    // The backend reads ufw's rules files: those of the lab, through its holder's root.
+    listing: (lab) =>
+      createUfwBackend({
+        runner: labRunner(lab),
+        timeoutMs: 30_000,
+        rulesDir: lab.serverPath('/etc/ufw'),
+        defaultsFile: lab.serverPath('/etc/default/ufw'),
+      }),
     // Each ufw run re-reads and rewrites every rule: at 1000 rules one change takes seconds.
     runsAt: { '1000': 20 },
     sessionsCap: {
@@ -281,20 +291,14 @@ function labRunner(lab: Lab): Runner {
   return (argv: string[], options: ExecOptions) => runCommand(lab.serverArgv(argv), options);
 }
 
-/** The profile's backend, as the bench lists our rules through it from outside the lab. */
+/**
+ * The profile's backend as moshwall builds it from the profile's config, over a Runner into the lab, to
+ * list our rules from outside; a profile whose backend reads files (UFW) gives its own.
+ */
 function listingBackend(lab: Lab, profile: Profile): Backend {
-  if (profile.name === 'ufw') {
-    return createUfwBackend({
-      runner: labRunner(lab),
-      timeoutMs: 30_000,
-      rulesDir: lab.serverPath('/etc/ufw'),
-      defaultsFile: lab.serverPath('/etc/default/ufw'),
-    });
-  }
-  const config = { ...DEFAULT_CONFIG, commandTimeoutMs: 30_000 };
-  if (profile.name === 'nftables') return createBackend({ ...config, backend: 'nftables' }, labRunner(lab));
-  const variant = profile.name === 'iptables-legacy' ? 'legacy' : 'nft';
-  return createBackend({ ...config, backend: 'iptables', iptablesVariant: variant }, labRunner(lab));
+  if (profile.listing !== undefined) return profile.listing(lab);
+  const config = parseConfig(configText(profile), `${profile.name} profile`);
+  return createBackend({ ...config, commandTimeoutMs: 30_000 }, labRunner(lab));
 }
 
 /** The config text the daemon and the worker get. */
