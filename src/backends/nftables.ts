@@ -12,7 +12,14 @@ import {
 import { isOurJump, type NftTableFamily, OUR_CHAIN } from './nftables/layout.ts';
 import { ourRules } from './nftables/ours.ts';
 import { type NftRuleset, parseNftRuleset, rulesOf } from './nftables/ruleset.ts';
-import { assertSafeNftScript, type NftBatch, planNftAllow, planNftRevoke } from './nftables/script.ts';
+import {
+  assertSafeNftScript,
+  type NftBatch,
+  planNftAllow,
+  planNftQuickAllow,
+  planNftQuickRevoke,
+  planNftRevoke,
+} from './nftables/script.ts';
 import { isOurNftEvent } from './nftables/watch.ts';
 import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
 import { assertValidRuleSpecs } from './validate.ts';
@@ -58,9 +65,16 @@ export interface NftablesBackendOptions {
   table?: { family: NftTableFamily; name: string };
   /** The chain of that table our jump goes in; the table's input-hook chain when absent. */
   chain?: string;
+  /** A monotonic clock in ms (performance.now by default), for the age of the last listing. */
+  now?: () => number;
 }
 
 const NFT_LIST = ['nft', '-j', 'list', 'ruleset'];
+/**
+ * How long a listing is trusted for the quick path (one `nft -f -` with elements only, no listing
+ * first): long enough for the allow and revoke that follow a reconcile's listRules.
+ */
+export const NFT_LISTING_TRUSTED_MS = 1000;
 const NFT_APPLY = ['nft', '-f', '-'];
 export const NFT_MONITOR = ['nft', 'monitor', 'rules'];
 
@@ -130,6 +144,15 @@ function probeDetail(version: string, choice: AnchorChoice): string[] {
 export function createNftablesBackend(options: NftablesBackendOptions): Backend {
   const placement = placementOf(options);
   const { watcher } = options;
+  const now = options.now ?? (() => performance.now());
+  /**
+   * The last listing and when it was read. Our own changes keep it: the quick plans rely only on our
+   * chain, sets, set rules and jump being there, which our changes only ever add (a listing that lacks
+   * something we added since merely sends the next change down the full path). A refusal forgets it.
+   */
+  let known: { ruleset: NftRuleset; at: number } | undefined;
+  const recent = (): NftRuleset | undefined =>
+    known !== undefined && now() - known.at <= NFT_LISTING_TRUSTED_MS ? known.ruleset : undefined;
   const run = (argv: string[], input?: string): Promise<ExecResult> =>
     options.runner(
       argv,
@@ -146,13 +169,16 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
         },
       );
     }
-    return parseNftRuleset(result.stdout);
+    const ruleset = parseNftRuleset(result.stdout);
+    known = { ruleset, at: now() };
+    return ruleset;
   };
   const apply = async (batch: NftBatch | undefined): Promise<AppliedChange[]> => {
     if (batch === undefined) return [];
     assertSafeNftScript(batch.script);
     const result = await run(NFT_APPLY, batch.script);
     if (result.exitCode !== 0) {
+      known = undefined;
       const ports = [...new Set(batch.specs.map((spec) => spec.port))].join(',');
       throw new FirewallError(
         `nft refused to ${batch.kind} udp port(s) ${ports} (exit ${result.exitCode}), nothing changed: ${nftComplaint(result)}`,
@@ -161,6 +187,20 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     }
     const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
     return [{ kind: batch.kind, specs: batch.specs, argv: NFT_APPLY, output }];
+  };
+  /** Applies a batch planned on a recent listing; undefined when there is none or nft refuses. */
+  const quick = async (
+    plan: (ruleset: NftRuleset) => NftBatch | undefined,
+  ): Promise<AppliedChange[] | undefined> => {
+    const ruleset = recent();
+    const batch = ruleset === undefined ? undefined : plan(ruleset);
+    if (batch === undefined) return undefined;
+    try {
+      return await apply(batch);
+    } catch {
+      known = undefined;
+      return undefined;
+    }
   };
 
   return {
@@ -219,6 +259,11 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     async allow(specs: RuleSpec[]): Promise<AppliedChange[]> {
       assertValidRuleSpecs(specs);
       if (specs.length === 0) return [];
+      const quickly = await quick((cached) => {
+        const { anchor } = chooseAnchor(cached, placement);
+        return anchor === undefined ? undefined : planNftQuickAllow(cached, anchor, specs);
+      });
+      if (quickly !== undefined) return quickly;
       const ruleset = await list();
       const choice = chooseAnchor(ruleset, placement);
       if (choice.anchor === undefined) {
@@ -232,7 +277,10 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
       assertValidRuleSpecs(specs);
       if (specs.length === 0) return [];
-      return apply(planNftRevoke(await list(), specs));
+      return (
+        (await quick((cached) => planNftQuickRevoke(cached, specs))) ??
+        apply(planNftRevoke(await list(), specs))
+      );
     },
 
     ...(watcher === undefined

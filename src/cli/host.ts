@@ -6,6 +6,7 @@ import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
 import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
+import { createProcessMemory } from '../discovery/memory.ts';
 import { createHostProcReader, type ProcReader } from '../discovery/proc-reader.ts';
 import { scanSessions } from '../discovery/scan.ts';
 import { parseGroup } from '../discovery/users.ts';
@@ -49,11 +50,14 @@ function hostHasIpv6(reader: ProcReader): boolean {
 /** The engine's real edges: /proc, the ufw command, the flock lock. */
 function engine(config: Config, log: Logger): EngineDeps {
   const reader = createHostProcReader();
+  // Genuine verdicts kept across this engine's scans (a daemon's many reconciles; see memory.ts).
+  const memory = createProcessMemory();
   return {
     config,
     log,
     backend: createBackend(config, runCommand, watchLines),
-    scan: () => scanSessions(reader, { range: config.portRange, serverNames: config.moshServerNames }),
+    scan: () =>
+      scanSessions(reader, { range: config.portRange, serverNames: config.moshServerNames, memory }),
     groups: () => readGroups(reader),
     lock: async (path, timeoutMs) => {
       ensureRuntimeDirectory(path);
@@ -107,6 +111,7 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
     log,
     makeEngine: (current) => engine(current, log),
     readUdp: () => readUdp(reader),
+    readSocketCounts: () => readSocketCounts(reader),
     onSignal: (signal, handler) => process.on(signal, handler),
     startServer: async (path, handle) => {
       ensureRuntimeDirectory(path);
@@ -168,6 +173,30 @@ function readUdp(reader: ProcReader): { udp: string; udp6: string | undefined } 
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   return { udp, udp6 };
+}
+
+/**
+ * The UDP lines of /proc/net/sockstat and /proc/net/sockstat6 ("UDP: inuse 3 mem 1"), which change with
+ * the number of UDP sockets; undefined when sockstat cannot be read (the daemon then polls in full).
+ */
+function readSocketCounts(reader: ProcReader): string | undefined {
+  const udpLines = (file: string) =>
+    reader
+      .readText(file)
+      .split('\n')
+      .filter((line) => line.startsWith('UDP'))
+      .join(';');
+  try {
+    let v6 = '';
+    try {
+      v6 = udpLines('/proc/net/sockstat6');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    return `${udpLines('/proc/net/sockstat')};${v6}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The file where hooks leave the latest deadline for the watcher, beside the lock. */

@@ -3,7 +3,7 @@ import type { Config } from '../config.ts';
 import { type EngineDeps, flushOurs, probeOrFail, type SyncReport, syncOnce } from '../engine.ts';
 import { describeError, MoshwallError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { readFingerprint } from './fingerprint.ts';
+import { fingerprintHasPort, readFingerprint } from './fingerprint.ts';
 import { portOutcome } from './outcome.ts';
 import { type DaemonResponse, parseRequest } from './protocol.ts';
 import { createScheduler } from './scheduler.ts';
@@ -16,6 +16,14 @@ export interface DaemonDeps {
   makeEngine: (config: Config) => EngineDeps;
   /** The texts of /proc/net/udp and /proc/net/udp6 (undefined when IPv6 is off); throws on failure. */
   readUdp: () => { udp: string; udp6: string | undefined };
+  /**
+   * A cheap text that changes whenever the number of UDP sockets does (the UDP lines of
+   * /proc/net/sockstat{,6}), or undefined when it cannot be read. Optional: without it every poll reads
+   * /proc/net/udp{,6}, whose text the kernel formats anew for every socket (about 2 ms at 1000).
+   */
+  readSocketCounts?: () => string | undefined;
+  /** With socket counts, read the socket tables in full at least every this many polls (FULL_POLL_EVERY). */
+  fullPollEvery?: number;
   log: Logger;
   onSignal: (signal: 'SIGHUP' | 'SIGTERM' | 'SIGINT', handler: () => void) => void;
   startServer: (
@@ -27,6 +35,12 @@ export interface DaemonDeps {
 }
 
 const MAX_BACKOFF_MS = 30000;
+/**
+ * With socket counts, the polls that read the socket tables in full: every one whose count changed, and
+ * at least every FULL_POLL_EVERY-th (2 s at the default 250 ms), for a socket that closed while another
+ * opened in between (same count).
+ */
+export const FULL_POLL_EVERY = 8;
 
 /** Errors after which running on makes no sense: the admin must fix something first. */
 function isFatal(error: unknown): boolean {
@@ -47,6 +61,10 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   let lastRunAt = Number.NEGATIVE_INFINITY;
   let lastFingerprint: string | undefined;
   let lastToken: string | undefined;
+  /** The sockets the reconcile going now saw when it began (its scan sees at least those still there). */
+  let runningSeen: string | undefined;
+  let lastCounts: string | undefined;
+  let pollsSinceFull = 0;
   let failures = 0;
   let retryAt = 0;
   let stopping = false;
@@ -80,10 +98,13 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     }
     // What this reconcile sees, so the next poll compares against it: a session that came and went
     // between two polls but was served by a shim request still counts as a change afterwards.
+    const seenCounts = deps.readSocketCounts?.();
     const seen = readFingerprint(deps.readUdp, config.portRange);
+    runningSeen = seen;
     try {
       const report = await syncOnce(engine, { dryRun: false, firewall: probe, onAllowed });
       lastFingerprint = seen;
+      lastCounts = seenCounts;
       lastToken = engine.backend.changeToken?.();
       lastRunAt = startedAt;
       failures = 0;
@@ -98,6 +119,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     } catch (error) {
       probe = undefined;
       throw error;
+    } finally {
+      runningSeen = undefined;
     }
   });
 
@@ -128,7 +151,18 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   /** The cheap check run every poll interval: only a change (or the resync timer) costs a reconcile. */
   const tick = () => {
     if (stopping || deps.now() < retryAt) return;
-    const fingerprint = readFingerprint(deps.readUdp, config.portRange);
+    const counts = deps.readSocketCounts?.();
+    pollsSinceFull += 1;
+    const full =
+      counts === undefined ||
+      counts !== lastCounts ||
+      lastFingerprint === undefined ||
+      pollsSinceFull >= (deps.fullPollEvery ?? FULL_POLL_EVERY);
+    if (full) {
+      lastCounts = counts;
+      pollsSinceFull = 0;
+    }
+    const fingerprint = full ? readFingerprint(deps.readUdp, config.portRange) : lastFingerprint;
     const token = engine.backend.changeToken?.();
     if (fingerprint !== lastFingerprint) {
       lastFingerprint = fingerprint;
@@ -151,7 +185,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     if (request.op === 'ping') return { ok: true, op: 'ping', version: deps.version };
     let response: DaemonResponse;
     try {
-      response = portOutcome(await scheduler.request(), request.port);
+      // A reconcile that began with this port's socket already bound serves the request as well as a new one.
+      const covered = () => fingerprintHasPort(runningSeen, request.port);
+      response = portOutcome(await scheduler.request(covered), request.port);
     } catch (error) {
       response = { ok: false, port: request.port, error: `reconcile failed: ${describeError(error)}` };
     }

@@ -3,6 +3,7 @@ import type { Family, MoshSession, PortRange, RefusedHolder, ScanResult, UdpSock
 import { readProcessDetails, readRealUid } from './details.ts';
 import { errnoCode } from './errno.ts';
 import { checkGenuine, createGenuineCache, type GenuineVerdict } from './genuine.ts';
+import type { ProcessMemory, Recalled } from './memory.ts';
 import type { ProcReader } from './proc-reader.ts';
 import { parseBootTime, parseStatus } from './process.ts';
 import { holdersOf } from './sockets.ts';
@@ -14,6 +15,8 @@ export interface ScanOptions {
   serverNames: string[];
   /** sysconf(_SC_CLK_TCK): the unit of the start time in /proc/PID/stat. Default 100. */
   clockTicksPerSecond?: number;
+  /** Genuine verdicts kept from earlier scans (the daemon's; see memory.ts); none by default. */
+  memory?: ProcessMemory;
 }
 
 /**
@@ -36,7 +39,10 @@ export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResu
   const sockets = [...readSockets(reader, 'v4'), ...readSockets(reader, 'v6')]
     .filter((socket) => socket.localPort >= first && socket.localPort <= last)
     .sort(bySocket);
-  if (sockets.length === 0) return { sessions: [], refused: [] };
+  if (sockets.length === 0) {
+    options.memory?.keepOnly(new Set());
+    return { sessions: [], refused: [] };
+  }
 
   const scan = startScan(reader, options);
   const holders = holdersOf(reader, new Set(sockets.map((socket) => socket.inode)));
@@ -46,6 +52,7 @@ export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResu
     if (session !== undefined) result.sessions.push(session);
     result.refused.push(...refused);
   }
+  options.memory?.keepOnly(new Set([...holders.values()].flat()));
   result.sessions.sort(byPlace);
   result.refused.sort(byPlace);
   return result;
@@ -56,6 +63,8 @@ interface Scan {
   reader: ProcReader;
   options: ScanOptions;
   verdictOf(pid: number): GenuineVerdict;
+  /** uid, groups, start time and client address of a holder (from memory when it was recalled). */
+  detailsOf(pid: number): ReturnType<typeof readProcessDetails>;
   /** True when pid is a root-only helper (utempter) that a genuine holder in `parents` started. */
   isHelperOf(pid: number, parents: number[]): boolean;
   userName(uid: number): string;
@@ -66,16 +75,40 @@ interface Scan {
 function startScan(reader: ProcReader, options: ScanOptions): Scan {
   const cache = createGenuineCache();
   const verdicts = new Map<number, GenuineVerdict>();
+  const recalled = new Map<number, Recalled>();
+  const { memory } = options;
+  /** The verdict on pid: recalled from memory when it still holds, else a full check. */
+  const judge = (pid: number): GenuineVerdict => {
+    if (memory === undefined) return checkGenuine(pid, reader, { serverNames: options.serverNames }, cache);
+    const known = memory.recall(pid, reader);
+    if (known !== undefined) {
+      recalled.set(pid, known);
+      return known.verdict;
+    }
+    return memory.check(pid, reader, options.serverNames, cache);
+  };
   let names: Map<number, string> | undefined;
   let bootTime: number | undefined;
   return {
     reader,
     options,
     verdictOf(pid) {
-      const verdict =
-        verdicts.get(pid) ?? checkGenuine(pid, reader, { serverNames: options.serverNames }, cache);
+      const verdict = verdicts.get(pid) ?? judge(pid);
       verdicts.set(pid, verdict);
       return verdict;
+    },
+    detailsOf(pid) {
+      const known = recalled.get(pid);
+      if (known !== undefined && known.clientAddress !== undefined) {
+        const { uid, gids, startTimeTicks, clientAddress } = known;
+        return clientAddress === null
+          ? { uid, gids, startTimeTicks }
+          : { uid, gids, startTimeTicks, clientAddress };
+      }
+      const details = readProcessDetails(reader, pid);
+      if (details !== undefined && !('reason' in details))
+        memory?.noteClientAddress(pid, details.clientAddress);
+      return details;
     },
     isHelperOf(pid, parents) {
       if (parents.length === 0) return false;
@@ -137,7 +170,7 @@ function judgeSocket(
   let holder: (typeof present)[number] | undefined;
   let details: ReturnType<typeof readProcessDetails>;
   for (const candidate of present) {
-    details = readProcessDetails(scan.reader, candidate.pid);
+    details = scan.detailsOf(candidate.pid);
     if (details !== undefined) {
       holder = candidate;
       break;

@@ -139,6 +139,68 @@ export function planNftRevoke(ruleset: NftRuleset, specs: readonly RuleSpec[]): 
   return { kind: 'revoke', specs: [...removed.values()], script: `${lines.join('\n')}\n` };
 }
 
+/**
+ * The quick allow, planned on a recent listing without listing again: only `add element` lines (nft's
+ * add is idempotent), and only when every spec's set is in force there (typed as ours, with its rule in
+ * our chain and our jump in the anchor chain) and no set of ours needs flushing; otherwise undefined,
+ * and the caller lists and plans in full. Should the listing be out of date (a set gone), nft refuses
+ * the transaction as a whole and the caller falls back to the full plan.
+ */
+export function planNftQuickAllow(
+  ruleset: NftRuleset,
+  anchor: NftAnchor,
+  specs: readonly RuleSpec[],
+): NftBatch | undefined {
+  assertValidRuleSpecs(specs);
+  if (nftNameProblem(anchor.table) !== undefined) return undefined;
+  const families = tableFamilies(anchor.family);
+  if (specs.some((spec) => !families.includes(spec.family))) return undefined;
+  const state = ourTableState(ruleset, anchor.family, anchor.table);
+  if (!state.chainExists || !state.jumpsFrom.includes(anchor.chain)) return undefined;
+  if (state.sets.some((each) => !inForce(state, each) && (each.specs.length > 0 || each.odd.length > 0)))
+    return undefined;
+  const additions = new Map<string, RuleSpec[]>();
+  for (const spec of unique(specs)) {
+    const name = setOfSpec(spec).name;
+    const existing = state.sets.find((each) => each.set.name === name);
+    if (existing === undefined || !existing.typeOk || !inForce(state, existing)) return undefined;
+    additions.set(name, [...(additions.get(name) ?? []), spec]);
+  }
+  if (additions.size === 0) return undefined;
+  const where = `${anchor.family} ${anchor.table}`;
+  const lines = [...additions].map(
+    ([name, added]) => `add element ${where} ${name} { ${added.map(elementText).join(', ')} }`,
+  );
+  return { kind: 'allow', specs: [...additions.values()].flat(), script: `${lines.join('\n')}\n` };
+}
+
+/**
+ * The quick revoke, planned on a recent listing without listing again: `delete element` of every spec
+ * from its set in each table of ours that has that set, or undefined when a spec's set is in none. nft
+ * refuses the whole transaction when an element is not there (the listing was out of date, or the spec
+ * was never allowed), and the caller then lists and plans in full, which deletes only what is there.
+ */
+export function planNftQuickRevoke(ruleset: NftRuleset, specs: readonly RuleSpec[]): NftBatch | undefined {
+  assertValidRuleSpecs(specs);
+  const tables = ourTables(ruleset);
+  const deletions = new Map<string, RuleSpec[]>();
+  for (const spec of unique(specs)) {
+    const name = setOfSpec(spec).name;
+    const holders = tables.filter((state) => state.sets.some((each) => each.set.name === name));
+    if (holders.length === 0 || holders.some((state) => nftNameProblem(state.table) !== undefined))
+      return undefined;
+    for (const state of holders) {
+      const key = `${state.family} ${state.table} ${name}`;
+      deletions.set(key, [...(deletions.get(key) ?? []), spec]);
+    }
+  }
+  if (deletions.size === 0) return undefined;
+  const lines = [...deletions].map(
+    ([key, deleted]) => `delete element ${key} { ${deleted.map(elementText).join(', ')} }`,
+  );
+  return { kind: 'revoke', specs: unique(specs), script: `${lines.join('\n')}\n` };
+}
+
 const FAMILY = '(inet|ip|ip6)';
 const NAME = '([A-Za-z_.][A-Za-z0-9_.-]*)';
 const SET = '(moshwall_v[46]_(?:any|net[0-9]+))';

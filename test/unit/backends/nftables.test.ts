@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { createNftablesBackend, nftScriptProblem } from '../../../src/backends/nftables.ts';
+import {
+  createNftablesBackend,
+  NFT_LISTING_TRUSTED_MS,
+  nftScriptProblem,
+} from '../../../src/backends/nftables.ts';
 import type { RuleSpec } from '../../../src/backends/types.ts';
 import { FirewallError } from '../../../src/errors.ts';
 import { v4, v6 } from '../../support/builders.ts';
@@ -23,9 +27,18 @@ const TIMEOUT = 4321;
 
 type Placement = Pick<Parameters<typeof createNftablesBackend>[0], 'table' | 'chain'>;
 
+/**
+ * The backend over recorded answers, with a clock that moves past NFT_LISTING_TRUSTED_MS at every look:
+ * these golden sequences are the full path (list, plan, apply); the quick path has its own tests below.
+ */
 function backendWith(answers: CannedAnswer[], placement: Placement = {}) {
+  let ms = 0;
+  const now = () => {
+    ms += NFT_LISTING_TRUSTED_MS + 1;
+    return ms;
+  };
   return recordedBackend(answers, (runner) =>
-    createNftablesBackend({ runner, timeoutMs: TIMEOUT, ...placement }),
+    createNftablesBackend({ runner, timeoutMs: TIMEOUT, now, ...placement }),
   );
 }
 
@@ -279,5 +292,113 @@ describe('nftables backend: which admin rules come after our jump', () => {
       assert.ok(admin.length >= 4);
       assert.deepEqual([...new Set(admin.map((rule) => rule.afterOurs))], [expected]);
     }
+  });
+});
+
+describe('nftables backend: the quick path right after a listing', () => {
+  const REFUSED: CannedAnswer = {
+    exitCode: 1,
+    stdout: '',
+    stderr: 'Error: Could not process rule: No such file or directory\n',
+  };
+  const OK: CannedAnswer = { exitCode: 0, stdout: '', stderr: '' };
+  /** A backend over `answers` with a clock the test moves. */
+  const clocked = (answers: CannedAnswer[]) => {
+    const clock = { ms: 0 };
+    const recorded = recordedBackend(answers, (runner) =>
+      createNftablesBackend({ runner, timeoutMs: TIMEOUT, now: () => clock.ms }),
+    );
+    return { ...recorded, clock };
+  };
+
+  it('allow and revoke after listRules run one transaction of elements each, no listing', async () => {
+    const { backend, calls } = clocked([real('list-after-allow-1'), OK, OK]);
+    await backend.listRules();
+    const allowed = await backend.allow([v4(60005), v4(60006, '10.0.0.0/8')]);
+    const revoked = await backend.revoke([v4(60001)]);
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [LIST, APPLY, APPLY],
+    );
+    assert.deepEqual(
+      calls.map((call) => call.options.input),
+      [
+        undefined,
+        'add element inet filter moshwall_v4_any { 60005 }\nadd element inet filter moshwall_v4_net8 { 10.0.0.0/8 . 60006 }\n',
+        'delete element inet filter moshwall_v4_any { 60001 }\n',
+      ],
+    );
+    assert.deepEqual(
+      allowed.map((change) => change.specs),
+      [[v4(60005), v4(60006, '10.0.0.0/8')]],
+    );
+    assert.deepEqual(
+      revoked.map((change) => change.specs),
+      [[v4(60001)]],
+    );
+  });
+
+  it('when nft refuses the quick transaction (the listing was out of date), it lists and plans in full', async () => {
+    const { backend, calls } = clocked([
+      real('list-after-allow-1'),
+      REFUSED,
+      real('list-after-allow-1'),
+      OK,
+      REFUSED,
+      real('list-after-allow-1'),
+    ]);
+    await backend.listRules();
+    await backend.revoke([v4(60003)]);
+    assert.deepEqual(await backend.revoke([v4(60009)]), []);
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [LIST, APPLY, LIST, APPLY, APPLY, LIST],
+    );
+    const inputs = calls.map((call) => call.options.input);
+    assert.equal(inputs[1], 'delete element inet filter moshwall_v4_any { 60003 }\n');
+    assert.equal(inputs[3], 'delete element inet filter moshwall_v4_any { 60003 }\n');
+    // 60009 was never allowed: nft refuses its quick delete, and the full plan finds nothing to do.
+    assert.equal(inputs[4], 'delete element inet filter moshwall_v4_any { 60009 }\n');
+  });
+
+  it('a listing older than NFT_LISTING_TRUSTED_MS is not trusted, and quick changes do not make it younger', async () => {
+    const { backend, calls, clock } = clocked([
+      real('list-after-allow-1'),
+      OK,
+      OK,
+      real('list-after-allow-1'),
+      OK,
+    ]);
+    await backend.listRules();
+    clock.ms = NFT_LISTING_TRUSTED_MS - 10;
+    await backend.allow([v4(60005)]);
+    await backend.revoke([v4(60005)]);
+    clock.ms = NFT_LISTING_TRUSTED_MS + 1;
+    await backend.allow([v4(60005)]);
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [LIST, APPLY, APPLY, LIST, APPLY],
+    );
+  });
+
+  it('needs the full plan when a spec’s set is missing or not in force', async () => {
+    const { backend, calls } = clocked([
+      real('list-after-allow-1'),
+      real('list-after-allow-1'),
+      OK,
+      real('list-jump-gone'),
+      real('list-jump-gone'),
+      OK,
+    ]);
+    await backend.listRules();
+    await backend.allow([v4(60007, '10.1.0.0/16')]);
+    await backend.listRules();
+    await backend.allow([v4(60003)]);
+    assert.deepEqual(
+      calls.map((call) => call.argv),
+      [LIST, LIST, APPLY, LIST, LIST, APPLY],
+    );
+    assert.match(calls[2]?.options.input ?? '', /^add set inet filter moshwall_v4_net16 /m);
+    assert.match(calls[5]?.options.input ?? '', /^insert rule inet filter input jump moshwall_input/m);
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { type Config, DEFAULT_CONFIG } from '../../../src/config.ts';
-import { type DaemonDeps, runDaemon } from '../../../src/daemon/daemon.ts';
+import { type DaemonDeps, FULL_POLL_EVERY, runDaemon } from '../../../src/daemon/daemon.ts';
 import type { DaemonResponse } from '../../../src/daemon/protocol.ts';
 import { ConfigError } from '../../../src/errors.ts';
 import { createLogger } from '../../../src/log.ts';
@@ -34,8 +34,14 @@ async function eventually(check: () => boolean, what: string): Promise<void> {
 }
 
 /** A daemon over a memory backend with sessions, config and signals the test controls. */
-function fakeDaemon(initial: Partial<Config> = {}, backend = createMemoryBackend()) {
+function fakeDaemon(
+  initial: Partial<Config> = {},
+  backend = createMemoryBackend(),
+  socketCounts?: () => string | undefined,
+  fullPollEvery?: number,
+) {
   const state = {
+    udpReads: 0,
     sessions: [] as MoshSession[],
     nextConfig: (): Config => ({ ...DEFAULT_CONFIG, ...initial }),
   };
@@ -55,7 +61,12 @@ function fakeDaemon(initial: Partial<Config> = {}, backend = createMemoryBackend
       groups: () => ({ gidOf: () => undefined, membersOf: () => [] }),
       lock: async () => async () => {},
     }),
-    readUdp: () => ({ udp: udpText(state.sessions.map((entry) => entry.port)), udp6: undefined }),
+    readUdp: () => {
+      state.udpReads += 1;
+      return { udp: udpText(state.sessions.map((entry) => entry.port)), udp6: undefined };
+    },
+    ...(socketCounts === undefined ? {} : { readSocketCounts: socketCounts }),
+    ...(fullPollEvery === undefined ? {} : { fullPollEvery }),
     log: createLogger((line) => lines.push(line), 'debug'),
     onSignal: (signal, handler) => handlers.set(signal, handler),
     startServer: async (_path, handler) => {
@@ -106,6 +117,53 @@ describe('runDaemon', () => {
     assert.equal(daemon.isClosed(), true);
     assert.ok(daemon.lines.some((line) => /^info opened port=60002/.test(line)));
     assert.ok(daemon.lines.some((line) => /^info closed port=60001/.test(line)));
+  });
+
+  it('with socket counts, reads the socket tables when the count changes and every FULL_POLL_EVERY polls', async () => {
+    let count = 'UDP: inuse 0';
+    const daemon = fakeDaemon({}, createMemoryBackend(), () => count);
+    await eventually(
+      () => daemon.lines.some((line) => line.startsWith('debug reconciled')),
+      'first reconcile',
+    );
+    const readsAtRest = daemon.state.udpReads;
+    await wait(20 * 3);
+    assert.ok(daemon.state.udpReads - readsAtRest <= 1, 'no full read on most polls while the count stands');
+    daemon.state.sessions = [session({ port: 60001 })];
+    count = 'UDP: inuse 1';
+    await eventually(() => daemon.ours().includes(60001), 'a new socket (the count moved) is opened');
+    // Another socket replaces it: the count stands, and a full poll within FULL_POLL_EVERY notices.
+    daemon.state.sessions = [session({ port: 60002 })];
+    await eventually(() => daemon.ours().includes(60002), 'the swap is noticed by a periodic full poll');
+    assert.deepEqual(daemon.ours(), [60002]);
+    assert.ok(FULL_POLL_EVERY * 20 < 2000, 'within the test patience');
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+  });
+
+  it('with socket counts, a socket only a shim request saw is closed at the next poll once it goes', async () => {
+    let count = 'UDP: inuse 0';
+    const daemon = fakeDaemon({}, createMemoryBackend(), () => count, 1_000_000);
+    await eventually(
+      () => daemon.lines.some((line) => line.startsWith('debug reconciled')),
+      'first reconcile',
+    );
+    daemon.state.sessions = [session({ port: 60001 })];
+    count = 'UDP: inuse 1';
+    assert.deepEqual(await daemon.ask('{"op":"open","port":60001}'), {
+      ok: true,
+      op: 'open',
+      port: 60001,
+      state: 'open',
+    });
+    daemon.state.sessions = [];
+    count = 'UDP: inuse 0';
+    try {
+      await eventually(() => daemon.ours().length === 0, 'closed: the count moved since the request saw it');
+    } finally {
+      daemon.signal('SIGTERM');
+    }
+    assert.equal(await daemon.exit, 0);
   });
 
   it('answers hostile and wrong requests with errors and keeps serving', async () => {

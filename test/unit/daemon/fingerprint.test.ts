@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { socketFingerprint } from '../../../src/daemon/fingerprint.ts';
+import { fingerprintHasPort, socketFingerprint } from '../../../src/daemon/fingerprint.ts';
+import { parseProcNetUdp } from '../../../src/discovery/udp.ts';
 
 const udp = readFileSync('test/fixtures/proc/lab/net/udp', 'utf8');
 const udp6 = readFileSync('test/fixtures/proc/lab/net/udp6', 'utf8');
@@ -17,5 +18,28 @@ describe('socketFingerprint', () => {
   });
   it('ignores sockets outside the range', () => {
     assert.equal(socketFingerprint(udp, udp6, { first: 1, last: 2 }), '');
+  });
+  it('reads the same family, port and inode as the full parse of discovery/udp.ts', () => {
+    const range = { first: 1, last: 65535 };
+    const expected = [...parseProcNetUdp(udp, 'v4'), ...parseProcNetUdp(udp6, 'v6')]
+      .map((socket) => `${socket.family}:${socket.localPort}:${socket.inode}`)
+      .sort()
+      .join(',');
+    assert.ok(expected.split(',').length >= 2);
+    assert.equal(socketFingerprint(udp, udp6, range), expected);
+  });
+  it('changes when a line it cannot read changes, so the reconcile that follows can report it', () => {
+    const range = { first: 60000, last: 61000 };
+    const broken = (tail: string) => `${udp}garbage ${tail}\n`;
+    assert.notEqual(socketFingerprint(broken('a'), udp6, range), socketFingerprint(udp, udp6, range));
+    assert.notEqual(socketFingerprint(broken('a'), udp6, range), socketFingerprint(broken('b'), udp6, range));
+  });
+  it('tells whether a fingerprint lists a port', () => {
+    const all = socketFingerprint(udp, udp6, { first: 60000, last: 61000 });
+    assert.equal(fingerprintHasPort(all, 60777), true);
+    assert.equal(fingerprintHasPort(all, 60778), true);
+    assert.equal(fingerprintHasPort(all, 6077), false);
+    assert.equal(fingerprintHasPort(all, 777), false);
+    assert.equal(fingerprintHasPort(undefined, 60777), false);
   });
 });

@@ -60,4 +60,36 @@ describe('createScheduler', () => {
     fail = false;
     assert.deepEqual(await scheduler.request(), report(2));
   });
+
+  it('lets a request the running run covers join it, before or after its allows, and no other', async () => {
+    let finish: () => void = () => {};
+    let allow: () => void = () => {};
+    let runs = 0;
+    const scheduler = createScheduler(async (onAllowed) => {
+      const run = ++runs;
+      await new Promise<void>((resolve) => {
+        allow = resolve;
+      });
+      onAllowed(report(run));
+      await new Promise<void>((resolve) => {
+        finish = resolve;
+      });
+      return report(run);
+    });
+    const first = scheduler.request();
+    await Promise.resolve();
+    const joinedEarly = scheduler.request(() => true);
+    const notCovered = scheduler.request(() => false);
+    allow();
+    assert.deepEqual(await first, report(1));
+    assert.deepEqual(await joinedEarly, report(1), 'joined before the allows: answered with them');
+    assert.deepEqual(await scheduler.request(() => true), report(1), 'joined after the allows: their report');
+    finish();
+    await new Promise((resolve) => setImmediate(resolve));
+    allow();
+    assert.deepEqual(await notCovered, report(2), 'not covered: the next run');
+    finish();
+    await scheduler.idle();
+    assert.equal(runs, 2);
+  });
 });
