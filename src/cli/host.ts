@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createBackend } from '../backends/select.ts';
@@ -17,6 +17,7 @@ import { describeError } from '../errors.ts';
 import { holdFileLock, runCommand, spawnDetached, spawnPipedStdout, watchLines } from '../exec.ts';
 import { watchUntilDeadline } from '../hook.ts';
 import { applySteps, pathState } from '../install/apply.ts';
+import { modeIfAny, readTextIfAny } from '../install/host-files.ts';
 import type { Manifest } from '../install/plan.ts';
 import type { Logger } from '../log.ts';
 import type { GroupDirectory } from '../policy.ts';
@@ -221,20 +222,8 @@ const host: HostActions = {
     nodePath: realpathSync(process.execPath),
     state: pathState,
     systemdRunning: existsSync('/run/systemd/system'),
-    readText: (path) => {
-      try {
-        return readFileSync(path, 'utf8');
-      } catch {
-        return undefined;
-      }
-    },
-    modeOf: (path) => {
-      try {
-        return statSync(path).mode & 0o7777;
-      } catch {
-        return undefined;
-      }
-    },
+    readText: readTextIfAny,
+    modeOf: modeIfAny,
   }),
   applySteps: (steps, config, log) =>
     applySteps(steps, {

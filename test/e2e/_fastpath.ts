@@ -8,6 +8,7 @@ import { FAST_SET_NAMES } from '../../src/backends/ufw/fastpath.ts';
 import { createUfwBackend } from '../../src/backends/ufw.ts';
 import { type Runner, runCommand } from '../../src/exec.ts';
 import { applySteps } from '../../src/install/apply.ts';
+import { modeIfAny, readTextIfAny } from '../../src/install/host-files.ts';
 import { type HookFacts, planHookInstall, planHookRemoval } from '../../src/install/ufw-hook.ts';
 import { LabError } from './_exec.ts';
 import type { Lab } from './lab.ts';
@@ -33,20 +34,8 @@ export function labRunner(lab: Lab): Runner {
 function labHookFacts(lab: Lab): HookFacts {
   return {
     ufwDir: lab.serverPath('/etc/ufw'),
-    readText: (path) => {
-      try {
-        return readFileSync(path, 'utf8');
-      } catch {
-        return undefined;
-      }
-    },
-    modeOf: (path) => {
-      try {
-        return statSync(path).mode & 0o7777;
-      } catch {
-        return undefined;
-      }
-    },
+    readText: readTextIfAny,
+    modeOf: modeIfAny,
   };
 }
 
