@@ -27,6 +27,8 @@ export interface Request {
    * making one through ufw and writing ufw's own lines for the others into user.rules, then `ufw reload`.
    */
   preload: 'api' | 'ufw-rules-file';
+  /** At most this many specs per preload allow() call ("api"; default: all in one call). */
+  preloadBatch?: number;
 }
 
 /** What one count measured, in ms. */
@@ -108,7 +110,9 @@ async function main(): Promise<void> {
           await preloadUfwFile(backend, request.firstPort, count);
         } else {
           const more = Array.from({ length: count - loaded }, (_, i) => spec(request.firstPort + loaded + i));
-          await backend.allow(more);
+          const batch = request.preloadBatch ?? more.length;
+          for (let from = 0; from < more.length; from += batch)
+            await backend.allow(more.slice(from, from + batch));
         }
         loaded = count;
       });
@@ -147,7 +151,11 @@ async function main(): Promise<void> {
         }
         writeFileSync(file, kept.join('\n').replace(/\n{3,}/g, '\n\n'));
         await ufw(['reload']);
-      } else await backend.revoke(left);
+      } else {
+        const batch = request.preloadBatch ?? left.length;
+        for (let from = 0; from < left.length; from += batch)
+          await backend.revoke(left.slice(from, from + batch));
+      }
     }
   }
   process.stdout.write(`${JSON.stringify(results)}\n`);

@@ -15,7 +15,8 @@
 // the same genuineness check as a real mosh-server (and the bench checks, with `moshwall status`, that it
 // counts every one as genuine). A real mosh-server ends itself after 60 s without a client.
 //
-// Prints the tables and writes them to bench/results/scale.md. Needs root, gcc, and `npm run build` (run
+// Prints the tables and writes them to bench/results/scale.md, keeping the rows there of backends not
+// run now (a run replaces only its own backends' rows). Needs root, gcc, and `npm run build` (run
 // it as `npm run bench:scale`). Options: --backends ufw,nftables,… (default all profiles), --sessions N
 // (1000), --runs N (50), --counts 0,100,1000, --idle-s S (30), --connect-runs N (5; 0 skips it).
 // Prints figures; never passes or fails on them.
@@ -48,10 +49,11 @@ import {
   waitUntil,
 } from '../test/e2e/_daemon.ts';
 import { LabError, run } from '../test/e2e/_exec.ts';
+import { installLabFastPath, labFastBackend } from '../test/e2e/_fastpath.ts';
 import { missingClientTools, startMoshClient } from '../test/e2e/_mosh-client.ts';
 import { serverPidsOnPort } from '../test/e2e/_observe.ts';
 import { isGone, namespaceOf, statusField } from '../test/e2e/_procfs.ts';
-import { createLab, type Lab, requireRoot, SERVER_V4 } from '../test/e2e/lab.ts';
+import { createLab, type Lab, type LabOptions, requireRoot, SERVER_V4 } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';
 import type { CountResult, Request } from './_scale-changes.ts';
 
@@ -86,12 +88,18 @@ interface Profile {
   /** Opens (or closes again) the whole port range as an admin rule, for the "wide open" connect. */
   wideOpen(lab: Lab, open: boolean): Promise<void>;
   preload: Request['preload'];
+  /** At most this many rules per preload call, where one call of 1000 outlasts command_timeout_ms. */
+  preloadBatch?: number;
+  /** What the report should say of this backend's figures. */
+  note?: string;
   /** The backend the bench lists our rules with from outside the lab (default: from the config lines). */
   listing?(lab: Lab): Backend;
   /** At most this many sessions in the converge (and why), where --sessions would take too long. */
   sessionsCap?: { sessions: number; why: string };
   /** Timed runs at a given count when fewer than --runs are used, and why. */
   runsAt?: Record<string, number>;
+  /** How the lab is made beyond its users (e.g. a real firewalld instead of UFW). */
+  labOptions?: Pick<LabOptions, 'firewall'>;
 }
 
 /** Runs argv as root in the lab's server host, or throws with its output. */
@@ -219,6 +227,35 @@ const PROFILES: Profile[] = [
   },
   iptablesProfile('nft'),
   iptablesProfile('legacy'),
+  {
+    name: 'ufw-ipset',
+    setBased: true,
+    config: ['backend = "ufw"', 'ufw_fast_path = "ipset"'],
+    // The hook as `moshwall install` adds it: our sets and their match rules in UFW's after chains.
+    setUp: installLabFastPath,
+    async wideOpen(lab, open) {
+      await inLab(lab, ['ufw', ...(open ? [] : ['delete']), 'allow', `${RANGE}/udp`]);
+    },
+    preload: 'api',
+    listing: labFastBackend,
+  },
+  {
+    name: 'firewalld',
+    setBased: false,
+    config: ['backend = "firewalld"'],
+    labOptions: { firewall: 'firewalld' },
+    // The lab's firewalld: default zone public (ssh allowed, everything else rejected).
+    async setUp() {},
+    async wideOpen(lab, open) {
+      const ports = `${RANGE.replace(':', '-')}/udp`;
+      await inLab(lab, ['firewall-cmd', '--zone=public', `--${open ? 'add' : 'remove'}-port=${ports}`]);
+    },
+    preload: 'api',
+    // One firewall-cmd of N rich rules takes longer per rule the more it holds (300: 3 s, 1000: ~25 s,
+    // beyond the default 15 s command_timeout_ms); the daemon's converge lives with that as users get it.
+    preloadBatch: 200,
+    note: 'its daemon adds 1000 new sessions in one firewall-cmd call of 1000 rich rules, which takes longer than the default command_timeout_ms of 15 s (about 25 s with the limit raised): the call is cut off (firewalld had added 903 of them by then in a trial run), the daemon logs reconcile-failed, and its next reconcile adds what is still missing, so the converge counts one timed-out call. Its changes are timed with 1000 rules preloaded in calls of 200',
+  },
 ];
 
 interface Options {
@@ -329,6 +366,7 @@ async function measureChanges(lab: Lab, profile: Profile, options: Options): Pro
     counts: options.counts,
     runs: options.runs,
     ...(profile.runsAt ? { runsAt: profile.runsAt } : {}),
+    ...(profile.preloadBatch ? { preloadBatch: profile.preloadBatch } : {}),
     firstPort: FIRST_PORT,
     probePort: 60000,
     preload: profile.preload,
@@ -585,6 +623,8 @@ interface BackendResult {
   changes: CountResult[];
   converge: Converge;
   connect?: Record<ConnectMode, number[]>;
+  /** When its lab was made (ISO), and the load average at its start → end. */
+  date: string;
   load: string;
 }
 
@@ -603,8 +643,9 @@ async function benchBackend(
   say: (text: string) => void,
 ): Promise<BackendResult> {
   const before = load();
+  const date = new Date().toISOString();
   say(`${profile.name}: lab (load ${before})`);
-  const lab = await createLab({ users: USERS });
+  const lab = await createLab({ users: USERS, ...profile.labOptions });
   try {
     await profile.setUp(lab);
     installFake(lab, binary);
@@ -622,6 +663,7 @@ async function benchBackend(
       changes,
       converge: result,
       ...(connect ? { connect } : {}),
+      date,
       load: `${before} → ${load()}`,
     };
   } finally {
@@ -642,51 +684,161 @@ function table(header: string[], rows: string[][]): string {
 
 const ms = (value: number) => (Number.isNaN(value) ? '—' : value < 10 ? value.toFixed(1) : value.toFixed(0));
 
-/** The report's Markdown. */
-function report(results: BackendResult[], options: Options, where: string): string {
-  const changeRows = results.flatMap(({ profile, changes }) =>
-    changes.map((each) => [
-      profile.name,
-      String(each.count),
-      String(each.allowMs.length),
-      ms(median(each.allowMs)),
-      ms(percentile(each.allowMs, 99)),
-      ms(median(each.revokeMs)),
-      ms(percentile(each.revokeMs, 99)),
-      ms(median(each.listMs)),
-    ]),
-  );
-  const convergeRows = results.map(({ profile, converge: c }) => [
-    profile.name,
-    String(c.sessions),
-    `${c.genuine} / ${c.refused}`,
-    (c.openMs / 1000).toFixed(1),
-    (c.closeMs / 1000).toFixed(1),
-    c.idle.cpu.toFixed(2),
-    c.idle.rss.toFixed(1),
-    c.idle.hwm.toFixed(1),
-  ]);
-  const connectRows = results.flatMap(({ profile, connect, converge: c }) => {
-    if (!connect) return [];
-    const wide = connect['wide open'].length > 0 ? median(connect['wide open']) : Number.NaN;
-    const row = (label: string, samples: number[]) => [
-      profile.name,
-      label,
-      String(samples.length),
-      ms(samples.length > 0 ? median(samples) : Number.NaN),
-      samples.length > 0 ? `${(median(samples) / wide).toFixed(2)}×` : '—',
-    ];
-    return [
-      row('wide open', connect['wide open']),
-      row('daemon+shim', connect['daemon+shim']),
-      row(`daemon+shim, ${c.sessions} live`, c.connectLive),
-    ];
+/** The tables of the report, by the start of their heading. */
+const SECTIONS = {
+  changes: '## One change',
+  converge: '## `moshwall daemon`',
+  connect: '## Connect',
+} as const;
+type Section = keyof typeof SECTIONS;
+
+/**
+ * What an earlier report says of each backend: its table rows (cells), when it ran and its load line,
+ * and its own note line. The report of a run keeps these for the backends it did not run.
+ */
+interface Earlier {
+  rows: Record<Section, string[][]>;
+  runs: Map<string, { date: string; load: string }>;
+  notes: Map<string, string>;
+}
+
+/** The runs line of the report: per backend, when it ran and the load average (start → end). */
+const RUNS_LINE = 'Per backend, when it ran and the load average (start → end)';
+
+/** Reads an earlier report (this script's Markdown, or the older one with a single "Load average" line). */
+function readEarlier(text: string): Earlier {
+  const earlier: Earlier = {
+    rows: { changes: [], converge: [], connect: [] },
+    runs: new Map(),
+    notes: new Map(),
+  };
+  const lines = text.split('\n');
+  const fileDate = /\((\S+)\)$/.exec(lines[0] ?? '')?.[1] ?? '?';
+  const names = new Set(PROFILES.map((profile) => profile.name));
+  let section: Section | undefined;
+  let tableLine = 0;
+  for (const line of lines) {
+    if (line.startsWith('#')) {
+      section = (Object.keys(SECTIONS) as Section[]).find((key) => line.startsWith(SECTIONS[key]));
+      tableLine = 0;
+    } else if (line.startsWith('|')) {
+      tableLine += 1;
+      // The header and the rule line come first.
+      if (section !== undefined && tableLine > 2)
+        earlier.rows[section].push(
+          line
+            .split('|')
+            .slice(1, -1)
+            .map((cell) => cell.trim()),
+        );
+    } else {
+      const runs = new RegExp(
+        `^(?:${RUNS_LINE.replace(/[()]/g, '\\$&')}|Load average per backend \\(start → end\\)): (.*)\\.$`,
+      ).exec(line);
+      for (const item of runs?.[1]?.split('; ') ?? []) {
+        const [, name, date, loads] = /^(\S+) (?:\((\S+)\) )?(.*)$/.exec(item) ?? [];
+        if (name !== undefined && loads !== undefined)
+          earlier.runs.set(name, { date: date ?? fileDate, load: loads });
+      }
+      const note = /^- (\S+): /.exec(line)?.[1];
+      if (note !== undefined && names.has(note)) earlier.notes.set(note, line);
+    }
+  }
+  return earlier;
+}
+
+/** The earlier report at RESULTS, or nothing when there is none. */
+function earlierReport(): Earlier {
+  try {
+    return readEarlier(readFileSync(RESULTS, 'utf8'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return readEarlier('');
+    throw error;
+  }
+}
+
+/** Earlier rows of backends not run now, with the rows of this run, in PROFILES order. */
+function mergeRows(earlier: string[][], fresh: string[][], ran: Set<string>): string[][] {
+  const order = (row: string[]) => {
+    const index = PROFILES.findIndex((profile) => profile.name === row[0]);
+    return index < 0 ? PROFILES.length : index;
+  };
+  return [...earlier.filter((row) => !ran.has(row[0] ?? '')), ...fresh].sort((a, b) => order(a) - order(b));
+}
+
+/** The report's Markdown: this run's backends, and what `earlier` holds of the others. */
+function report(results: BackendResult[], earlier: Earlier, options: Options, where: string): string {
+  const ran = new Set(results.map((each) => each.profile.name));
+  const runs = new Map([...earlier.runs].filter(([name]) => !ran.has(name)));
+  for (const each of results) runs.set(each.profile.name, { date: each.date, load: each.load });
+  const runItems = PROFILES.flatMap((profile) => {
+    const run = runs.get(profile.name);
+    return run === undefined ? [] : [`${profile.name} (${run.date}) ${run.load}`];
   });
+  const changeRows = mergeRows(
+    earlier.rows.changes,
+    results.flatMap(({ profile, changes }) =>
+      changes.map((each) => [
+        profile.name,
+        String(each.count),
+        String(each.allowMs.length),
+        ms(median(each.allowMs)),
+        ms(percentile(each.allowMs, 99)),
+        ms(median(each.revokeMs)),
+        ms(percentile(each.revokeMs, 99)),
+        ms(median(each.listMs)),
+      ]),
+    ),
+    ran,
+  );
+  const convergeRows = mergeRows(
+    earlier.rows.converge,
+    results.map(({ profile, converge: c }) => [
+      profile.name,
+      String(c.sessions),
+      `${c.genuine} / ${c.refused}`,
+      (c.openMs / 1000).toFixed(1),
+      (c.closeMs / 1000).toFixed(1),
+      c.idle.cpu.toFixed(2),
+      c.idle.rss.toFixed(1),
+      c.idle.hwm.toFixed(1),
+    ]),
+    ran,
+  );
+  const connectRows = mergeRows(
+    earlier.rows.connect,
+    results.flatMap(({ profile, connect, converge: c }) => {
+      if (!connect) return [];
+      const wide = connect['wide open'].length > 0 ? median(connect['wide open']) : Number.NaN;
+      const row = (label: string, samples: number[]) => [
+        profile.name,
+        label,
+        String(samples.length),
+        ms(samples.length > 0 ? median(samples) : Number.NaN),
+        samples.length > 0 ? `${(median(samples) / wide).toFixed(2)}×` : '—',
+      ];
+      return [
+        row('wide open', connect['wide open']),
+        row('daemon+shim', connect['daemon+shim']),
+        row(`daemon+shim, ${c.sessions} live`, c.connectLive),
+      ];
+    }),
+    ran,
+  );
+  const notes = new Map([...earlier.notes].filter(([name]) => !ran.has(name)));
+  for (const { profile, converge: c } of results) {
+    const capped = profile.sessionsCap !== undefined && c.sessions < options.sessions;
+    const parts = [
+      ...(capped ? [`${c.sessions} sessions, not ${options.sessions}: ${profile.sessionsCap?.why}`] : []),
+      ...(profile.note !== undefined ? [profile.note] : []),
+    ];
+    if (parts.length > 0) notes.set(profile.name, `- ${profile.name}: ${parts.join('; ')}.`);
+  }
   return [
     `# moshwall at scale, per backend (${new Date().toISOString()})`,
     '',
     `Machine: ${where}.`,
-    `Load average per backend (start → end): ${results.map((each) => `${each.profile.name} ${each.load}`).join('; ')}.`,
+    `${RUNS_LINE}: ${runItems.join('; ')}.`,
     '',
     `## One change through the Backend API (timed inside the lab), with N rules of ours already there`,
     '',
@@ -721,13 +873,13 @@ function report(results: BackendResult[], options: Options, where: string): stri
       : []),
     'Notes:',
     '',
-    `- Changes: one v4 port from anywhere allowed, then revoked, ${options.runs} times per N after one untimed pair (fewer where the runs column says so); p99 is the nearest-rank 99th percentile; listRules is the median of 10. UFW's preloaded rules are one rule made by ufw and ufw's own user.rules lines for the others with the port changed, then one \`ufw reload\` (what ${options.counts.at(-1)} \`ufw allow\` calls would leave, in seconds instead of minutes); the others preload through one allow() call.`,
+    `- Changes: one v4 port from anywhere allowed, then revoked, ${options.runs} times per N after one untimed pair (fewer where the runs column says so); p99 is the nearest-rank 99th percentile; listRules is the median of 10. Classic UFW's (ufw) preloaded rules are one rule made by ufw and ufw's own user.rules lines for the others with the port changed, then one \`ufw reload\` (what ${options.counts.at(-1)} \`ufw allow\` calls would leave, in seconds instead of minutes); the others preload through one allow() call.`,
+    '- Profiles: ufw-ipset is UFW with `ufw_fast_path = "ipset"` and the hook `moshwall install` adds (ports are members of moshwall\'s ipsets, matched from UFW\'s after chains); firewalld is a real firewalld (FirewallBackend=nftables) on a private system bus in the lab, ports as runtime rich rules in its default zone public.',
     `- Sessions: a small C stand-in (bench/fixtures/fake-mosh-server.c) installed root-owned as ${FAKE}, run as the lab users; each session is a detached child holding one UDP port on ${SERVER_V4}. "genuine / refused" is what \`moshwall status\` counted with all of them live. Converge times run from launching the sessions to the last port listed by the backend (polled every 100 ms from outside the lab), and from the kill to the last one gone.`,
-    ...results.flatMap(({ profile, converge: c }) =>
-      profile.sessionsCap !== undefined && c.sessions < options.sessions
-        ? [`- ${profile.name}: ${c.sessions} sessions, not ${options.sessions}: ${profile.sessionsCap.why}.`]
-        : [],
-    ),
+    ...PROFILES.flatMap((profile) => {
+      const note = notes.get(profile.name);
+      return note === undefined ? [] : [note];
+    }),
     '- Connect: "wide open" is an admin rule accepting the whole range and no daemon; "daemon+shim" is `moshwall daemon` with the shim as /usr/local/bin/mosh-server, with no other session, interleaved with wide open; the last row is the same with every bench session live. One uncounted wide-open connect runs first.',
     `- Idle: the daemon (no --verbose, poll_interval_ms ${DEFAULT_CONFIG.pollIntervalMs}) over ${options.idleS} s with every session live, utime+stime of /proc/PID/stat; VmHWM is the peak RSS since the daemon started (it includes the converge).`,
     '',
@@ -754,6 +906,9 @@ function machine(): string {
     version(['ufw', 'version']),
     version(['nft', '--version']),
     version(['iptables-legacy', '--version']),
+    version(['ipset', 'version']),
+    // firewall-cmd --version asks the running firewalld (none on this host): the package's version.
+    version(['dpkg-query', '--show', 'firewalld']).replace('\t', ' '),
     version(['mosh', '--version']),
   ].join(', ');
 }
@@ -769,17 +924,19 @@ async function main(): Promise<number> {
   const say = (text: string) => process.stdout.write(`${text}\n`);
   const fake = compileFake();
   const results: BackendResult[] = [];
+  // Read before the first write: the rows of backends not run now are kept from it.
+  const earlier = earlierReport();
   try {
     for (const profile of options.backends) {
       results.push(await benchBackend(profile, options, fake.binary, hz, say));
       // What is done so far, in case a later backend fails.
       mkdirSync(fileURLToPath(new URL('./results/', import.meta.url)), { recursive: true });
-      writeFileSync(RESULTS, report(results, options, machine()));
+      writeFileSync(RESULTS, report(results, earlier, options, machine()));
     }
   } finally {
     fake.remove();
   }
-  const text = report(results, options, machine());
+  const text = report(results, earlier, options, machine());
   say('');
   process.stdout.write(text);
   mkdirSync(fileURLToPath(new URL('./results/', import.meta.url)), { recursive: true });
