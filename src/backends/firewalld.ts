@@ -4,7 +4,7 @@ import {
   assertSafeFirewalldArgv,
   FIREWALLD_NAME,
   type FirewalldCall,
-  planFirewalldCall,
+  planFirewalldCalls,
 } from './firewalld/commands.ts';
 import {
   firewallCmdProblems,
@@ -20,9 +20,11 @@ import { assertValidRuleSpecs } from './validate.ts';
 export {
   assertSafeFirewalldArgv,
   FIREWALLD_NAME,
+  FIREWALLD_RULES_PER_CALL,
   type FirewalldCall,
   firewalldArgvProblem,
   planFirewalldCall,
+  planFirewalldCalls,
 } from './firewalld/commands.ts';
 export {
   firewallCmdProblems,
@@ -191,21 +193,37 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
   const listZone = async (zone: string): Promise<ZoneInfo> =>
     parseZoneListing(await read(['firewall-cmd', `--zone=${zone}`, '--list-all']));
 
-  const apply = async (call: FirewalldCall | undefined): Promise<AppliedChange[]> => {
-    if (call === undefined) return [];
-    const result = await run(call.argv);
-    const problems = firewallCmdProblems(result);
+  /** Runs one call; a failure (or a timeout) says that other rules of it may have taken effect. */
+  const applyOne = async (call: FirewalldCall): Promise<AppliedChange> => {
     const ports = [...new Set(call.specs.map((spec) => spec.port))].join(',');
-    if (problems.length > 0) {
-      // firewall-cmd makes one D-Bus call per rule: others of this batch may have taken effect.
+    // firewall-cmd makes one D-Bus call per rule: others of this batch may have taken effect.
+    const partly = call.specs.length > 1 ? ' (the other rules of this call may have been applied)' : '';
+    let result: ExecResult;
+    try {
+      result = await run(call.argv);
+    } catch (error) {
+      if (!(error instanceof ExecError)) throw error;
       throw new FirewallError(
-        `firewall-cmd could not ${call.kind} udp port(s) ${ports}: ${problems.join('; ')}` +
-          (call.specs.length > 1 ? ' (the other rules of this call may have been applied)' : ''),
+        `firewall-cmd could not ${call.kind} udp port(s) ${ports}: ${error.message}${partly}`,
+        { argv: call.argv.join(' ') },
+        error,
+      );
+    }
+    const problems = firewallCmdProblems(result);
+    if (problems.length > 0) {
+      throw new FirewallError(
+        `firewall-cmd could not ${call.kind} udp port(s) ${ports}: ${problems.join('; ')}${partly}`,
         { exitCode: result.exitCode, stderr: result.stderr.trim(), argv: call.argv.join(' ') },
       );
     }
     const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
-    return [{ kind: call.kind, specs: call.specs, argv: call.argv, output }];
+    return { kind: call.kind, specs: call.specs, argv: call.argv, output };
+  };
+  /** Runs the calls one after another (firewalld serializes them anyway), stopping at the first failure. */
+  const apply = async (calls: FirewalldCall[]): Promise<AppliedChange[]> => {
+    const applied: AppliedChange[] = [];
+    for (const call of calls) applied.push(await applyOne(call));
+    return applied;
   };
 
   return {
@@ -265,14 +283,14 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
       assertValidRuleSpecs(specs);
       if (specs.length === 0) return [];
       const { zone } = await currentZone();
-      return apply(planFirewalldCall('allow', zone, specs));
+      return apply(planFirewalldCalls('allow', zone, specs));
     },
 
     async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
       assertValidRuleSpecs(specs);
       if (specs.length === 0) return [];
       const { zone } = await currentZone();
-      return apply(planFirewalldCall('revoke', zone, specs));
+      return apply(planFirewalldCalls('revoke', zone, specs));
     },
 
     watchChanges(onChange: (what: string) => void): { close(): void } {

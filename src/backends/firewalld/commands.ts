@@ -26,17 +26,38 @@ export function planFirewalldCall(
   zone: string,
   specs: readonly RuleSpec[],
 ): FirewalldCall | undefined {
+  return planFirewalldCalls(kind, zone, specs, Number.POSITIVE_INFINITY)[0];
+}
+
+/**
+ * Rich rules per firewall-cmd call: one call's cost grows faster than its size (measured on firewalld
+ * 1.3.3: 10 rules 0.38 s, 100 rules 0.9 s, 300 rules 3.0 s, 1000 rules ~25 s, past the default
+ * command timeout), so large batches go as several calls of this many.
+ */
+export const FIREWALLD_RULES_PER_CALL = 100;
+
+/** The firewall-cmd calls that add or remove our rich rules for specs (duplicates once), in chunks. */
+export function planFirewalldCalls(
+  kind: 'allow' | 'revoke',
+  zone: string,
+  specs: readonly RuleSpec[],
+  perCall = FIREWALLD_RULES_PER_CALL,
+): FirewalldCall[] {
   assertValidRuleSpecs(specs);
   const unique = [...new Map(specs.map((spec) => [specKey(spec), spec])).values()];
-  if (unique.length === 0) return undefined;
   const option = kind === 'allow' ? '--add-rich-rule' : '--remove-rich-rule';
-  const argv = [
-    'firewall-cmd',
-    `--zone=${zone}`,
-    ...unique.map((spec) => `${option}=${renderOurRule(spec)}`),
-  ];
-  assertSafeFirewalldArgv(argv);
-  return { kind, specs: unique, argv };
+  const calls: FirewalldCall[] = [];
+  for (let start = 0; start < unique.length; start += perCall) {
+    const chunk = unique.slice(start, start + perCall);
+    const argv = [
+      'firewall-cmd',
+      `--zone=${zone}`,
+      ...chunk.map((spec) => `${option}=${renderOurRule(spec)}`),
+    ];
+    assertSafeFirewalldArgv(argv);
+    calls.push({ kind, specs: chunk, argv });
+  }
+  return calls;
 }
 
 const READ_ONLY = new Set(['--version', '--state', '--get-default-zone', '--get-zones']);

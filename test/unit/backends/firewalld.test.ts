@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import {
   createFirewalldBackend,
   defaultRouteInterface,
+  FIREWALLD_RULES_PER_CALL,
   FIREWALLD_WATCH_ARGV,
   firewallCmdProblems,
   firewalldArgvProblem,
@@ -11,13 +12,14 @@ import {
   parseOurRule,
   parseServiceInfo,
   parseZoneListing,
+  planFirewalldCalls,
   renderOurRule,
   zoneRules,
 } from '../../../src/backends/firewalld.ts';
 import type { FirewallRule } from '../../../src/backends/types.ts';
 import { DEFAULT_CONFIG } from '../../../src/config.ts';
 import { diagnose } from '../../../src/doctor.ts';
-import { FirewallError } from '../../../src/errors.ts';
+import { ExecError, FirewallError } from '../../../src/errors.ts';
 import type { LineWatcher } from '../../../src/exec.ts';
 import { planChanges } from '../../../src/reconcile.ts';
 import { v4, v6 } from '../../support/builders.ts';
@@ -255,6 +257,61 @@ describe('firewalld backend: errors of firewall-cmd', () => {
       assert.match(error.message, /may have been applied/);
       return true;
     });
+  });
+
+  it('a timed-out call is a FirewallError naming the ports, saying others may have applied, with the cause', async () => {
+    const timedOut = new ExecError('firewall-cmd did not finish within 4321 ms', { command: 'firewall-cmd' });
+    const { backend } = afterZone(timedOut);
+    await assert.rejects(backend.allow([v4(60001), v4(60002)]), (error: unknown) => {
+      assert.ok(error instanceof FirewallError);
+      assert.match(
+        error.message,
+        /could not allow udp port\(s\) 60001,60002: firewall-cmd did not finish within 4321 ms/,
+      );
+      assert.match(error.message, /may have been applied/);
+      assert.equal(error.cause, timedOut);
+      return true;
+    });
+  });
+
+  it(`a large batch goes as calls of ${FIREWALLD_RULES_PER_CALL} rules, one after another, stopping at a failure`, async () => {
+    const specs = Array.from({ length: 2 * FIREWALLD_RULES_PER_CALL + 1 }, (_, index) => v4(60001 + index));
+    const calls = planFirewalldCalls('allow', 'public', [...specs, ...specs]);
+    assert.deepEqual(
+      calls.map((call) => call.specs.length),
+      [FIREWALLD_RULES_PER_CALL, FIREWALLD_RULES_PER_CALL, 1],
+      'duplicates once, then chunks',
+    );
+    assert.deepEqual(
+      calls.flatMap((call) => call.specs.map((spec) => spec.port)),
+      specs.map((spec) => spec.port),
+    );
+    for (const call of calls) {
+      assert.deepEqual(call.argv.slice(0, 2), ['firewall-cmd', '--zone=public']);
+      assert.equal(call.argv.length, 2 + call.specs.length);
+    }
+    const whole = backendWith([ok('public\n'), ok('success\n'), ok('success\n'), ok('success\n')], {
+      zone: 'public',
+    });
+    const applied = await whole.backend.allow(specs);
+    assert.deepEqual(
+      applied.map((change) => change.specs.length),
+      [FIREWALLD_RULES_PER_CALL, FIREWALLD_RULES_PER_CALL, 1],
+    );
+    assert.deepEqual(
+      whole.calls.slice(1).map((call) => call.argv),
+      calls.map((call) => call.argv),
+    );
+    const broken = backendWith(
+      [
+        ok('public\n'),
+        ok('success\n'),
+        ok(fixture('batch-invalid-port.stdout'), fixture('batch-invalid-port.stderr')),
+      ],
+      { zone: 'public' },
+    );
+    await assert.rejects(broken.backend.revoke(specs), FirewallError);
+    assert.equal(broken.calls.length, 3, 'no call after the failing one');
   });
 
   it('firewalld not running is a FirewallError with its words', async () => {
