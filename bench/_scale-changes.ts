@@ -10,6 +10,7 @@ import type { Backend, RuleSpec } from '../src/backends/types.ts';
 import { loadConfig } from '../src/config.ts';
 import { ourSpecs } from '../src/engine.ts';
 import { runCommand } from '../src/exec.ts';
+import { runBench } from './_run.ts';
 
 /** What scale.ts asks for. */
 export interface Request {
@@ -161,9 +162,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(results)}\n`);
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(
-    `bench/_scale-changes.ts: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-  );
-  process.exitCode = 1;
-});
+runBench('bench/_scale-changes.ts', main);

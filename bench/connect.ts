@@ -31,6 +31,7 @@ import { ourRulePorts, serverPidsOnPort, watchPorts } from '../test/e2e/_observe
 import { isGone } from '../test/e2e/_procfs.ts';
 import { createLab, type Lab, type MoshServer, requireRoot } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';
+import { runBench } from './_run.ts';
 
 const MODES = ['wide open', 'daemon+shim', 'daemon only', 'no moshwall'] as const;
 type Mode = (typeof MODES)[number];
@@ -326,14 +327,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(
-      `bench/connect.ts failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  },
-);
+runBench('bench/connect.ts', main);

@@ -55,6 +55,7 @@ import { serverPidsOnPort } from '../test/e2e/_observe.ts';
 import { isGone, namespaceOf, statusField } from '../test/e2e/_procfs.ts';
 import { createLab, type Lab, type LabOptions, requireRoot, SERVER_V4 } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';
+import { runBench } from './_run.ts';
 import type { CountResult, Request } from './_scale-changes.ts';
 
 const RESULTS = fileURLToPath(new URL('./results/scale.md', import.meta.url));
@@ -945,14 +946,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(
-      `bench/scale.ts failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  },
-);
+runBench('bench/scale.ts', main);

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { isGone } from '../test/e2e/_procfs.ts';
 import { createLab, type Lab, type MoshServer, type Result } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';
+import { runBench } from './_run.ts';
 
 const RUNS = 15;
 const SESSIONS = 50;
@@ -194,9 +195,4 @@ async function repeat(times: number, work: () => Promise<number>): Promise<numbe
   return results;
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(
-    `bench/sync.ts failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-  );
-  process.exitCode = 1;
-});
+runBench('bench/sync.ts', main);
