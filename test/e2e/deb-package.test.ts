@@ -4,7 +4,7 @@
 // Installing it on a real Debian 12 is deb-bookworm.test.ts.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -151,8 +151,11 @@ describe('the .deb built by packaging/build-deb.sh', () => {
   });
 
   test('lintian finds no error and no warning', async () => {
+    // lintian leaves cache files (mldbm-elf-*) in its TMPDIR: give it one inside `work`, removed after.
+    const lintianTmp = join(work, 'lintian-tmp');
+    mkdirSync(lintianTmp);
     const result = await run(['lintian', '--pedantic', '--no-tag-display-limit', deb], {
-      env: { ...BASE_ENV, LC_ALL: 'C.UTF-8' },
+      env: { ...BASE_ENV, LC_ALL: 'C.UTF-8', TMPDIR: lintianTmp },
       timeoutMs: 120_000,
     });
     const tags = result.stdout.split('\n').filter((line) => /^[EW]: /.test(line));
