@@ -37,6 +37,7 @@ import {
 import { namespaceOf } from './_procfs.ts';
 import { commandPid, setUpNetwork, startHolder } from './_server.ts';
 import {
+  childrenReaped,
   LAB_PREFIX,
   type LabState,
   ownerLine,
@@ -358,12 +359,7 @@ async function buildChrootHost(
     async destroy() {
       const problems = teardown(state);
       // Let Node reap the children it spawned, so their pids are really gone when destroy() returns.
-      let timer: NodeJS.Timeout | undefined;
-      const patience = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, 5000);
-      });
-      await Promise.race([Promise.all(state.children.map((child) => child.done)), patience]);
-      clearTimeout(timer);
+      await childrenReaped(state);
       if (problems.length > 0) throw new LabError(`Chroot teardown left problems: ${problems.join('; ')}`);
     },
   };

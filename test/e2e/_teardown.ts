@@ -173,3 +173,16 @@ export function unpinNamespaces(state: LabState): void {
   for (const fd of namespacePins.get(state) ?? []) closeSync(fd);
   namespacePins.delete(state);
 }
+
+/**
+ * Resolves once Node has reaped every child the lab spawned (so their pids are really gone), or after
+ * `patienceMs` when one lingers (the teardown's own checks report it).
+ */
+export async function childrenReaped(state: LabState, patienceMs = 5000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const patience = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, patienceMs);
+  });
+  await Promise.race([Promise.all(state.children.map((child) => child.done)), patience]);
+  clearTimeout(timer);
+}

@@ -51,6 +51,7 @@ import {
 } from './_procfs.ts';
 import { commandPid, type Host, mountLabFiles, setUpNetwork, startHolder, startSshd } from './_server.ts';
 import {
+  childrenReaped,
   LAB_PREFIX,
   type LabState,
   ownerLine,
@@ -654,12 +655,7 @@ function makeLab(state: LabState, built: Built): Lab {
       const problems = teardownSync(state);
       unpinNamespaces(state);
       // Let Node reap the children it spawned, so their pids are really gone when destroy() returns.
-      let timer: NodeJS.Timeout | undefined;
-      const patience = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, 5000);
-      });
-      await Promise.race([Promise.all(state.children.map((child) => child.done)), patience]);
-      clearTimeout(timer);
+      await childrenReaped(state);
       if (problems.length > 0) throw new LabError(`Lab teardown left problems: ${problems.join('; ')}`);
     },
   };
