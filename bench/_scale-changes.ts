@@ -6,10 +6,11 @@
 //   argv: CONFIG_FILE JSON_OPTIONS   (options: Request below)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createBackend } from '../src/backends/select.ts';
-import type { Backend, RuleSpec } from '../src/backends/types.ts';
 import { loadConfig } from '../src/config.ts';
 import { ourSpecs } from '../src/engine.ts';
 import { runCommand } from '../src/exec.ts';
+import type { Backend } from '../src/firewall.ts';
+import type { RuleSpec } from '../src/rules.ts';
 import { runBench } from './_run.ts';
 
 /** What scale.ts asks for. */

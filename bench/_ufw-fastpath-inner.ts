@@ -1,9 +1,9 @@
 // Run by bench/ufw-fastpath.ts INSIDE the lab's server host (its netns and /etc/ufw), so the figures
 // are moshwall's own, without the nsenter a command from outside would add. Prints one JSON object.
 
-import type { RuleSpec } from '../src/backends/types.ts';
 import { createUfwBackend } from '../src/backends/ufw.ts';
 import { runCommand } from '../src/exec.ts';
+import type { RuleSpec } from '../src/rules.ts';
 
 const RUNS = Number(process.argv[2] ?? 50);
 const SIZES = [0, 100, 1000];

@@ -35,11 +35,11 @@ import { availableParallelism, cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createBackend } from '../src/backends/select.ts';
-import type { Backend } from '../src/backends/types.ts';
 import { createUfwBackend } from '../src/backends/ufw.ts';
 import { DEFAULT_CONFIG, parseConfig } from '../src/config.ts';
 import { ourSpecs } from '../src/engine.ts';
 import { type ExecOptions, type Runner, runCommand } from '../src/exec.ts';
+import type { Backend } from '../src/firewall.ts';
 import {
   type Daemon,
   installShim,

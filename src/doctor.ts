@@ -1,6 +1,7 @@
-import type { BackendProbe, FirewallRule } from './backends/types.ts';
 import type { Config } from './config.ts';
+import type { BackendProbe } from './firewall.ts';
 import { anywhere } from './net.ts';
+import type { FirewallRule } from './rules.ts';
 import { touchesRange } from './status.ts';
 
 /** One line of `moshwall doctor`. */

@@ -1,12 +1,12 @@
-import { specOfRule } from './backends/spec.ts';
-import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './backends/types.ts';
 import type { Config } from './config.ts';
 import { LockError, NoFirewallError } from './errors.ts';
 import type { ReleaseLock } from './exec.ts';
+import type { AppliedChange, Backend, BackendProbe } from './firewall.ts';
 import type { Logger } from './log.ts';
 import type { RefusedHolder, ScanResult } from './model.ts';
 import { type AllowedSession, decide, type GroupDirectory } from './policy.ts';
 import { type Plan, planChanges } from './reconcile.ts';
+import { type FirewallRule, type RuleSpec, specOfRule } from './rules.ts';
 import { buildStatus, type StatusReport } from './status.ts';
 
 /** Everything a reconcile touches, injected so tests can replace each edge. */

@@ -1,8 +1,7 @@
-import { specKey } from './backends/spec.ts';
-import type { RuleSpec } from './backends/types.ts';
 import type { Config } from './config.ts';
 import type { Family, MoshSession, RefusedHolder, ScanResult } from './model.ts';
 import { anywhere, isV4Mapped } from './net.ts';
+import { type RuleSpec, uniqueSpecs } from './rules.ts';
 
 /** Group facts policy needs: gid of a group name and its listed members (from /etc/group). */
 export interface GroupDirectory {
@@ -122,12 +121,4 @@ function specsFor(port: number, families: Family[], sourceNetworks: string[]): R
       .filter((network) => network.includes(':') === (family === 'v6'))
       .map((source) => ({ port, family, source }));
   });
-}
-
-/** The specs without duplicates, sorted by port, family, source. */
-export function uniqueSpecs(specs: RuleSpec[]): RuleSpec[] {
-  const byKey = new Map(specs.map((spec) => [specKey(spec), spec]));
-  return [...byKey.values()].sort(
-    (a, b) => a.port - b.port || a.family.localeCompare(b.family) || a.source.localeCompare(b.source),
-  );
 }

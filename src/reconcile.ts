@@ -1,7 +1,5 @@
-import { ruleHasSpec, specKey, specOfRule } from './backends/spec.ts';
-import type { FirewallRule, RuleSpec } from './backends/types.ts';
 import { anywhere, cidrContains } from './net.ts';
-import { uniqueSpecs } from './policy.ts';
+import { type FirewallRule, type RuleSpec, ruleHasSpec, specKey, specOfRule, uniqueSpecs } from './rules.ts';
 
 /** A wanted spec that moshwall will not create because a rule that is not ours decides that port. */
 export interface Deferred {

@@ -1,8 +1,8 @@
-import { specKey } from './backends/spec.ts';
-import type { BackendProbe, FirewallRule, RuleSpec } from './backends/types.ts';
+import type { BackendProbe } from './firewall.ts';
 import type { MoshSession, PortRange, RefusedHolder } from './model.ts';
 import type { PolicyDecision } from './policy.ts';
 import type { Plan } from './reconcile.ts';
+import { type FirewallRule, type RuleSpec, specKey } from './rules.ts';
 
 /** How the firewall treats a session's port. */
 export type RuleState = 'open' | 'missing' | 'covered' | 'conflict' | 'unfiltered';

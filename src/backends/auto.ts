@@ -1,4 +1,5 @@
-import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
+import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
+import type { FirewallRule, RuleSpec } from '../rules.ts';
 
 /** A firewall manager that must not be bypassed by writing rules underneath it. */
 export interface Manager {

@@ -1,5 +1,7 @@
 import { ExecError, FirewallError } from '../errors.ts';
 import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
+import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
+import type { FirewallRule, RuleSpec } from '../rules.ts';
 import {
   assertSafeFirewalldArgv,
   FIREWALLD_NAME,
@@ -14,7 +16,6 @@ import {
   zoneRules,
 } from './firewalld/output.ts';
 import type { ServicePorts } from './firewalld/rich.ts';
-import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
 import { assertValidRuleSpecs } from './validate.ts';
 
 export {

@@ -1,6 +1,8 @@
 import { ExecError, FirewallError } from '../errors.ts';
 import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
+import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
 import type { Family } from '../model.ts';
+import type { FirewallRule, RuleSpec } from '../rules.ts';
 import {
   assertSafeRestoreInput,
   type IptablesVariant,
@@ -13,7 +15,6 @@ import { inputBlockingReason, OUR_CHAIN, tableRules } from './iptables/rules.ts'
 import { parseIptablesSave, type SavedTable } from './iptables/save.ts';
 import { isOurIptablesNftEvent } from './iptables/watch.ts';
 import { watchMonitor } from './monitor.ts';
-import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
 import { assertValidRuleSpecs } from './validate.ts';
 
 export {

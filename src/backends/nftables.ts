@@ -1,5 +1,7 @@
 import { ExecError, FirewallError } from '../errors.ts';
 import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
+import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
+import type { FirewallRule, RuleSpec } from '../rules.ts';
 import { watchMonitor } from './monitor.ts';
 import { adminRules } from './nftables/admin.ts';
 import {
@@ -21,7 +23,6 @@ import {
   planNftRevoke,
 } from './nftables/script.ts';
 import { isOurNftEvent } from './nftables/watch.ts';
-import type { AppliedChange, Backend, BackendProbe, FirewallRule, RuleSpec } from './types.ts';
 import { assertValidRuleSpecs } from './validate.ts';
 
 export { adminRules, renderRule } from './nftables/admin.ts';

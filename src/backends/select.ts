@@ -1,10 +1,10 @@
 import type { Config } from '../config.ts';
 import type { LineWatcher, Runner } from '../exec.ts';
+import type { Backend } from '../firewall.ts';
 import { createAutoBackend } from './auto.ts';
 import { createFirewalldBackend } from './firewalld.ts';
 import { createIptablesBackend } from './iptables.ts';
 import { createNftablesBackend } from './nftables.ts';
-import type { Backend } from './types.ts';
 import { createUfwBackend } from './ufw.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { FirewallError } from '../errors.ts';
 import { parseCidr } from '../net.ts';
-import type { RuleSpec } from './types.ts';
+import type { RuleSpec } from '../rules.ts';
 
 /** Why `port` is not a usable port number (integer 1..65535), or undefined when it is. */
 export function portProblem(port: unknown): string | undefined {

@@ -1,4 +1,5 @@
-import type { AppliedChange, RuleSpec } from '../backends/types.ts';
+import type { AppliedChange } from '../firewall.ts';
+import type { RuleSpec } from '../rules.ts';
 
 /** "60001/udp v4 from 0.0.0.0/0" — how a spec reads in terminal output. */
 export function describeSpec(spec: RuleSpec): string {

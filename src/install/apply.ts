@@ -15,7 +15,8 @@ import { dirname, join } from 'node:path';
 import { assertSafeInstallUfwArgv, UFW_RELOAD_ARGV } from '../backends/ufw/commands.ts';
 import { MoshwallError } from '../errors.ts';
 import type { ExecResult, Runner } from '../exec.ts';
-import type { PathState, Step } from './plan.ts';
+import type { PathState } from './plan.ts';
+import { describeStep, type Step } from './steps.ts';
 
 /** What a path is now (symlinks not followed). */
 export function pathState(path: string): PathState {
@@ -185,10 +186,17 @@ export async function applySteps(
         }
       }
     } catch (error) {
+      // The step's own words (a run step's argv, a write's path) say what failed; the rest is kept.
       throw new MoshwallError(
         'EINSTALL',
-        `install step failed: ${JSON.stringify(step.kind)} ${'path' in step ? step.path : ''}: ${error instanceof Error ? error.message : String(error)}`,
+        `install step failed: ${describeStep(step)}: ${error instanceof Error ? error.message : String(error)}; ` +
+          'fix that and run the command again',
         {
+          context: {
+            step: step.kind,
+            ...('argv' in step ? { argv: step.argv.join(' ') } : {}),
+            ...('path' in step ? { path: step.path } : {}),
+          },
           cause: error,
         },
       );

@@ -1,6 +1,9 @@
 import { MoshwallError } from '../errors.ts';
 import { EXAMPLE_CONFIG, systemdUnit } from './assets.ts';
+import type { Step } from './steps.ts';
 import { type HookFacts, hookInstalled, planHookInstall, planHookRemoval } from './ufw-hook.ts';
+
+export { describeStep, type Step } from './steps.ts';
 
 /** Where `moshwall install` puts things. */
 export interface InstallLayout {
@@ -43,22 +46,6 @@ export type PathState =
   | { kind: 'file' }
   | { kind: 'directory' }
   | { kind: 'symlink'; target: string };
-
-/** One action of an install or uninstall, printed as is by --dry-run. */
-export type Step =
-  | { kind: 'mkdir'; path: string; mode: number }
-  | { kind: 'copy'; from: string; to: string; mode: number }
-  | { kind: 'symlink'; target: string; path: string }
-  | { kind: 'write'; path: string; content: string; mode: number }
-  | { kind: 'sudoers'; path: string; content: string }
-  | { kind: 'run'; argv: string[] }
-  | { kind: 'flush' }
-  /** `ufw reload`; when it fails, these files are put back as they were and UFW is reloaded again. */
-  | { kind: 'ufw-reload'; rollback: { path: string; content: string; mode: number }[] }
-  /** `ipset destroy` each of these sets that exists (moshwall's own only). */
-  | { kind: 'ipset-destroy'; sets: string[] }
-  | { kind: 'remove'; path: string }
-  | { kind: 'note'; text: string };
 
 /** What install records so that uninstall removes exactly what it made. */
 export interface Manifest {
@@ -110,7 +97,7 @@ export function planInstall(
   for (const path of [layout.shim, layout.command]) {
     if (!isOursOrMissing(facts.state(path), layout.bundle)) {
       throw new MoshwallError(
-        'EUSAGE',
+        'EINSTALL',
         `${path} exists and is not moshwall's; refusing to overwrite it (move it away first)`,
         { context: { path } },
       );
@@ -207,32 +194,4 @@ export function planUninstall(
   if (options.purge) steps.push({ kind: 'remove', path: layout.configDir });
   if (facts.systemdRunning) steps.push({ kind: 'run', argv: ['systemctl', 'daemon-reload'] });
   return steps;
-}
-
-/** One line per step, as --dry-run prints them. */
-export function describeStep(step: Step): string {
-  switch (step.kind) {
-    case 'mkdir':
-      return `mkdir -m ${step.mode.toString(8)} ${step.path}`;
-    case 'copy':
-      return `install -m ${step.mode.toString(8)} ${step.from} ${step.to}`;
-    case 'symlink':
-      return `ln -sfn ${step.target} ${step.path}`;
-    case 'write':
-      return `write ${step.path} (mode ${step.mode.toString(8)}, ${step.content.length} bytes)`;
-    case 'sudoers':
-      return `write ${step.path} (mode 440) after visudo -c accepts it: ${step.content.trim().split('\n').at(-1)}`;
-    case 'run':
-      return `run ${step.argv.join(' ')}`;
-    case 'flush':
-      return 'remove every firewall rule of ours (moshwall flush)';
-    case 'remove':
-      return `rm ${step.path} (a directory only if empty)`;
-    case 'note':
-      return `note: ${step.text}`;
-    case 'ufw-reload':
-      return `run ufw reload (on failure put back ${step.rollback.map((file) => file.path).join(', ')} and reload again)`;
-    case 'ipset-destroy':
-      return `run ipset destroy for each of ${step.sets.join(', ')} that exists`;
-  }
 }

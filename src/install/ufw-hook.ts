@@ -1,7 +1,7 @@
 import { FAST_CHAINS, FAST_SET_NAMES, FAST_SET_TYPES, fastPathRules } from '../backends/ufw/fastpath.ts';
 import { MoshwallError } from '../errors.ts';
 import type { Family } from '../model.ts';
-import type { Step } from './plan.ts';
+import type { Step } from './steps.ts';
 
 /*
  * The UFW fast path's hook: a marked block in /etc/ufw/after.rules and after6.rules (our match rules,

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { specKey, specOfRule } from '../../src/backends/spec.ts';
-import { type Backend, type FirewallRule, RULE_TAG, type RuleSpec } from '../../src/backends/types.ts';
 import { MoshwallError } from '../../src/errors.ts';
+import type { Backend } from '../../src/firewall.ts';
+import { type FirewallRule, RULE_TAG, type RuleSpec, specKey, specOfRule } from '../../src/rules.ts';
 
 /** What the contract needs from one backend under test: a fresh firewall, a way to add an admin's rule, cleanup. */
 export interface ContractSubject {

@@ -3,10 +3,10 @@
 // server host's /etc/ufw, its commands entering the server host), reads our sets, and snapshots the
 // files the hook touches so a test can prove they come back byte for byte.
 import { readFileSync, statSync } from 'node:fs';
-import type { Backend } from '../../src/backends/types.ts';
 import { FAST_SET_NAMES } from '../../src/backends/ufw/fastpath.ts';
 import { createUfwBackend } from '../../src/backends/ufw.ts';
 import { type Runner, runCommand } from '../../src/exec.ts';
+import type { Backend } from '../../src/firewall.ts';
 import { applySteps } from '../../src/install/apply.ts';
 import { modeIfAny, readTextIfAny } from '../../src/install/host-files.ts';
 import { type HookFacts, planHookInstall, planHookRemoval } from '../../src/install/ufw-hook.ts';

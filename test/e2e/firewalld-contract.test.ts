@@ -7,9 +7,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createFirewalldBackend } from '../../src/backends/firewalld.ts';
-import type { Backend, RuleSpec } from '../../src/backends/types.ts';
 import { type Runner, runCommand } from '../../src/exec.ts';
+import type { Backend } from '../../src/firewall.ts';
 import { planChanges } from '../../src/reconcile.ts';
+import type { RuleSpec } from '../../src/rules.ts';
 import { testBackendContract } from '../backends/contract.ts';
 import { median } from '../support/stats.ts';
 import { createLab, type Lab, labSkipReason } from './lab.ts';

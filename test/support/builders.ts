@@ -1,5 +1,5 @@
-import type { FirewallRule, RuleSpec } from '../../src/backends/types.ts';
 import type { MoshSession } from '../../src/model.ts';
+import type { FirewallRule, RuleSpec } from '../../src/rules.ts';
 
 /** A rule as a backend would list it; override what the test is about. */
 export function rule(overrides: Partial<FirewallRule> & Pick<FirewallRule, 'ports'>): FirewallRule {

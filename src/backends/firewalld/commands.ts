@@ -1,6 +1,5 @@
 import { FirewallError } from '../../errors.ts';
-import { specKey } from '../spec.ts';
-import type { RuleSpec } from '../types.ts';
+import { type RuleSpec, specKey } from '../../rules.ts';
 import { assertValidRuleSpecs } from '../validate.ts';
 import { parseOurRule, renderOurRule } from './rich.ts';
 

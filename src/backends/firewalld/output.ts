@@ -2,7 +2,7 @@ import { FirewallError } from '../../errors.ts';
 import type { ExecResult } from '../../exec.ts';
 import type { Family } from '../../model.ts';
 import { anywhere } from '../../net.ts';
-import type { FirewallRule } from '../types.ts';
+import type { FirewallRule } from '../../rules.ts';
 import { parsePortText, richRuleToRules, type ServicePorts, serviceMatches } from './rich.ts';
 
 /** A zone as `firewall-cmd --zone=Z --list-all` prints it, the fields moshwall reads. */

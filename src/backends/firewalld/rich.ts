@@ -1,6 +1,6 @@
 import type { Family, PortRange } from '../../model.ts';
 import { anywhere, parseCidr } from '../../net.ts';
-import { type FirewallRule, RULE_TAG, type RuleSpec } from '../types.ts';
+import { type FirewallRule, RULE_TAG, type RuleSpec } from '../../rules.ts';
 
 /*
  * firewalld's `--add-port` carries no comment, so moshwall's rules are runtime rich rules with a tag: an

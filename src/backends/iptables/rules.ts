@@ -1,6 +1,6 @@
 import type { Family, PortRange } from '../../model.ts';
 import { anywhere, parseCidr } from '../../net.ts';
-import { type FirewallRule, RULE_TAG, type RuleSpec } from '../types.ts';
+import { type FirewallRule, RULE_TAG, type RuleSpec } from '../../rules.ts';
 import type { SavedRule, SavedTable } from './save.ts';
 
 /*

@@ -1,6 +1,6 @@
 import type { Family, PortRange } from '../../model.ts';
 import { anywhere, parseCidr } from '../../net.ts';
-import type { FirewallRule } from '../types.ts';
+import type { FirewallRule } from '../../rules.ts';
 import { type NftTableFamily, tableFamilies } from './layout.ts';
 import { isRecord, type NftRule, type NftRuleset } from './ruleset.ts';
 

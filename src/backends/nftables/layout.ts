@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Family } from '../../model.ts';
 import { anywhere, parseCidr } from '../../net.ts';
-import { RULE_TAG, type RuleSpec } from '../types.ts';
+import { RULE_TAG, type RuleSpec } from '../../rules.ts';
 import { isRecord, type NftRule } from './ruleset.ts';
 
 /*

@@ -1,6 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { ruleOfSpec, specKey } from '../spec.ts';
-import { type FirewallRule, RULE_TAG, type RuleSpec } from '../types.ts';
+import { type FirewallRule, RULE_TAG, type RuleSpec, ruleOfSpec, specKey } from '../../rules.ts';
 import {
   elementText,
   isManagedFamily,

@@ -1,5 +1,5 @@
+import { RULE_TAG } from '../../rules.ts';
 import type { MonitorEvent } from '../monitor.ts';
-import { RULE_TAG } from '../types.ts';
 import { OUR_CHAIN } from './layout.ts';
 
 /**

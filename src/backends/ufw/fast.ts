@@ -1,6 +1,7 @@
 import { FirewallError } from '../../errors.ts';
+import type { AppliedChange } from '../../firewall.ts';
 import type { Family } from '../../model.ts';
-import type { AppliedChange, FirewallRule, RuleSpec } from '../types.ts';
+import type { FirewallRule, RuleSpec } from '../../rules.ts';
 import { FAST_CHAINS, type HookLiveness, ruleOfMember } from './fastpath.ts';
 import type { FastPathEdge } from './ipset.ts';
 

@@ -1,8 +1,7 @@
 import { FirewallError } from '../../errors.ts';
 import type { Family } from '../../model.ts';
 import { anywhere, parseCidr } from '../../net.ts';
-import { ruleOfSpec, specKey } from '../spec.ts';
-import { type FirewallRule, RULE_TAG, type RuleSpec } from '../types.ts';
+import { type FirewallRule, RULE_TAG, type RuleSpec, ruleOfSpec, specKey } from '../../rules.ts';
 
 /*
  * The UFW fast path (config `ufw_fast_path = "ipset"`): two rules per family in UFW's after-rules match

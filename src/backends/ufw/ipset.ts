@@ -1,7 +1,8 @@
 import { ExecError, FirewallError } from '../../errors.ts';
 import type { ExecResult, Runner } from '../../exec.ts';
+import type { AppliedChange } from '../../firewall.ts';
 import type { Family } from '../../model.ts';
-import type { AppliedChange, RuleSpec } from '../types.ts';
+import type { RuleSpec } from '../../rules.ts';
 import {
   FAST_CHAINS,
   FAST_SET_NAMES,

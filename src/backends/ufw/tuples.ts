@@ -1,8 +1,7 @@
 import { FirewallError } from '../../errors.ts';
 import type { Family, PortRange } from '../../model.ts';
 import { parseCidr } from '../../net.ts';
-import { specOfRule } from '../spec.ts';
-import { type FirewallRule, RULE_TAG } from '../types.ts';
+import { type FirewallRule, RULE_TAG, specOfRule } from '../../rules.ts';
 
 /*
  * ufw keeps its rules as "### tuple ###" lines in /etc/ufw/user.rules (v4) and user6.rules (v6), written

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { chooseBackend, createAutoBackend } from '../../../src/backends/auto.ts';
-import type { Backend } from '../../../src/backends/types.ts';
+import type { Backend } from '../../../src/firewall.ts';
 import { anySpec } from '../../support/builders.ts';
 import { createMemoryBackend } from './memory-backend.ts';
 

@@ -16,12 +16,12 @@ import {
   renderOurRule,
   zoneRules,
 } from '../../../src/backends/firewalld.ts';
-import type { FirewallRule } from '../../../src/backends/types.ts';
 import { DEFAULT_CONFIG } from '../../../src/config.ts';
 import { diagnose } from '../../../src/doctor.ts';
 import { ExecError, FirewallError } from '../../../src/errors.ts';
 import type { LineWatcher } from '../../../src/exec.ts';
 import { planChanges } from '../../../src/reconcile.ts';
+import type { FirewallRule } from '../../../src/rules.ts';
 import { v4, v6 } from '../../support/builders.ts';
 import {
   assertRefusedBeforeAnyCommand,

@@ -11,8 +11,8 @@ import {
   splitSaveWords,
   tableRules,
 } from '../../../src/backends/iptables.ts';
-import { specKey, specOfRule } from '../../../src/backends/spec.ts';
 import { FirewallError } from '../../../src/errors.ts';
+import { specKey, specOfRule } from '../../../src/rules.ts';
 import { ruleSummary, v4, v6 } from '../../support/builders.ts';
 import { capturedRuns } from './recording-runner.ts';
 

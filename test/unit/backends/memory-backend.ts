@@ -1,14 +1,14 @@
-import { ruleHasSpec, ruleOfSpec, specKey } from '../../../src/backends/spec.ts';
+import { assertValidRuleSpecs } from '../../../src/backends/validate.ts';
+import { FirewallError } from '../../../src/errors.ts';
+import type { AppliedChange, Backend, BackendProbe } from '../../../src/firewall.ts';
 import {
-  type AppliedChange,
-  type Backend,
-  type BackendProbe,
   type FirewallRule,
   RULE_TAG,
   type RuleSpec,
-} from '../../../src/backends/types.ts';
-import { assertValidRuleSpecs } from '../../../src/backends/validate.ts';
-import { FirewallError } from '../../../src/errors.ts';
+  ruleHasSpec,
+  ruleOfSpec,
+  specKey,
+} from '../../../src/rules.ts';
 
 /**
  * An in-memory firewall behind the Backend interface, with ufw's semantics where they matter: our

@@ -12,9 +12,8 @@ import {
   planNftAllow,
   planNftRevoke,
 } from '../../../src/backends/nftables.ts';
-import { specKey, specOfRule } from '../../../src/backends/spec.ts';
-import type { FirewallRule } from '../../../src/backends/types.ts';
 import { FirewallError } from '../../../src/errors.ts';
+import { type FirewallRule, specKey, specOfRule } from '../../../src/rules.ts';
 import { ruleSummary, v4, v6 } from '../../support/builders.ts';
 import { capturedRuns, createRecordingRunner } from './recording-runner.ts';
 

@@ -6,8 +6,8 @@ import {
   NFT_LISTING_TRUSTED_MS,
   nftScriptProblem,
 } from '../../../src/backends/nftables.ts';
-import type { RuleSpec } from '../../../src/backends/types.ts';
 import { FirewallError } from '../../../src/errors.ts';
+import type { RuleSpec } from '../../../src/rules.ts';
 import { v4, v6 } from '../../support/builders.ts';
 import {
   assertRefusedBeforeAnyCommand,

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { Backend, RuleSpec } from '../../../src/backends/types.ts';
 import { ExecError, MoshwallError } from '../../../src/errors.ts';
 import type { ExecOptions, ExecResult, Runner } from '../../../src/exec.ts';
+import type { Backend } from '../../../src/firewall.ts';
+import type { RuleSpec } from '../../../src/rules.ts';
 import { v4 } from '../../support/builders.ts';
 
 /** What a fake command answers: its exit code and output, or an error to reject with (as spawn failures do). */

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import type { FirewallRule } from '../../../src/backends/types.ts';
 import { parseUserRules } from '../../../src/backends/ufw.ts';
 import { FirewallError } from '../../../src/errors.ts';
+import type { FirewallRule } from '../../../src/rules.ts';
 
 const fixture = (path: string) =>
   readFileSync(new URL(`../../fixtures/ufw/${path}`, import.meta.url), 'utf8');

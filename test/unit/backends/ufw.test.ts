@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import type { RuleSpec } from '../../../src/backends/types.ts';
 import {
   allowArgv,
   assertSafeUfwArgv,
@@ -14,6 +13,7 @@ import {
   ufwArgvProblem,
 } from '../../../src/backends/ufw.ts';
 import { ExecError, FirewallError, MoshwallError } from '../../../src/errors.ts';
+import type { RuleSpec } from '../../../src/rules.ts';
 import { v4, v6 } from '../../support/builders.ts';
 import {
   type CannedAnswer,

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ruleHasSpec, specKey, specOfRule } from '../../../src/backends/spec.ts';
-import type { FirewallRule, RuleSpec } from '../../../src/backends/types.ts';
 import { assertValidRuleSpecs, portProblem, ruleSpecProblem } from '../../../src/backends/validate.ts';
 import { FirewallError } from '../../../src/errors.ts';
 import { parseCidr } from '../../../src/net.ts';
+import { type FirewallRule, type RuleSpec, ruleHasSpec, specKey, specOfRule } from '../../../src/rules.ts';
 
 describe('parseCidr', () => {
   const table: [
