@@ -16,6 +16,10 @@ import {
   zoneRules,
 } from './firewalld/output.ts';
 import type { ServicePorts } from './firewalld/rich.ts';
+import { applyInOrder } from './kernel/apply.ts';
+import type { Clock } from './kernel/clock.ts';
+import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
+import { keepWatching } from './kernel/watch.ts';
 import { assertValidRuleSpecs } from './validate.ts';
 
 export {
@@ -62,6 +66,8 @@ export interface FirewalldBackendOptions {
   watcher?: LineWatcher;
   /** How long after the watcher ended it is started again (doubling up to 5 min); default 5 s. */
   restartDelayMs?: number;
+  /** The watcher's restart timers (the machine's clock by default). */
+  clock?: Clock;
 }
 
 /** Where our rules go and why, for doctor. */
@@ -86,11 +92,6 @@ export function firewalldEvent(line: string): string | undefined {
   return undefined;
 }
 
-/** True when `error` is a Node system error with this code (ENOENT, EACCES…). */
-function hasCode(error: unknown, code: string): boolean {
-  return error instanceof Error && 'code' in error && error.code === code;
-}
-
 /** The interface of the first default route in `ip -o route show default` output, if any. */
 export function defaultRouteInterface(text: string): string | undefined {
   for (const line of text.split('\n')) {
@@ -108,10 +109,13 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
   let zoneChoice: Promise<ZoneChoice> | undefined;
   const services = new Map<string, ServicePorts | undefined>();
 
-  const run = (argv: string[]): Promise<ExecResult> => {
-    if (argv[0] === 'firewall-cmd') assertSafeFirewalldArgv(argv);
-    return options.runner(argv, { timeoutMs: options.timeoutMs });
-  };
+  const run = createTool({
+    runner: options.runner,
+    timeoutMs: options.timeoutMs,
+    guard: (argv) => {
+      if (argv[0] === 'firewall-cmd') assertSafeFirewalldArgv(argv);
+    },
+  });
   /** Runs a read-only firewall-cmd and returns its stdout, or throws a FirewallError naming the failure. */
   const read = async (argv: string[]): Promise<string> => {
     const result = await run(argv);
@@ -217,37 +221,23 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
         { exitCode: result.exitCode, stderr: result.stderr.trim(), argv: call.argv.join(' ') },
       );
     }
-    const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
-    return { kind: call.kind, specs: call.specs, argv: call.argv, output };
+    return { kind: call.kind, specs: call.specs, argv: call.argv, output: outputOf(result) };
   };
   /** Runs the calls one after another (firewalld serializes them anyway), stopping at the first failure. */
-  const apply = async (calls: FirewalldCall[]): Promise<AppliedChange[]> => {
-    const applied: AppliedChange[] = [];
-    for (const call of calls) applied.push(await applyOne(call));
-    return applied;
-  };
+  const apply = (calls: FirewalldCall[]) => applyInOrder('firewall-cmd', calls, applyOne);
 
   return {
     name: 'firewalld',
 
     async probe(): Promise<BackendProbe> {
-      let version: ExecResult;
-      try {
-        version = await run(['firewall-cmd', '--version']);
-      } catch (error) {
-        if (
-          !(error instanceof ExecError && (hasCode(error.cause, 'ENOENT') || hasCode(error.cause, 'EACCES')))
-        ) {
-          throw error;
-        }
-        const detail = ['firewalld is not installed (no runnable `firewall-cmd` on PATH)'];
-        return { installed: false, active: false, ipv6: false, detail };
-      }
-      if (version.exitCode !== 0) {
-        const why = version.stderr.trim() || version.stdout.trim();
-        const detail = [`\`firewall-cmd --version\` failed (exit ${version.exitCode}): ${why}`];
-        return { installed: false, active: false, ipv6: false, detail };
-      }
+      const answer = await probeVersion(
+        run,
+        ['firewall-cmd', '--version'],
+        'firewalld is not installed (no runnable `firewall-cmd` on PATH)',
+        (result) => result.stderr.trim() || result.stdout.trim(),
+      );
+      if ('probe' in answer) return answer.probe;
+      const { version } = answer;
       const state = await run(['firewall-cmd', '--state']);
       const running = state.exitCode === 0 && state.stdout.trim() === 'running';
       const head = `firewalld ${version.stdout.trim()}`;
@@ -297,39 +287,22 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
     watchChanges(onChange: (what: string) => void): { close(): void } {
       const { watcher } = options;
       if (watcher === undefined) return { close() {} };
-      const firstDelay = options.restartDelayMs ?? 5000;
-      let delay = firstDelay;
-      let closed = false;
-      let timer: NodeJS.Timeout | undefined;
-      let current: { close(): void } | undefined;
-      const begin = () => {
-        current = watcher(
-          FIREWALLD_WATCH_ARGV,
-          (line) => {
-            const event = firewalldEvent(line);
-            if (event === undefined) return;
-            delay = firstDelay;
-            forget();
-            onChange(event);
-          },
-          (why) => {
-            if (closed) return;
-            // Meanwhile the daemon's periodic resync still puts dropped rules back, only later.
-            onChange(`the firewalld watcher ended (${why}); restarting it in ${Math.round(delay / 1000)} s`);
-            timer = setTimeout(begin, delay);
-            timer.unref?.();
-            delay = Math.min(delay * 2, 300_000);
-          },
-        );
-      };
-      begin();
-      return {
-        close() {
-          closed = true;
-          clearTimeout(timer);
-          current?.close();
+      return keepWatching({
+        watcher,
+        argv: FIREWALLD_WATCH_ARGV,
+        label: 'the firewalld watcher',
+        onLine: (line) => {
+          const event = firewalldEvent(line);
+          if (event === undefined) return;
+          forget();
+          onChange(event);
         },
-      };
+        // Meanwhile the daemon's periodic resync still puts dropped rules back, only later.
+        onChange,
+        firstDelayMs: options.restartDelayMs ?? 5000,
+        maxDelayMs: 300_000,
+        ...(options.clock === undefined ? {} : { clock: options.clock }),
+      });
     },
   };
 }

@@ -1,5 +1,5 @@
-import { ExecError, FirewallError } from '../errors.ts';
-import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
+import { FirewallError } from '../errors.ts';
+import type { LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
 import type { Family } from '../model.ts';
 import type { FirewallRule, RuleSpec } from '../rules.ts';
@@ -14,6 +14,9 @@ import {
 import { inputBlockingReason, OUR_CHAIN, tableRules } from './iptables/rules.ts';
 import { parseIptablesSave, type SavedTable } from './iptables/save.ts';
 import { isOurIptablesNftEvent } from './iptables/watch.ts';
+import { applyInOrder } from './kernel/apply.ts';
+import type { Clock } from './kernel/clock.ts';
+import { complaintOf, createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { watchMonitor } from './monitor.ts';
 import { assertValidRuleSpecs } from './validate.ts';
 
@@ -60,6 +63,8 @@ export interface IptablesBackendOptions {
    * on iptables-legacy (which has no change events), the daemon's periodic resync notices changes.
    */
   watcher?: LineWatcher;
+  /** The monitor's timers (the machine's clock by default). */
+  clock?: Clock;
 }
 
 /** The monitor of iptables-nft's changes (xtables-monitor 1.8.9 buffers its output and dies on some ip6 rules). */
@@ -74,34 +79,20 @@ export function variantOfVersion(text: string): IptablesVariant | undefined {
 
 const FAMILIES: Family[] = ['v4', 'v6'];
 
-/** True when `error` is a Node system error with this code (ENOENT, EACCES…). */
-function hasCode(error: unknown, code: string): boolean {
-  return error instanceof Error && 'code' in error && error.code === code;
-}
-
-/** What a failed command printed, in one line. */
-function complaint(result: ExecResult): string {
-  return (result.stderr.trim() || result.stdout.trim() || 'no output').split('\n').join(' / ');
-}
-
 /** Creates the iptables backend: our chain in each family's filter table, entered from INPUT by one jump. */
 export function createIptablesBackend(options: IptablesBackendOptions): Backend {
   const commands = {
     v4: iptablesCommands(options.variant, 'v4'),
     v6: iptablesCommands(options.variant, 'v6'),
   };
-  const run = (argv: string[], input?: string): Promise<ExecResult> =>
-    options.runner(
-      argv,
-      input === undefined ? { timeoutMs: options.timeoutMs } : { timeoutMs: options.timeoutMs, input },
-    );
+  const run = createTool({ runner: options.runner, timeoutMs: options.timeoutMs });
 
   /** The family's filter table, or the reason it cannot be read (no IPv6, not root…). */
   const read = async (family: Family): Promise<SavedTable | string> => {
     const argv = [commands[family].save, '-t', 'filter'];
     const result = await run(argv);
     if (result.exitCode !== 0)
-      return `\`${argv.join(' ')}\` failed (exit ${result.exitCode}): ${complaint(result)}`;
+      return `\`${argv.join(' ')}\` failed (exit ${result.exitCode}): ${complaintOf(result)}`;
     return parseIptablesSave(result.stdout, argv.join(' '));
   };
   /** The family's table, throwing when it is needed and cannot be read. */
@@ -111,33 +102,21 @@ export function createIptablesBackend(options: IptablesBackendOptions): Backend 
       throw new FirewallError(`Cannot read the ${family} firewall: ${table}`, { family });
     return table;
   };
-  const apply = async (batches: RestoreBatch[]): Promise<AppliedChange[]> => {
-    const changes: AppliedChange[] = [];
-    for (const batch of batches) {
-      assertSafeRestoreInput(batch.input, batch.family);
-      const argv = [commands[batch.family].restore, '--noflush', '-w'];
-      const result = await run(argv, batch.input);
-      if (result.exitCode !== 0) {
-        const done =
-          changes.length > 0
-            ? ` (the ${changes.map((change) => change.specs[0]?.family).join(', ')} commit had succeeded)`
-            : '';
-        throw new FirewallError(
-          `${argv[0]} refused to ${batch.kind} ${batch.family} udp port(s) ` +
-            `${[...new Set(batch.specs.map((spec) => spec.port))].join(',')} (exit ${result.exitCode})${done}: ${complaint(result)}`,
-          {
-            exitCode: result.exitCode,
-            stderr: result.stderr.trim(),
-            input: batch.input,
-            completed: changes.length,
-          },
-        );
-      }
-      const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
-      changes.push({ kind: batch.kind, specs: batch.specs, argv, output });
+  /** Runs one family's batch as one `iptables-restore --noflush -w` commit: all of it, or nothing. */
+  const runBatch = async (batch: RestoreBatch): Promise<AppliedChange> => {
+    assertSafeRestoreInput(batch.input, batch.family);
+    const argv = [commands[batch.family].restore, '--noflush', '-w'];
+    const result = await run(argv, batch.input);
+    if (result.exitCode !== 0) {
+      throw new FirewallError(
+        `${argv[0]} refused to ${batch.kind} ${batch.family} udp port(s) ` +
+          `${[...new Set(batch.specs.map((spec) => spec.port))].join(',')} (exit ${result.exitCode}): ${complaintOf(result)}`,
+        { exitCode: result.exitCode, stderr: result.stderr.trim(), input: batch.input },
+      );
     }
-    return changes;
+    return { kind: batch.kind, specs: batch.specs, argv, output: outputOf(result) };
   };
+  const apply = (batches: RestoreBatch[]) => applyInOrder('iptables-restore', batches, runBatch);
   /** The variant in use: configured, or as the last probe's `--version` said. */
   let variant = options.variant;
   const families = (specs: RuleSpec[]) =>
@@ -147,23 +126,15 @@ export function createIptablesBackend(options: IptablesBackendOptions): Backend 
     name: 'iptables',
 
     async probe(): Promise<BackendProbe> {
-      let version: ExecResult;
       const cli = commands.v4.cli;
-      try {
-        version = await run([cli, '--version']);
-      } catch (error) {
-        if (
-          !(error instanceof ExecError && (hasCode(error.cause, 'ENOENT') || hasCode(error.cause, 'EACCES')))
-        ) {
-          throw error;
-        }
-        const detail = [
-          `${cli} is not installed (no runnable \`${cli}\` on PATH); install it (apt install iptables)`,
-        ];
-        return { installed: false, active: false, ipv6: false, detail };
-      }
-      const v4 =
-        version.exitCode === 0 ? await read('v4') : `\`${cli} --version\` failed: ${complaint(version)}`;
+      const answer = await probeVersion(
+        run,
+        [cli, '--version'],
+        `${cli} is not installed (no runnable \`${cli}\` on PATH); install it (apt install iptables)`,
+      );
+      if ('probe' in answer) return answer.probe;
+      const { version } = answer;
+      const v4 = await read('v4');
       if (typeof v4 === 'string') return { installed: false, active: false, ipv6: false, detail: [v4] };
       const v6 = await read('v6');
       variant ??= variantOfVersion(version.stdout);
@@ -222,7 +193,13 @@ export function createIptablesBackend(options: IptablesBackendOptions): Backend 
     watchChanges(onChange: (what: string) => void): { close(): void } {
       if (options.watcher === undefined || variant !== 'nft') return { close() {} };
       const { watcher } = options;
-      return watchMonitor({ watcher, argv: IPTABLES_NFT_MONITOR, isOurs: isOurIptablesNftEvent, onChange });
+      return watchMonitor({
+        watcher,
+        argv: IPTABLES_NFT_MONITOR,
+        isOurs: isOurIptablesNftEvent,
+        onChange,
+        ...(options.clock === undefined ? {} : { clock: options.clock }),
+      });
     },
   };
 }

@@ -1,4 +1,6 @@
-import type { LineWatch, LineWatcher } from '../exec.ts';
+import type { LineWatcher } from '../exec.ts';
+import { type Clock, systemClock, type Timer } from './kernel/clock.ts';
+import { keepWatching } from './kernel/watch.ts';
 
 /*
  * Watching the kernel's nf_tables for changes with `nft monitor rules`, for the nftables backend and for
@@ -60,70 +62,53 @@ export interface MonitorOptions {
    * is reported at its first line and, if more came, once more this long after it; default 100 ms.
    */
   burstMs?: number;
+  clock?: Clock;
 }
 
 /**
  * Runs the monitor and calls onChange for foreign changes, at the first line of a burst and once after it
- * when more lines came (so a reconcile always starts after the last change); when the monitor ends it
- * calls onChange (anything may have changed unseen) and restarts it after a growing delay, unless it could
- * not be run at all (not installed: the daemon's periodic resync is then the only check).
+ * when more lines came (so a reconcile always starts after the last change); the kernel's keepWatching
+ * restarts it when it ends (see kernel/watch.ts).
  */
 export function watchMonitor(options: MonitorOptions): { close(): void } {
   const { watcher, argv, isOurs, onChange } = options;
-  const firstDelay = options.restartMs ?? 1000;
+  const clock = options.clock ?? systemClock;
   const burstMs = options.burstMs ?? 100;
-  const what = argv.slice(0, 2).join(' ');
-  let current: LineWatch | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let burst: NodeJS.Timeout | undefined;
+  let burst: Timer | undefined;
   /** A foreign line that came during the burst, reported when it ends. */
   let pending: string | undefined;
   let closed = false;
-  let failures = 0;
   const report = (change: string): void => {
     if (burst !== undefined) {
       pending = change;
       return;
     }
     onChange(change);
-    burst = setTimeout(() => {
+    burst = clock.setTimeout(() => {
       burst = undefined;
       const last = pending;
       pending = undefined;
       if (last !== undefined && !closed) onChange(`${last} (and more)`);
     }, burstMs);
-    burst.unref();
   };
-  const begin = (): void => {
-    current = watcher(
-      argv,
-      (line) => {
-        failures = 0;
-        const change = foreignChange(line, isOurs);
-        if (change !== undefined) report(change);
-      },
-      (why) => {
-        if (closed) return;
-        onChange(`${what} ended (${why})`);
-        if (why.startsWith('could not run')) return;
-        const delay = Math.min(60_000, firstDelay * 2 ** failures);
-        failures += 1;
-        timer = setTimeout(() => {
-          if (closed) return;
-          begin();
-          onChange(`${what} restarted`);
-        }, delay);
-        timer.unref();
-      },
-    );
-  };
-  begin();
+  const watch = keepWatching({
+    watcher,
+    argv,
+    label: argv.slice(0, 2).join(' '),
+    onLine: (line) => {
+      const change = foreignChange(line, isOurs);
+      if (change !== undefined) report(change);
+    },
+    onChange,
+    firstDelayMs: options.restartMs ?? 1000,
+    maxDelayMs: 60_000,
+    clock,
+  });
   return {
     close() {
       closed = true;
-      if (timer !== undefined) clearTimeout(timer);
-      if (burst !== undefined) clearTimeout(burst);
-      current?.close();
+      clock.clear(burst);
+      watch.close();
     },
   };
 }

@@ -1,7 +1,11 @@
-import { ExecError, FirewallError } from '../errors.ts';
+import { FirewallError, MoshwallError } from '../errors.ts';
 import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
 import type { FirewallRule, RuleSpec } from '../rules.ts';
+import { applyInOrder } from './kernel/apply.ts';
+import { type Clock, systemClock } from './kernel/clock.ts';
+import { createRecent } from './kernel/recent.ts';
+import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { watchMonitor } from './monitor.ts';
 import { adminRules } from './nftables/admin.ts';
 import {
@@ -66,8 +70,8 @@ export interface NftablesBackendOptions {
   table?: { family: NftTableFamily; name: string };
   /** The chain of that table our jump goes in; the table's input-hook chain when absent. */
   chain?: string;
-  /** A monotonic clock in ms (performance.now by default), for the age of the last listing. */
-  now?: () => number;
+  /** The age of the last listing and the monitor's timers (the machine's clock by default). */
+  clock?: Clock;
 }
 
 const NFT_LIST = ['nft', '-j', 'list', 'ruleset'];
@@ -78,11 +82,6 @@ const NFT_LIST = ['nft', '-j', 'list', 'ruleset'];
 export const NFT_LISTING_TRUSTED_MS = 1000;
 const NFT_APPLY = ['nft', '-f', '-'];
 export const NFT_MONITOR = ['nft', 'monitor', 'rules'];
-
-/** True when `error` is a Node system error with this code (ENOENT, EACCES…). */
-function hasCode(error: unknown, code: string): boolean {
-  return error instanceof Error && 'code' in error && error.code === code;
-}
 
 /** The first "Error: …" line nft printed, or all it printed. */
 function nftComplaint(result: ExecResult): string {
@@ -145,20 +144,14 @@ function probeDetail(version: string, choice: AnchorChoice): string[] {
 export function createNftablesBackend(options: NftablesBackendOptions): Backend {
   const placement = placementOf(options);
   const { watcher } = options;
-  const now = options.now ?? (() => performance.now());
+  const clock = options.clock ?? systemClock;
   /**
-   * The last listing and when it was read. Our own changes keep it: the quick plans rely only on our
-   * chain, sets, set rules and jump being there, which our changes only ever add (a listing that lacks
-   * something we added since merely sends the next change down the full path). A refusal forgets it.
+   * The last listing. Our own changes keep it: the quick plans rely only on our chain, sets, set rules
+   * and jump being there, which our changes only ever add (a listing that lacks something we added since
+   * merely sends the next change down the full path). A refusal forgets it.
    */
-  let known: { ruleset: NftRuleset; at: number } | undefined;
-  const recent = (): NftRuleset | undefined =>
-    known !== undefined && now() - known.at <= NFT_LISTING_TRUSTED_MS ? known.ruleset : undefined;
-  const run = (argv: string[], input?: string): Promise<ExecResult> =>
-    options.runner(
-      argv,
-      input === undefined ? { timeoutMs: options.timeoutMs } : { timeoutMs: options.timeoutMs, input },
-    );
+  const listing = createRecent<NftRuleset>(clock, NFT_LISTING_TRUSTED_MS);
+  const run = createTool({ runner: options.runner, timeoutMs: options.timeoutMs });
   const list = async (): Promise<NftRuleset> => {
     const result = await run(NFT_LIST);
     if (result.exitCode !== 0) {
@@ -171,35 +164,42 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
       );
     }
     const ruleset = parseNftRuleset(result.stdout);
-    known = { ruleset, at: now() };
+    listing.remember(ruleset);
     return ruleset;
   };
-  const apply = async (batch: NftBatch | undefined): Promise<AppliedChange[]> => {
-    if (batch === undefined) return [];
+  /** Runs one batch as one `nft -f -` transaction: all of it takes effect, or nothing. */
+  const runBatch = async (batch: NftBatch): Promise<AppliedChange> => {
     assertSafeNftScript(batch.script);
     const result = await run(NFT_APPLY, batch.script);
     if (result.exitCode !== 0) {
-      known = undefined;
+      listing.forget();
       const ports = [...new Set(batch.specs.map((spec) => spec.port))].join(',');
       throw new FirewallError(
         `nft refused to ${batch.kind} udp port(s) ${ports} (exit ${result.exitCode}), nothing changed: ${nftComplaint(result)}`,
         { exitCode: result.exitCode, stderr: result.stderr.trim(), script: batch.script },
       );
     }
-    const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
-    return [{ kind: batch.kind, specs: batch.specs, argv: NFT_APPLY, output }];
+    return { kind: batch.kind, specs: batch.specs, argv: NFT_APPLY, output: outputOf(result) };
   };
-  /** Applies a batch planned on a recent listing; undefined when there is none or nft refuses. */
+  const apply = (batch: NftBatch | undefined): Promise<AppliedChange[]> =>
+    applyInOrder('nft', batch === undefined ? [] : [batch], runBatch);
+  /**
+   * Applies a batch planned on a recent listing; undefined when there is none or nft refused it (the
+   * caller then lists and plans again; the refusal is not lost: the full path meets it again or fixes it).
+   */
   const quick = async (
     plan: (ruleset: NftRuleset) => NftBatch | undefined,
   ): Promise<AppliedChange[] | undefined> => {
-    const ruleset = recent();
+    const ruleset = listing.recent();
     const batch = ruleset === undefined ? undefined : plan(ruleset);
     if (batch === undefined) return undefined;
     try {
       return await apply(batch);
-    } catch {
-      known = undefined;
+    } catch (error) {
+      // A refusal or a timeout sends the change down the full path, which meets it again or gets past
+      // it; anything else is a bug and is thrown.
+      if (!(error instanceof MoshwallError)) throw error;
+      listing.forget();
       return undefined;
     }
   };
@@ -208,24 +208,14 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     name: 'nftables',
 
     async probe(): Promise<BackendProbe> {
-      let version: ExecResult;
-      try {
-        version = await run(['nft', '--version']);
-      } catch (error) {
-        if (
-          !(error instanceof ExecError && (hasCode(error.cause, 'ENOENT') || hasCode(error.cause, 'EACCES')))
-        ) {
-          throw error;
-        }
-        const detail = [
-          'nft is not installed (no runnable `nft` on PATH); install it (apt install nftables)',
-        ];
-        return { installed: false, active: false, ipv6: false, detail };
-      }
-      if (version.exitCode !== 0) {
-        const detail = [`\`nft --version\` failed (exit ${version.exitCode}): ${nftComplaint(version)}`];
-        return { installed: false, active: false, ipv6: false, detail };
-      }
+      const answer = await probeVersion(
+        run,
+        ['nft', '--version'],
+        'nft is not installed (no runnable `nft` on PATH); install it (apt install nftables)',
+        nftComplaint,
+      );
+      if ('probe' in answer) return answer.probe;
+      const { version } = answer;
       const ruleset = await list();
       const choice = chooseAnchor(ruleset, placement);
       // Active: an admin's own chain drops input (one of iptables-nft or firewalld makes those active instead).
@@ -288,7 +278,7 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
       ? {}
       : {
           watchChanges: (onChange: (what: string) => void) =>
-            watchMonitor({ watcher, argv: NFT_MONITOR, isOurs: isOurNftEvent, onChange }),
+            watchMonitor({ watcher, argv: NFT_MONITOR, isOurs: isOurNftEvent, onChange, clock }),
         }),
   };
 }

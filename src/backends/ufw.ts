@@ -1,9 +1,13 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ExecError, FirewallError } from '../errors.ts';
-import type { ExecResult, Runner } from '../exec.ts';
+import { errnoCode } from '../discovery/errno.ts';
+import { FirewallError } from '../errors.ts';
+import type { Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
 import { type FirewallRule, type RuleSpec, ruleHasSpec, specKey, specOfRule } from '../rules.ts';
+import { applyInOrder } from './kernel/apply.ts';
+import type { Clock } from './kernel/clock.ts';
+import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { assertSafeUfwArgv, planUfwCalls, type UfwCall } from './ufw/commands.ts';
 import { createUfwFastPath } from './ufw/fast.ts';
 import { createFastPathEdge } from './ufw/ipset.ts';
@@ -37,17 +41,14 @@ export interface UfwBackendOptions {
   fastPath?: 'ipset';
   /** Fast path: how often watchChanges looks at our sets' headers (default 2000 ms). */
   watchIntervalMs?: number;
+  /** The fast path's listing age and watcher interval (the machine's clock by default). */
+  clock?: Clock;
   /** Limit for each ufw run (ufw allow ~170 ms, delete ~300 ms, more while another ufw holds its lock). */
   timeoutMs: number;
 }
 
 /** ufw prints English only under the C locale, and its words are what we check. */
 const UFW_ENV = { LANG: 'C', LC_ALL: 'C' };
-
-/** True when `error` is a Node system error with this code (ENOENT, EACCES…). */
-function hasCode(error: unknown, code: string): boolean {
-  return error instanceof Error && 'code' in error && error.code === code;
-}
 
 /**
  * Whether ufw manages IPv6, from the text of /etc/default/ufw, read exactly as ufw reads it: lines matching
@@ -98,6 +99,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
     }),
     fastMode,
     afterFiles,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
 
   const read = (path: string, what: string): string => {
@@ -116,32 +118,19 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
     ...parseUserRules(read(rulesFiles.v4, 'ufw rules file'), 'v4', rulesFiles.v4),
     ...(ipv6 ? parseUserRules(read(rulesFiles.v6, 'ufw rules file'), 'v6', rulesFiles.v6) : []),
   ];
-  const run = (argv: string[]): Promise<ExecResult> => {
-    assertSafeUfwArgv(argv);
-    return options.runner(argv, { timeoutMs: options.timeoutMs, env: UFW_ENV });
+  const run = createTool({
+    runner: options.runner,
+    timeoutMs: options.timeoutMs,
+    env: UFW_ENV,
+    guard: assertSafeUfwArgv,
+  });
+  /** Runs one `ufw allow|delete` and checks ufw's words, not only its exit code. */
+  const runCall = async (call: UfwCall): Promise<AppliedChange> => {
+    const result = await run(call.argv);
+    assertUfwSucceeded(call, result);
+    return { kind: call.kind, specs: call.specs, argv: call.argv, output: outputOf(result) };
   };
-  const apply = async (calls: UfwCall[]): Promise<AppliedChange[]> => {
-    const changes: AppliedChange[] = [];
-    for (const call of calls) {
-      try {
-        const result = await run(call.argv);
-        assertUfwSucceeded(call, result);
-        const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
-        changes.push({ kind: call.kind, specs: call.specs, argv: call.argv, output });
-      } catch (error) {
-        if (changes.length === 0 || !(error instanceof FirewallError || error instanceof ExecError))
-          throw error;
-        // Earlier calls of this batch did take effect: say so, the caller's next reconcile will see them.
-        const done = `${changes.length} of ${calls.length} ufw calls had succeeded`;
-        throw new FirewallError(
-          `${error.message} (${done})`,
-          { ...error.context, completed: changes.length },
-          error,
-        );
-      }
-    }
-    return changes;
-  };
+  const apply = (calls: UfwCall[]) => applyInOrder('ufw', calls, runCall);
 
   /** Our classic rules (user.rules) among `specs`: the only ones a `ufw delete` is worth running for. */
   const classicOurs = (specs: RuleSpec[], ipv6: boolean): RuleSpec[] => {
@@ -153,6 +142,21 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         .map(specKey),
     );
     return specs.filter((spec) => ours.has(specKey(spec)));
+  };
+
+  /** Takes out members added beside a failed liveness check; if that fails too, both are in the error. */
+  const takeBack = async (specs: RuleSpec[], why: unknown): Promise<void> => {
+    try {
+      await fast.change('revoke', specs);
+    } catch (error) {
+      const first = why instanceof Error ? why.message : String(why);
+      throw new FirewallError(
+        `${first}; and taking the members just added out again failed: ${error instanceof Error ? error.message : String(error)} ` +
+          '(they open nothing while the hook is not loaded)',
+        { members: specs.length },
+        error,
+      );
+    }
   };
 
   return {
@@ -168,29 +172,14 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
     },
 
     async probe(): Promise<BackendProbe> {
-      let version: ExecResult;
-      try {
-        version = await run(['ufw', 'version']);
-      } catch (error) {
-        if (
-          !(error instanceof ExecError && (hasCode(error.cause, 'ENOENT') || hasCode(error.cause, 'EACCES')))
-        ) {
-          throw error;
-        }
-        const detail = [
-          'ufw is not installed (no runnable `ufw` on PATH); install it (apt install ufw) or choose another backend',
-        ];
-        return { installed: false, active: false, ipv6: false, detail };
-      }
-      if (version.exitCode !== 0) {
-        const why = version.stderr.trim() || version.stdout.trim();
-        return {
-          installed: false,
-          active: false,
-          ipv6: false,
-          detail: [`\`ufw version\` failed (exit ${version.exitCode}): ${why}`],
-        };
-      }
+      const answer = await probeVersion(
+        run,
+        ['ufw', 'version'],
+        'ufw is not installed (no runnable `ufw` on PATH); install it (apt install ufw) or choose another backend',
+        (result) => result.stderr.trim() || result.stdout.trim(),
+      );
+      if ('probe' in answer) return answer.probe;
+      const { version } = answer;
       const status = await run(['ufw', 'status']);
       const active = status.exitCode === 0 ? parseUfwStatus(status.stdout) : undefined;
       if (active === undefined) {
@@ -209,7 +198,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         ipv6 = parseUfwDefaults(readFile(defaultsFile)).ipv6;
         ipv6Detail = `IPv6: ${ipv6 ? 'yes' : 'no'} (IPV6= in ${defaultsFile})`;
       } catch (error) {
-        if (!hasCode(error, 'ENOENT'))
+        if (errnoCode(error) !== 'ENOENT')
           throw new FirewallError(`Cannot read ${defaultsFile}`, { path: defaultsFile }, error);
         ipv6Detail = `IPv6: no (${defaultsFile} is missing)`;
       }
@@ -268,7 +257,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         fast.change('allow', specs),
       ]);
       if (live.status === 'rejected') {
-        if (change.status === 'fulfilled') await fast.change('revoke', specs).catch(() => undefined);
+        if (change.status === 'fulfilled') await takeBack(specs, live.reason);
         throw live.reason;
       }
       if (change.status === 'rejected') throw change.reason;

@@ -2,6 +2,8 @@ import { FirewallError } from '../../errors.ts';
 import type { AppliedChange } from '../../firewall.ts';
 import type { Family } from '../../model.ts';
 import type { FirewallRule, RuleSpec } from '../../rules.ts';
+import { type Clock, systemClock } from '../kernel/clock.ts';
+import { createRecent } from '../kernel/recent.ts';
 import { FAST_CHAINS, type HookLiveness, ruleOfMember } from './fastpath.ts';
 import type { FastPathEdge } from './ipset.ts';
 
@@ -38,12 +40,15 @@ export function createUfwFastPath(options: {
   edge: FastPathEdge;
   fastMode: boolean;
   afterFiles: Record<Family, string>;
+  /** The age of the last listing and the watcher's interval (the machine's clock by default). */
+  clock?: Clock;
 }): UfwFastPath {
   const { edge: fast, fastMode, afterFiles } = options;
+  const clock = options.clock ?? systemClock;
   /** Set while a watch runs: takes a new baseline of our sets after a change of our own. */
   let afterOwnChange: (() => void) | undefined;
-  /** The hook's state as the last listing saw it, and when: a change right after it is based on it. */
-  let listed: { at: number; state: Partial<Record<Family, HookLiveness>> } | undefined;
+  /** The hook's state as the last listing saw it: a change right after it is based on it. */
+  const listed = createRecent<Partial<Record<Family, HookLiveness>>>(clock, LISTING_FRESH_MS);
   const inUse = () => fastMode || fast.hookInFiles();
 
   /** The hook's state per family, for the families UFW manages. */
@@ -62,7 +67,7 @@ export function createUfwFastPath(options: {
     async effectiveMembers(ipv6) {
       if (!inUse()) return [];
       const [{ specs }, state] = await Promise.all([fast.members(), hookState(ipv6)]);
-      listed = { at: performance.now(), state };
+      listed.remember(state);
       return specs.filter((spec) => (state[spec.family] ?? 'missing') !== 'missing').map(ruleOfMember);
     },
 
@@ -70,10 +75,9 @@ export function createUfwFastPath(options: {
       const families = [...new Set(specs.map((spec) => spec.family))];
       // A change decided on a listing of the last second relies on the hook state that listing saw (a
       // reconcile lists, then changes); the watcher notices the hook going away after that.
-      const recent =
-        listed !== undefined && performance.now() - listed.at <= LISTING_FRESH_MS ? listed : undefined;
-      const known = families.every((family) => recent?.state[family] === 'live');
-      const state = known && recent !== undefined ? recent.state : await hookState(ipv6, families);
+      const recent = listed.recent();
+      const known = families.every((family) => recent?.[family] === 'live');
+      const state = known && recent !== undefined ? recent : await hookState(ipv6, families);
       const [family] = (['v4', 'v6'] as const).filter(
         (candidate) => state[candidate] === 'missing' && specs.some((spec) => spec.family === candidate),
       );
@@ -152,11 +156,10 @@ export function createUfwFastPath(options: {
       };
       look(false);
       afterOwnChange = () => look(false);
-      const timer = setInterval(() => look(true), intervalMs);
-      timer.unref();
+      const timer = clock.setInterval(() => look(true), intervalMs);
       return {
         close: () => {
-          clearInterval(timer);
+          clock.clear(timer);
           afterOwnChange = undefined;
         },
       };

@@ -1,8 +1,9 @@
-import { ExecError, FirewallError } from '../../errors.ts';
+import { FirewallError } from '../../errors.ts';
 import type { ExecResult, Runner } from '../../exec.ts';
 import type { AppliedChange } from '../../firewall.ts';
 import type { Family } from '../../model.ts';
 import type { RuleSpec } from '../../rules.ts';
+import { isNotInstalled, outputOf } from '../kernel/tool.ts';
 import {
   FAST_CHAINS,
   FAST_SET_NAMES,
@@ -57,8 +58,7 @@ export function createFastPathEdge(options: {
     try {
       return await options.runner(argv, runOptions);
     } catch (error) {
-      const missing = error instanceof ExecError && error.cause instanceof Error && 'code' in error.cause;
-      if (!missing || (error.cause as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      if (!isNotInstalled(error)) throw error;
       throw new FirewallError(
         `${argv[0]} is not installed, and ufw_fast_path = "ipset" needs it (apt-get install ${argv[0] === 'ipset' ? 'ipset' : 'iptables'})`,
         { command: argv.join(' ') },
@@ -96,8 +96,7 @@ export function createFastPathEdge(options: {
       const input = createLines() + ipsetScript(kind === 'allow' ? 'add' : 'del', specs);
       const result = await runner(argv, { timeoutMs, input });
       assertOk(result, `ipset restore (${kind} ${specs.length} member(s))`);
-      const output = [result.stdout.trim(), result.stderr.trim()].filter((text) => text !== '').join('\n');
-      return { kind, specs, argv, output };
+      return { kind, specs, argv, output: outputOf(result) };
     },
 
     async headers() {

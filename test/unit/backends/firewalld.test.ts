@@ -539,7 +539,8 @@ describe('firewalld argv guard', () => {
 });
 
 describe('firewalld watcher', () => {
-  it('watches the Reloaded signal and the bus name, re-resolves the zone after an event, and restarts a dead watcher', async () => {
+  it('watches the Reloaded signal and the bus name, re-resolves the zone after an event, and restarts a dead watcher', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
     const watches: {
       argv: string[];
       onLine: (line: string) => void;
@@ -557,7 +558,7 @@ describe('firewalld watcher', () => {
     };
     const { backend, calls } = backendWith(
       [ok('public\n'), ok('success\n'), ok('public\n'), ok('success\n'), ok('success\n')],
-      { zone: 'public', watcher, restartDelayMs: 5 },
+      { zone: 'public', watcher, restartDelayMs: 5000 },
     );
     const events: string[] = [];
     const handle = backend.watchChanges?.((what) => events.push(what));
@@ -587,16 +588,19 @@ describe('firewalld watcher', () => {
     first.onExit('dbus-monitor exited (code 1)');
     assert.equal(
       events[1],
-      'the firewalld watcher ended (dbus-monitor exited (code 1)); restarting it in 0 s',
+      'the firewalld watcher ended (dbus-monitor exited (code 1)); restarting it in 5 s',
     );
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    t.mock.timers.tick(4999);
+    assert.equal(watches.length, 1, 'not before the delay');
+    t.mock.timers.tick(1);
     assert.equal(watches.length, 2, 'started again');
+    assert.equal(events[2], 'the firewalld watcher restarted');
     handle?.close();
     assert.equal(watches[1]?.closed, true);
     watches[1]?.onExit('dbus-monitor exited (signal SIGTERM)');
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    t.mock.timers.tick(600_000);
     assert.equal(watches.length, 2, 'not restarted after close()');
-    assert.equal(events.length, 2);
+    assert.equal(events.length, 3);
   });
 
   it('names the events it reacts to', () => {

@@ -214,7 +214,10 @@ describe('iptables backend: failures', () => {
       real('restore-nft-allow-v4-1'),
       real('restore-nft-revoke-v4-missing'),
     ]);
-    await assert.rejects(backend.allow([v4(60001), v6(60001)]), /\(the v4 commit had succeeded\)/);
+    await assert.rejects(
+      backend.allow([v4(60001), v6(60001)]),
+      /\(1 of 2 iptables-restore steps had succeeded; applied: allow v4 udp 60001; not applied: allow v6 udp 60001\)$/,
+    );
   });
 
   it('an unreadable v4 table (not root) is an error; an unreadable v6 one means no IPv6', async () => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createIptablesBackend, isOurIptablesNftEvent } from '../../../src/backends/iptables.ts';
 import { foreignChange, parseMonitorLine, watchMonitor } from '../../../src/backends/monitor.ts';
 import { createNftablesBackend, isOurNftEvent } from '../../../src/backends/nftables.ts';
@@ -110,7 +109,8 @@ describe('foreignChange', () => {
 });
 
 describe('watchMonitor', () => {
-  it('calls onChange for foreign lines only, restarts a monitor that ended, and stops on close', async () => {
+  it('calls onChange for foreign lines only, restarts a monitor that ended, and stops on close', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
     const fake = fakeWatcher();
     const changes: string[] = [];
     const watch = watchMonitor({
@@ -118,7 +118,7 @@ describe('watchMonitor', () => {
       argv: ['nft', 'monitor', 'rules'],
       isOurs: isOurNftEvent,
       onChange: (what) => changes.push(what),
-      restartMs: 5,
+      restartMs: 5000,
       burstMs: 20,
     });
     assert.deepEqual(
@@ -132,31 +132,49 @@ describe('watchMonitor', () => {
     // An admin's reload: reported at its first line, and once more after the burst (its last lines).
     for (const line of printed('nftables-admin')) first.line(line);
     assert.deepEqual(changes, ['delete rule inet filter input handle 23']);
-    await sleep(60);
+    t.mock.timers.tick(19);
+    assert.equal(changes.length, 1, 'not before the burst ends');
+    t.mock.timers.tick(1);
     assert.deepEqual(changes, [
       'delete rule inet filter input handle 23',
       'add rule inet filter input icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept (and more)',
     ]);
     // A lone change is reported once.
     first.line('delete rule inet filter input handle 20');
-    await sleep(60);
+    t.mock.timers.tick(60);
     assert.equal(changes.length, 3);
     assert.equal(changes.at(-1), 'delete rule inet filter input handle 20');
 
     first.exit('nft exited (code 1)');
-    assert.equal(changes.at(-1), 'nft monitor ended (nft exited (code 1))');
-    await sleep(30);
+    assert.equal(changes.at(-1), 'nft monitor ended (nft exited (code 1)); restarting it in 5 s');
+    t.mock.timers.tick(4999);
+    assert.equal(fake.starts.length, 1, 'not restarted before the delay');
+    t.mock.timers.tick(1);
     assert.equal(fake.starts.length, 2, 'restarted');
     assert.equal(changes.at(-1), 'nft monitor restarted');
 
+    // Ending again without a line in between doubles the delay; a line sets it back.
+    fake.starts[1]?.exit('nft exited (code 1)');
+    assert.equal(changes.at(-1), 'nft monitor ended (nft exited (code 1)); restarting it in 10 s');
+    t.mock.timers.tick(9999);
+    assert.equal(fake.starts.length, 2);
+    t.mock.timers.tick(1);
+    assert.equal(fake.starts.length, 3);
+    fake.starts[2]?.line('# new generation 9 by process 1 (nft)');
+    fake.starts[2]?.exit('nft exited (code 1)');
+    assert.equal(changes.at(-1), 'nft monitor ended (nft exited (code 1)); restarting it in 5 s');
+    t.mock.timers.tick(5000);
+    assert.equal(fake.starts.length, 4);
+
     watch.close();
     assert.equal(fake.closed(), 1);
-    fake.starts[1]?.exit('nft exited (signal SIGTERM)');
-    await sleep(30);
-    assert.equal(fake.starts.length, 2, 'no restart after close');
+    fake.starts[3]?.exit('nft exited (signal SIGTERM)');
+    t.mock.timers.tick(600_000);
+    assert.equal(fake.starts.length, 4, 'no restart after close');
   });
 
-  it('does not restart a monitor that could not be run at all (the resync remains)', async () => {
+  it('does not restart a monitor that could not be run at all (the resync remains)', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
     const fake = fakeWatcher();
     const changes: string[] = [];
     watchMonitor({
@@ -167,9 +185,11 @@ describe('watchMonitor', () => {
       restartMs: 1,
     });
     fake.starts[0]?.exit('could not run nft: spawn nft ENOENT');
-    await sleep(20);
+    t.mock.timers.tick(600_000);
     assert.equal(fake.starts.length, 1);
-    assert.deepEqual(changes, ['nft monitor ended (could not run nft: spawn nft ENOENT)']);
+    assert.deepEqual(changes, [
+      'nft monitor ended (could not run nft: spawn nft ENOENT); not restarting it, the periodic resync remains',
+    ]);
   });
 });
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { systemClock } from '../../../src/backends/kernel/clock.ts';
 import {
   createNftablesBackend,
   NFT_LISTING_TRUSTED_MS,
@@ -38,7 +39,7 @@ function backendWith(answers: CannedAnswer[], placement: Placement = {}) {
     return ms;
   };
   return recordedBackend(answers, (runner) =>
-    createNftablesBackend({ runner, timeoutMs: TIMEOUT, now, ...placement }),
+    createNftablesBackend({ runner, timeoutMs: TIMEOUT, clock: { ...systemClock, now }, ...placement }),
   );
 }
 
@@ -306,7 +307,7 @@ describe('nftables backend: the quick path right after a listing', () => {
   const clocked = (answers: CannedAnswer[]) => {
     const clock = { ms: 0 };
     const recorded = recordedBackend(answers, (runner) =>
-      createNftablesBackend({ runner, timeoutMs: TIMEOUT, now: () => clock.ms }),
+      createNftablesBackend({ runner, timeoutMs: TIMEOUT, clock: { ...systemClock, now: () => clock.ms } }),
     );
     return { ...recorded, clock };
   };

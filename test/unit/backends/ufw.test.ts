@@ -298,7 +298,10 @@ describe('ufw backend: reading what ufw says', () => {
     const { backend, calls } = backendWith([real('allow-active-v4-new'), real('allow-error-bad-port')]);
     await assert.rejects(backend.allow([v4(60040), v4(60041)]), (error: unknown) => {
       assert.ok(error instanceof FirewallError);
-      assert.match(error.message, /\(1 of 2 ufw calls had succeeded\)$/);
+      assert.match(
+        error.message,
+        /\(1 of 2 ufw steps had succeeded; applied: allow v4 udp 60040; not applied: allow v4 udp 60041\)$/,
+      );
       assert.equal(error.context.completed, 1);
       return true;
     });
