@@ -51,10 +51,13 @@ export async function withLock<T>(
   const { lockFile, lockTimeoutMs } = deps.config;
   const release = await deps.lock(lockFile, lockTimeoutMs);
   if (!release) {
-    throw new LockError(`Another moshwall run held ${lockFile} for more than ${lockTimeoutMs} ms`, {
-      lockFile,
-      lockTimeoutMs,
-    });
+    throw new LockError(
+      `Another moshwall run held ${lockFile} for more than ${lockTimeoutMs} ms; try again when it is done, or raise lock_timeout_ms`,
+      {
+        lockFile,
+        lockTimeoutMs,
+      },
+    );
   }
   try {
     return await work();

@@ -83,30 +83,24 @@ export class ExecError extends MoshwallError {
   }
 }
 
-/** The process exit code for an error: documented in the README ("Exit codes"). */
+/** Each code's process exit code, as the README's "Exit codes" table documents them. */
+export const EXIT_CODES: Record<ErrorCode, number> = {
+  EUSAGE: 2,
+  ECONFIG: 3,
+  ENOFIREWALL: 4,
+  ELOCK: 5,
+  ENOTROOT: 6,
+  EUNSAFE: 7,
+  EPROC: 1,
+  EFIREWALL: 1,
+  EEXEC: 1,
+  EINSTALL: 1,
+  EINTERNAL: 70,
+};
+
+/** The process exit code for an error: its code's (EXIT_CODES), 70 for anything else (a bug). */
 export function exitCodeFor(error: unknown): number {
-  if (!(error instanceof MoshwallError)) return 70;
-  switch (error.code) {
-    case 'EUSAGE':
-      return 2;
-    case 'ECONFIG':
-      return 3;
-    case 'ENOFIREWALL':
-      return 4;
-    case 'ELOCK':
-      return 5;
-    case 'ENOTROOT':
-      return 6;
-    case 'EUNSAFE':
-      return 7;
-    case 'EPROC':
-    case 'EFIREWALL':
-    case 'EEXEC':
-    case 'EINSTALL':
-      return 1;
-    default:
-      return 70;
-  }
+  return error instanceof MoshwallError ? (EXIT_CODES[error.code] ?? 70) : 70;
 }
 
 /** One line for the terminal: the message, then the context as key=value pairs. */

@@ -65,13 +65,19 @@ export const runCommand: Runner = (argv, options) =>
     child.stdin.end(options.input ?? '');
     child.on('error', (error) => {
       clearTimeout(timer);
-      reject(new ExecError(`Could not run ${file}`, { command: argv.join(' ') }, error));
+      const message = `Could not run ${file} (is it installed, on PATH and executable?)`;
+      reject(new ExecError(message, { command: argv.join(' ') }, error));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const command = argv.join(' ');
       if (timedOut) {
-        reject(new ExecError(`${file} did not finish within ${options.timeoutMs} ms`, { command }));
+        reject(
+          new ExecError(
+            `${file} did not finish within ${options.timeoutMs} ms (killed); if it is only slow, raise command_timeout_ms`,
+            { command },
+          ),
+        );
         return;
       }
       if (code === null) {

@@ -177,7 +177,11 @@ export async function runMain(io: MainIo): Promise<number> {
     }
     if (command.needsRoot) {
       const unsafe = io.edges.unsafeFiles(io.selfPath, config);
-      if (unsafe) throw new MoshwallError('EUNSAFE', `refusing to run as root: ${unsafe}`);
+      if (unsafe)
+        throw new MoshwallError(
+          'EUNSAFE',
+          `refusing to run as root: ${unsafe}; make it and every directory above it owned by root and not writable by group or others`,
+        );
     }
     return await command.run(
       {
