@@ -31,8 +31,11 @@ export interface AdminFirewall {
   skipReason(): string | false;
 }
 
-/** Debian's /etc/nftables.conf as an admin makes it default-deny: policy drop, ssh, replies, ND. */
-const DEBIAN_NFTABLES_CONF = `#!/usr/sbin/nft -f
+/**
+ * Debian's /etc/nftables.conf as an admin makes it default-deny: policy drop, ssh, replies, ND. The one
+ * definition of this baseline: the e2e tests and bench/scale load it.
+ */
+export const DEBIAN_NFTABLES_CONF = `#!/usr/sbin/nft -f
 
 flush ruleset
 
@@ -87,8 +90,11 @@ table inet nftables_svc {
 }
 `;
 
-/** Debian's iptables-persistent files: INPUT policy DROP, replies, loopback, ssh (and ICMPv6 for v6). */
-const IPTABLES_RULES = {
+/**
+ * Debian's iptables-persistent files: INPUT policy DROP, replies, loopback, ssh (and ICMPv6 for v6). The
+ * one definition of this baseline: the e2e tests (iptables-contract too) and bench/scale load it.
+ */
+export const IPTABLES_RULES = {
   v4: `*filter
 :INPUT DROP [0:0]
 :FORWARD ACCEPT [0:0]

@@ -7,27 +7,11 @@ import { createIptablesBackend, type IptablesVariant } from '../../src/backends/
 import type { Runner } from '../../src/exec.ts';
 import { testBackendContract } from '../backends/contract.ts';
 import { runOk } from './_exec.ts';
+import { IPTABLES_RULES } from './_firewalls.ts';
 import { type NetBackend, runnerIn, TIMEOUT_MS, testOnRealNetwork, useNet } from './_netns.ts';
 import { labSkipReason } from './lab.ts';
 
 const VARIANTS: IptablesVariant[] = ['nft', 'legacy'];
-
-/** The stock admin firewall: INPUT policy DROP, ssh accepted (and ICMPv6, for neighbour discovery). */
-const BASELINE = {
-  v4: [
-    '*filter',
-    ':INPUT DROP [0:0]',
-    ':FORWARD ACCEPT [0:0]',
-    ':OUTPUT ACCEPT [0:0]',
-    '-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT',
-    'COMMIT',
-    '',
-  ],
-  v6: [
-    ...['*filter', ':INPUT DROP [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]'],
-    ...['-A INPUT -p ipv6-icmp -j ACCEPT', '-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT', 'COMMIT', ''],
-  ],
-};
 
 /** Why this file cannot run here (not root, an iptables variant missing), or false. */
 function skipReason(): string | false {
@@ -52,12 +36,12 @@ for (const variant of VARIANTS) {
     };
     const subject: NetBackend = {
       label: `iptables-${variant}`,
-      /** Replaces both filter tables with the stock admin firewall (our chain, if any, goes too). */
+      /** Replaces both filter tables with the admin's baseline (_firewalls.ts; our chain, if any, goes too). */
       reset: async () => {
         for (const family of ['v4', 'v6'] as const) {
           await runOk(['ip', 'netns', 'exec', netns().server, `${cli[family]}-restore`, '-w'], {
             timeoutMs: TIMEOUT_MS,
-            input: BASELINE[family].join('\n'),
+            input: IPTABLES_RULES[family],
           });
         }
       },
