@@ -1,7 +1,7 @@
 import type { Family, PortRange } from '../../model.ts';
 import { anywhere, parseCidr } from '../../net.ts';
 import type { FirewallRule } from '../../rules.ts';
-import { type NftTableFamily, tableFamilies } from './layout.ts';
+import { addressText, type NftTableFamily, tableFamilies } from './layout.ts';
 import { isRecord, type NftRule, type NftRuleset } from './ruleset.ts';
 
 /*
@@ -97,12 +97,8 @@ function networks(right: unknown, family: Family): string[] | undefined {
   const items = isRecord(right) && Array.isArray(right.set) ? right.set : [right];
   const result: string[] = [];
   for (const item of items) {
-    let text: string | undefined;
-    if (typeof item === 'string') text = item;
-    else if (isRecord(item) && isRecord(item.prefix)) {
-      const { addr, len } = item.prefix;
-      if (typeof addr === 'string' && typeof len === 'number') text = `${addr}/${len}`;
-    }
+    // Host bits set ("10.0.0.1/8") match the network as nft does: an admin's rule covers it.
+    const text = addressText(item);
     const cidr = text === undefined ? undefined : parseCidr(text);
     if (cidr === undefined || cidr.family !== family) return undefined;
     result.push(cidr.network);

@@ -147,14 +147,20 @@ function portOf(value: unknown): number | undefined {
     : undefined;
 }
 
-/** The canonical network of an address element: "192.0.2.7" (a /32 or /128) or {"prefix": {addr, len}}. */
+/** An address element of nft's JSON as text: "192.0.2.7", or "10.0.0.0/8" from {"prefix": {addr, len}}. */
+export function addressText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (!isRecord(value) || !isRecord(value.prefix)) return undefined;
+  const { addr, len } = value.prefix;
+  return typeof addr === 'string' && typeof len === 'number' ? `${addr}/${len}` : undefined;
+}
+
+/**
+ * The canonical network of an element of our sets, or undefined when it is not one we write: we never
+ * write host bits, so an element with them set is not ours (an admin's rule may have them: admin.ts).
+ */
 function networkOf(value: unknown, family: Family): string | undefined {
-  let text: string | undefined;
-  if (typeof value === 'string') text = value;
-  else if (isRecord(value) && isRecord(value.prefix)) {
-    const { addr, len } = value.prefix;
-    if (typeof addr === 'string' && typeof len === 'number') text = `${addr}/${len}`;
-  }
+  const text = addressText(value);
   const cidr = text === undefined ? undefined : parseCidr(text);
   if (cidr === undefined || cidr.family !== family || cidr.hostBitsSet) return undefined;
   return cidr.network;
