@@ -28,7 +28,10 @@ export const systemClock: Clock = {
   now: () => performance.now(),
   setTimeout: (fn, ms) => unref(globalThis.setTimeout(fn, ms)),
   setInterval: (fn, ms) => unref(globalThis.setInterval(fn, ms)),
+  // Either clear ends either kind of the machine's timers; mocked ones need their own kind's.
   clear: (timer) => {
-    if (timer !== undefined) globalThis.clearTimeout(timer);
+    if (timer === undefined) return;
+    globalThis.clearTimeout(timer);
+    globalThis.clearInterval(timer);
   },
 };

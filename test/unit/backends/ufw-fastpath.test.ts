@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { assertSafeInstallUfwArgv } from '../../../src/backends/ufw/commands.ts';
 import {
   fastPathRules,
@@ -76,6 +75,9 @@ function fastBackend(answers: CannedAnswer[], readFile = files()) {
     createUfwBackend({ runner, readFile, timeoutMs: 4321, fastPath: 'ipset' }),
   );
 }
+
+/** Resolves once every promise callback queued so far has run (setImmediate is not mocked). */
+const settled = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('ufw fast path: golden argv', () => {
   it('allow checks the hook is live in both families, then runs one ipset restore with every member', async () => {
@@ -382,7 +384,8 @@ describe('ufw fast path: watching our sets', () => {
     assert.equal(setHeadersDigest(''), '');
   });
 
-  it('calls onChange when the hook rules go (references) or an admin flushes (entries), not otherwise', async () => {
+  it('calls onChange when the hook rules go (references) or an admin flushes (entries), not otherwise', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
     const answers = [headers(2, 5), headers(2, 5), headers(0, 5), headers(0, 5), headers(0, 0)];
     let index = 0;
     const calls: string[] = [];
@@ -400,12 +403,23 @@ describe('ufw fast path: watching our sets', () => {
       readFile: files(),
       timeoutMs: 1,
       fastPath: 'ipset',
-      watchIntervalMs: 5,
+      watchIntervalMs: 2000,
     });
     const watch = watched.watchChanges?.((what) => seen.push(what));
     assert.ok(watch);
-    for (let waited = 0; waited < 2000 && index < answers.length + 2; waited += 5) await sleep(5);
+    await settled();
+    assert.equal(index, 1, 'one quiet look at the start');
+    for (let look = 1; look <= answers.length; look += 1) {
+      t.mock.timers.tick(1999);
+      await settled();
+      assert.equal(index, look, 'no look before the interval');
+      t.mock.timers.tick(1);
+      await settled();
+    }
     watch.close();
+    t.mock.timers.tick(10_000);
+    await settled();
+    assert.equal(index, answers.length + 1, 'no look after close');
     assert.deepEqual(seen, [
       "moshwall's ipsets changed: moshwall-any4 refs=0 entries=5",
       "moshwall's ipsets changed: moshwall-any4 refs=0 entries=0",
@@ -413,7 +427,8 @@ describe('ufw fast path: watching our sets', () => {
     assert.ok(calls.every((call) => call === 'ipset -t list'));
   });
 
-  it("takes a quiet baseline after a change of ours, so our add then an admin's flush within one interval is still seen", async () => {
+  it("takes a quiet baseline after a change of ours, so our add then an admin's flush within one interval is still seen", async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
     let entries = 0;
     const seen: string[] = [];
     const backend = createUfwBackend({
@@ -439,11 +454,13 @@ describe('ufw fast path: watching our sets', () => {
     });
     const watch = backend.watchChanges?.((what) => seen.push(what));
     assert.ok(watch);
-    await sleep(20);
+    await settled();
     await backend.allow([v4(60040)]);
-    await sleep(20);
+    await settled();
     entries = 0; // an admin's `ipset flush`, before the next interval
-    for (let waited = 0; waited < 2000 && seen.length === 0; waited += 10) await sleep(10);
+    assert.deepEqual(seen, []);
+    t.mock.timers.tick(200);
+    await settled();
     watch.close();
     assert.deepEqual(seen, ["moshwall's ipsets changed: moshwall-any4 refs=1 entries=0"]);
   });
