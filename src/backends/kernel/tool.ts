@@ -20,7 +20,7 @@ export type RunTool = (argv: string[], input?: string) => Promise<ExecResult>;
 /** The one way a backend runs its commands: argv guard, then the runner with the timeout and env. */
 export function createTool(options: ToolOptions): RunTool {
   const { runner, timeoutMs, env, guard } = options;
-  return (argv, input) => {
+  return async (argv, input) => {
     guard?.(argv);
     return runner(argv, {
       timeoutMs,
