@@ -16,6 +16,8 @@ import {
   zoneRules,
 } from './firewalld/output.ts';
 import type { ServicePorts } from './firewalld/rich.ts';
+import { FIREWALLD_WATCH_ARGV, firewalldEvent } from './firewalld/watch.ts';
+import { findZone, type ZoneChoice } from './firewalld/zone.ts';
 import { applyInOrder } from './kernel/apply.ts';
 import type { Clock } from './kernel/clock.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
@@ -32,6 +34,7 @@ export {
   planFirewalldCalls,
 } from './firewalld/commands.ts';
 export {
+  defaultRouteInterface,
   firewallCmdProblems,
   parseServiceInfo,
   parseZoneListing,
@@ -39,6 +42,8 @@ export {
   zoneRules,
 } from './firewalld/output.ts';
 export { OUR_TAIL, parseOurRule, renderOurRule, richRuleToRules } from './firewalld/rich.ts';
+export { FIREWALLD_WATCH_ARGV, firewalldEvent } from './firewalld/watch.ts';
+export { findZone, type ZoneChoice } from './firewalld/zone.ts';
 
 /*
  * firewalld, runtime only: moshwall adds and removes tagged rich rules (see firewalld/rich.ts) in one
@@ -70,37 +75,6 @@ export interface FirewalldBackendOptions {
   clock?: Clock;
 }
 
-/** Where our rules go and why, for doctor. */
-export interface ZoneChoice {
-  zone: string;
-  why: string;
-}
-
-/** The D-Bus match rules for firewalld's Reloaded signal and for firewalld (re)taking its bus name. */
-export const FIREWALLD_WATCH_ARGV = [
-  'dbus-monitor',
-  '--system',
-  "type='signal',interface='org.fedoraproject.FirewallD1',member='Reloaded'",
-  "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.fedoraproject.FirewallD1'",
-];
-
-/** What a dbus-monitor line says happened to firewalld, or undefined for every other line. */
-export function firewalldEvent(line: string): string | undefined {
-  if (!line.startsWith('signal ')) return undefined;
-  if (line.includes('interface=org.fedoraproject.FirewallD1; member=Reloaded')) return 'firewalld reloaded';
-  if (line.includes('member=NameOwnerChanged')) return 'firewalld started or stopped';
-  return undefined;
-}
-
-/** The interface of the first default route in `ip -o route show default` output, if any. */
-export function defaultRouteInterface(text: string): string | undefined {
-  for (const line of text.split('\n')) {
-    const match = /^default\b.*\bdev (\S+)/.exec(line.trim());
-    if (match?.[1] !== undefined) return match[1];
-  }
-  return undefined;
-}
-
 /** Creates the firewalld backend: tagged runtime rich rules in one zone, through firewall-cmd. */
 export function createFirewalldBackend(options: FirewalldBackendOptions): Backend {
   if (options.zone !== undefined && !FIREWALLD_NAME.test(options.zone)) {
@@ -129,40 +103,7 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
     return result.stdout;
   };
 
-  const resolveZone = async (): Promise<ZoneChoice> => {
-    if (options.zone !== undefined) {
-      const zones = (await read(['firewall-cmd', '--get-zones'])).trim().split(/\s+/);
-      if (!zones.includes(options.zone)) {
-        throw new FirewallError(
-          `firewalld has no zone "${options.zone}" (firewalld_zone); its zones: ${zones.join(', ')}`,
-          { zone: options.zone },
-        );
-      }
-      return { zone: options.zone, why: 'configured (firewalld_zone)' };
-    }
-    let device: string | undefined;
-    for (const family of ['-4', '-6']) {
-      const route = await run(['ip', family, '-o', 'route', 'show', 'default']);
-      device = route.exitCode === 0 ? defaultRouteInterface(route.stdout) : undefined;
-      if (device !== undefined) break;
-    }
-    if (device !== undefined && FIREWALLD_NAME.test(device)) {
-      const bound = await run(['firewall-cmd', `--get-zone-of-interface=${device}`]);
-      const zone = bound.stdout.trim();
-      if (bound.exitCode === 0 && FIREWALLD_NAME.test(zone)) {
-        return { zone, why: `the zone of ${device}, the interface of the default route` };
-      }
-    }
-    const zone = (await read(['firewall-cmd', '--get-default-zone'])).trim();
-    if (!FIREWALLD_NAME.test(zone)) {
-      throw new FirewallError(`firewalld named an odd default zone "${zone}"`, { zone });
-    }
-    const because =
-      device === undefined
-        ? 'there is no default route'
-        : `${device}, the interface of the default route, is bound to no zone`;
-    return { zone, why: `firewalld's default zone (${because})` };
-  };
+  const resolveZone = () => findZone(run, read, options.zone);
   const currentZone = (): Promise<ZoneChoice> => {
     zoneChoice ??= resolveZone().catch((error: unknown) => {
       zoneChoice = undefined;

@@ -3,6 +3,7 @@ import type { LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
 import type { Family } from '../model.ts';
 import type { FirewallRule, RuleSpec } from '../rules.ts';
+import { probeAnswer, variantOfVersion } from './iptables/probe.ts';
 import {
   assertSafeRestoreInput,
   type IptablesVariant,
@@ -11,7 +12,7 @@ import {
   planIptablesRevoke,
   type RestoreBatch,
 } from './iptables/restore.ts';
-import { inputBlockingReason, OUR_CHAIN, tableRules } from './iptables/rules.ts';
+import { tableRules } from './iptables/rules.ts';
 import { parseIptablesSave, type SavedTable } from './iptables/save.ts';
 import { isOurIptablesNftEvent } from './iptables/watch.ts';
 import { applyInOrder } from './kernel/apply.ts';
@@ -20,6 +21,7 @@ import { complaintOf, createTool, outputOf, probeVersion } from './kernel/tool.t
 import { watchMonitor } from './monitor.ts';
 import { assertValidRuleSpecs } from './validate.ts';
 
+export { probeAnswer, variantOfVersion } from './iptables/probe.ts';
 export {
   assertSafeRestoreInput,
   type IptablesCommands,
@@ -69,13 +71,6 @@ export interface IptablesBackendOptions {
 
 /** The monitor of iptables-nft's changes (xtables-monitor 1.8.9 buffers its output and dies on some ip6 rules). */
 export const IPTABLES_NFT_MONITOR = ['nft', 'monitor', 'rules'];
-
-/** The variant a `iptables --version` output names: "iptables v1.8.9 (nf_tables)" or "(legacy)". */
-export function variantOfVersion(text: string): IptablesVariant | undefined {
-  if (/\(nf_tables\)/.test(text)) return 'nft';
-  if (/\(legacy\)/.test(text)) return 'legacy';
-  return undefined;
-}
 
 const FAMILIES: Family[] = ['v4', 'v6'];
 
@@ -138,27 +133,7 @@ export function createIptablesBackend(options: IptablesBackendOptions): Backend 
       if (typeof v4 === 'string') return { installed: false, active: false, ipv6: false, detail: [v4] };
       const v6 = await read('v6');
       variant ??= variantOfVersion(version.stdout);
-      const detail = [version.stdout.trim() || cli];
-      let active = false;
-      for (const [family, table] of [['v4', v4] as const, ['v6', v6] as const]) {
-        if (typeof table === 'string') continue;
-        const why = inputBlockingReason(table);
-        active ||= why !== undefined;
-        const state =
-          why === undefined
-            ? 'accepts all input (policy ACCEPT, no DROP or REJECT rule)'
-            : `drops input: ${why}`;
-        detail.push(`${family === 'v6' ? commands.v6.cli : cli} INPUT: ${state}`);
-      }
-      detail.push(typeof v6 === 'string' ? `IPv6: no (${v6})` : `IPv6: yes (${commands.v6.cli})`);
-      detail.push(`moshwall's rules: chain ${OUR_CHAIN}, jumped to from INPUT position 1 (filter table)`);
-      detail.push(
-        'runtime only: not written to any rules file; a reboot or restore of saved rules removes them; sync re-adds them',
-        variant === 'nft'
-          ? 'the daemon watches `nft monitor rules` (iptables-nft rules are nf_tables rules; needs the nft command) and re-adds them at once'
-          : `the daemon re-adds them at its next resync (${variant === 'legacy' ? 'iptables-legacy has no change events' : 'unknown iptables variant'})`,
-      );
-      return { installed: true, active, ipv6: typeof v6 !== 'string', detail };
+      return probeAnswer({ version: version.stdout.trim() || cli, commands, tables: { v4, v6 }, variant });
     },
 
     async listRules(): Promise<FirewallRule[]> {

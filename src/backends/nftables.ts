@@ -1,5 +1,5 @@
 import { FirewallError, MoshwallError } from '../errors.ts';
-import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
+import type { LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
 import type { FirewallRule, RuleSpec } from '../rules.ts';
 import { applyInOrder } from './kernel/apply.ts';
@@ -8,15 +8,10 @@ import { createRecent } from './kernel/recent.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { watchMonitor } from './monitor.ts';
 import { adminRules } from './nftables/admin.ts';
-import {
-  type AnchorChoice,
-  chainLabel,
-  chooseAnchor,
-  type NftPlacement,
-  nftNameProblem,
-} from './nftables/anchor.ts';
-import { isOurJump, type NftTableFamily, OUR_CHAIN } from './nftables/layout.ts';
+import { chooseAnchor } from './nftables/anchor.ts';
+import { isOurJump, type NftTableFamily } from './nftables/layout.ts';
 import { ourRules } from './nftables/ours.ts';
+import { nftComplaint, placementOf, probeDetail } from './nftables/probe.ts';
 import { type NftRuleset, parseNftRuleset, rulesOf } from './nftables/ruleset.ts';
 import {
   assertSafeNftScript,
@@ -82,63 +77,6 @@ const NFT_LIST = ['nft', '-j', 'list', 'ruleset'];
 export const NFT_LISTING_TRUSTED_MS = 1000;
 const NFT_APPLY = ['nft', '-f', '-'];
 export const NFT_MONITOR = ['nft', 'monitor', 'rules'];
-
-/** The first "Error: …" line nft printed, or all it printed. */
-function nftComplaint(result: ExecResult): string {
-  const text = `${result.stderr}\n${result.stdout}`;
-  const line = text.split('\n').find((each) => each.startsWith('Error:'));
-  return line?.trim() ?? (text.trim() || 'no output');
-}
-
-/** The placement options as given, after checking the names can be written in a script. */
-function placementOf(options: NftablesBackendOptions): NftPlacement {
-  const placement: NftPlacement = {};
-  if (options.table !== undefined) {
-    const { family, name } = options.table;
-    if (family !== 'inet' && family !== 'ip' && family !== 'ip6') {
-      throw new FirewallError(`nftables table family must be inet, ip or ip6, got \`${String(family)}\``, {
-        family: String(family),
-      });
-    }
-    const problem = nftNameProblem(name);
-    if (problem !== undefined)
-      throw new FirewallError(`Bad nftables table name: ${problem}`, { table: name });
-    placement.table = { family, name };
-  }
-  if (options.chain !== undefined) {
-    const problem = nftNameProblem(options.chain);
-    if (problem !== undefined)
-      throw new FirewallError(`Bad nftables chain name: ${problem}`, { chain: options.chain });
-    placement.chain = options.chain;
-  }
-  return placement;
-}
-
-/** Lines for `doctor`: every input chain, what blocks, where our rules go, and the runtime-only caveat. */
-function probeDetail(version: string, choice: AnchorChoice): string[] {
-  const lines = [version];
-  for (const { chain, blocks, owner } of choice.inputChains) {
-    const state =
-      blocks === undefined ? 'accepts all input (no drop policy or rule)' : `drops input: ${blocks}`;
-    lines.push(
-      `input chain ${chainLabel(chain)}: ${state}${owner === undefined ? '' : `; belongs to ${owner}`}`,
-    );
-  }
-  const { anchor } = choice;
-  if (anchor === undefined) lines.push(`no chain for moshwall's rules: ${choice.problem ?? 'none found'}`);
-  else {
-    lines.push(
-      `moshwall's rules: jump to ${OUR_CHAIN} at the top of ${chainLabel({ ...anchor, name: anchor.chain })}`,
-    );
-    lines.push(`IPv6: ${anchor.family === 'ip' ? 'no (an ip table)' : `yes (an ${anchor.family} table)`}`);
-  }
-  lines.push(...choice.warnings);
-  lines.push(
-    "runtime only: a reboot or a reload of the admin's ruleset removes moshwall's rules; sync re-adds them",
-    'the daemon watches `nft monitor rules` and re-adds them at once after a reload; moshwall never writes /etc/nftables.conf',
-  );
-  return lines;
-}
 
 /** Creates the nftables backend: a set of ports per family (and source prefix) in the admin's table. */
 export function createNftablesBackend(options: NftablesBackendOptions): Backend {

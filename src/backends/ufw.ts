@@ -11,7 +11,7 @@ import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { assertSafeUfwArgv, planUfwCalls, type UfwCall } from './ufw/commands.ts';
 import { createUfwFastPath } from './ufw/fast.ts';
 import { createFastPathEdge } from './ufw/ipset.ts';
-import { assertUfwSucceeded } from './ufw/output.ts';
+import { assertUfwSucceeded, parseUfwDefaults, parseUfwStatus } from './ufw/output.ts';
 import { parseUserRules } from './ufw/tuples.ts';
 import { assertValidRuleSpecs } from './validate.ts';
 
@@ -23,7 +23,14 @@ export {
   type UfwCall,
   ufwArgvProblem,
 } from './ufw/commands.ts';
-export { assertUfwSucceeded, parseUfwOutput, type UfwLine, type UfwLineKind } from './ufw/output.ts';
+export {
+  assertUfwSucceeded,
+  parseUfwDefaults,
+  parseUfwOutput,
+  parseUfwStatus,
+  type UfwLine,
+  type UfwLineKind,
+} from './ufw/output.ts';
 export { parseUserRules } from './ufw/tuples.ts';
 
 export interface UfwBackendOptions {
@@ -49,28 +56,6 @@ export interface UfwBackendOptions {
 
 /** ufw prints English only under the C locale, and its words are what we check. */
 const UFW_ENV = { LANG: 'C', LC_ALL: 'C' };
-
-/**
- * Whether ufw manages IPv6, from the text of /etc/default/ufw, read exactly as ufw reads it: lines matching
- * `^\w+="?\w+"?`, the value after the first "=" lowercased and unquoted, the last IPV6= winning.
- */
-export function parseUfwDefaults(text: string): { ipv6: boolean } {
-  let ipv6 = false;
-  for (const line of text.split('\n')) {
-    if (!/^\w+="?\w+"?/.test(line)) continue;
-    const [key = '', value = ''] = line.trim().split('=');
-    if (key.toLowerCase() === 'ipv6') ipv6 = value.toLowerCase().replace(/^["']+|["']+$/g, '') === 'yes';
-  }
-  return { ipv6 };
-}
-
-/** Whether the firewall is enforcing, from the first line of `ufw status`; undefined if it is neither. */
-export function parseUfwStatus(stdout: string): boolean | undefined {
-  const first = stdout.split('\n').find((line) => line.trim() !== '');
-  if (first?.trim() === 'Status: active') return true;
-  if (first?.trim() === 'Status: inactive') return false;
-  return undefined;
-}
 
 /** "ino:size:mtime" of a file, or "-" when it cannot be stat'ed: changes whenever ufw rewrites it. */
 function statToken(path: string): string {

@@ -169,3 +169,12 @@ export function firewallCmdProblems(result: ExecResult): string[] {
   }
   return problems;
 }
+
+/** The interface of the first default route in `ip -o route show default` output, if any. */
+export function defaultRouteInterface(text: string): string | undefined {
+  for (const line of text.split('\n')) {
+    const match = /^default\b.*\bdev (\S+)/.exec(line.trim());
+    if (match?.[1] !== undefined) return match[1];
+  }
+  return undefined;
+}

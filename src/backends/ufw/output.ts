@@ -98,3 +98,25 @@ export function assertUfwSucceeded(call: UfwCall, result: ExecResult): void {
     }
   }
 }
+
+/**
+ * Whether ufw manages IPv6, from the text of /etc/default/ufw, read exactly as ufw reads it: lines matching
+ * `^\w+="?\w+"?`, the value after the first "=" lowercased and unquoted, the last IPV6= winning.
+ */
+export function parseUfwDefaults(text: string): { ipv6: boolean } {
+  let ipv6 = false;
+  for (const line of text.split('\n')) {
+    if (!/^\w+="?\w+"?/.test(line)) continue;
+    const [key = '', value = ''] = line.trim().split('=');
+    if (key.toLowerCase() === 'ipv6') ipv6 = value.toLowerCase().replace(/^["']+|["']+$/g, '') === 'yes';
+  }
+  return { ipv6 };
+}
+
+/** Whether the firewall is enforcing, from the first line of `ufw status`; undefined if it is neither. */
+export function parseUfwStatus(stdout: string): boolean | undefined {
+  const first = stdout.split('\n').find((line) => line.trim() !== '');
+  if (first?.trim() === 'Status: active') return true;
+  if (first?.trim() === 'Status: inactive') return false;
+  return undefined;
+}
