@@ -12,9 +12,12 @@ import { network } from './_specs.ts';
 const spec: fc.Arbitrary<RuleSpec> = fc.constantFrom('v4' as const, 'v6' as const).chain((family) =>
   fc
     .record({
-      port: fc.integer({ min: 60000, max: 60006 }),
+      port: fc.integer({ min: 60000, max: 60003 }),
       family: fc.constant(family),
-      source: fc.oneof(fc.constant(anywhere(family)), network(family)),
+      source: fc.oneof(
+        { weight: 3, arbitrary: fc.constant(anywhere(family)) },
+        { weight: 1, arbitrary: network(family) },
+      ),
     })
     .map((value): RuleSpec => ({ ...value })),
 );
@@ -26,9 +29,15 @@ const foreign: fc.Arbitrary<FirewallRule> = fc
     action: fc.constantFrom('allow', 'deny', 'reject', 'limit', 'other') as fc.Arbitrary<
       FirewallRule['action']
     >,
-    protocol: fc.constantFrom('udp', 'tcp', 'any', 'other') as fc.Arbitrary<FirewallRule['protocol']>,
-    range: fc.option(fc.integer({ min: 0, max: 5 })),
-    interface: fc.option(fc.constantFrom('eth0', 'lo')),
+    protocol: fc.oneof(
+      { weight: 4, arbitrary: fc.constant('udp' as const) },
+      { weight: 1, arbitrary: fc.constantFrom('tcp' as const, 'any' as const, 'other' as const) },
+    ),
+    range: fc.option(fc.integer({ min: 0, max: 3 }), { freq: 2 }),
+    interface: fc.oneof(
+      { weight: 4, arbitrary: fc.constant(null) },
+      { weight: 1, arbitrary: fc.constantFrom('eth0', 'lo') },
+    ),
     comment: fc.constantFrom('', 'admin', 'moshwall'),
   })
   .map(({ spec: base, action, protocol, range, interface: iface, comment }) => {
