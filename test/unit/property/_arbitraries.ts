@@ -93,9 +93,26 @@ export function parsesOrRefuses<T>(parse: () => T, names: string): T | undefined
 let casesRun = 0;
 
 /** fc.assert that also counts the generated cases, for the figure `reportCases` prints. */
-export function holds<T>(property: fc.IProperty<T>, options: { numRuns: number }): void {
-  fc.assert(property, options);
+export function holds<T>(property: fc.IProperty<T>, options: { numRuns: number }): void;
+export function holds<T>(property: fc.IAsyncProperty<T>, options: { numRuns: number }): Promise<void>;
+export function holds<T>(
+  property: fc.IProperty<T> | fc.IAsyncProperty<T>,
+  options: { numRuns: number },
+): void | Promise<void> {
   casesRun += options.numRuns;
+  if (property.isAsync()) return fc.assert(property as fc.IAsyncProperty<T>, options).catch(withCause);
+  try {
+    fc.assert(property as fc.IProperty<T>, options);
+  } catch (error) {
+    withCause(error);
+  }
+}
+
+/** Rethrows fast-check's failure with the failing assertion's message in its own (the TAP output shows only that). */
+function withCause(error: unknown): never {
+  if (error instanceof Error && error.cause instanceof Error)
+    throw new Error(`${error.message}\nCause: ${error.cause.message}`, { cause: error.cause });
+  throw error;
 }
 
 /** Prints how many generated cases this file's properties ran (a TAP comment line). */
