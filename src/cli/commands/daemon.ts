@@ -1,4 +1,5 @@
 import { runDaemon } from '../../daemon/daemon.ts';
+import { reportFlowTool } from '../../engine.ts';
 import { createLogger } from '../../log.ts';
 import type { Command } from '../command.ts';
 
@@ -17,6 +18,9 @@ old one kept). SIGTERM keeps live sessions' rules (on_stop = "keep") or removes 
   needsRoot: true,
   async run(context) {
     const log = createLogger(context.err, context.verbose ? 'debug' : 'info');
-    return runDaemon(context.daemon(context.config, log));
+    const deps = context.daemon(context.config, log);
+    // Once at start: without conntrack(8), a closed port's old flows pass until they time out.
+    await reportFlowTool(deps.makeEngine(deps.config));
+    return runDaemon(deps);
   },
 };
