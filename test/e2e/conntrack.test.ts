@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { deleteFlowsArgv, parseDeleteResult } from '../../src/conntrack.ts';
 import { type Daemon, installShim, moshwall, startDaemon, waitUntil } from './_daemon.ts';
 import { runOk } from './_exec.ts';
 import { adminFirewall, createFirewallLab } from './_firewalls.ts';
@@ -187,6 +188,29 @@ for (const kind of KINDS) {
     });
 
     if (kind.name !== 'ufw') return;
+
+    test("conntrack -D works within the systemd unit's capabilities, and not without CAP_NET_ADMIN", async (t) => {
+      const unit = readFileSync(
+        fileURLToPath(new URL('../../deploy/moshwall.service', import.meta.url)),
+        'utf8',
+      );
+      const capabilities = (/^CapabilityBoundingSet=(.*)$/m.exec(unit)?.[1] ?? '')
+        .split(' ')
+        .map((name) => name.replace(/^CAP_/, '').toLowerCase());
+      assert.ok(capabilities.includes('net_admin'), unit);
+      const limited = (keep: string[]) => [
+        'setpriv',
+        `--bounding-set=-all,${keep.map((name) => `+${name}`).join(',')}`,
+        '--',
+        ...deleteFlowsArgv({ port: 60999, family: 'v4', source: '0.0.0.0/0' }),
+      ];
+      const within = await theLab().runServer(limited(capabilities));
+      t.diagnostic(`with ${capabilities.join(',')}: exit ${within.exitCode}: ${within.stderr.trim()}`);
+      assert.equal(parseDeleteResult({ ...within, argv: [], durationMs: 0 }), 0);
+      const without = await theLab().runServer(limited(capabilities.filter((name) => name !== 'net_admin')));
+      t.diagnostic(`without net_admin: exit ${without.exitCode}: ${without.stderr.trim()}`);
+      assert.match(without.stderr, /CAP_NET_ADMIN/);
+    });
 
     test('with conntrack absent: doctor, status and the daemon say so, and each close logs the kept flows', async (t) => {
       const hidden = await hideConntrack(theLab());
