@@ -13,7 +13,8 @@ when the firewall's rule files changed (an admin's edit or reload), or every res
 It serves socket_path for the shim: a request is only a nudge, the daemon checks /proc itself and
 answers once the port's rule is in place. SIGHUP reloads the config (a bad one is reported and the
 old one kept). SIGTERM keeps live sessions' rules (on_stop = "keep") or removes every rule of ours
-(on_stop = "flush"). Logs one line per event to stderr (journald).`,
+(on_stop = "flush"). Every rule it removes also has its port's conntrack entries deleted (conntrack(8);
+its absence is logged at start). Logs one line per event to stderr (journald).`,
   options: [],
   needsRoot: true,
   async run(context) {
