@@ -109,9 +109,6 @@ function reasonOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Deletes at most this many rules' flows at once (a flush of many rules need not wait on each). */
-const PARALLEL = 4;
-
 /** The FlowCleaner that runs conntrack(8) through `runner` (argv only, the runner's timeout and LANG=C). */
 export function createFlowCleaner(runner: Runner, timeoutMs: number): FlowCleaner {
   const forgetOne = async (spec: RuleSpec): Promise<FlowOutcome> => {
@@ -144,22 +141,19 @@ export function createFlowCleaner(runner: Runner, timeoutMs: number): FlowCleane
       }
     },
     async forget(specs) {
-      const queue = flowFilters(specs);
+      // One at a time: each run dumps the whole conntrack hash table in the kernel, and parallel runs
+      // only contend there (bench/conntrack.ts). Once the tool turns out to be missing, the rest would
+      // fail the same way: they are reported without trying.
       const outcomes: FlowOutcome[] = [];
-      // When the tool turns out to be missing, the rest would fail the same way: say so once per spec.
-      let missing: FlowOutcome | undefined;
-      while (queue.length > 0) {
-        const batch = queue.splice(0, PARALLEL);
+      let missing: string | undefined;
+      for (const spec of flowFilters(specs)) {
         if (missing !== undefined) {
-          const reason = missing.ok ? '' : missing.reason;
-          outcomes.push(
-            ...batch.map((spec) => ({ spec, ok: false as const, missing: true, reason, argv: [] })),
-          );
+          outcomes.push({ spec, ok: false, missing: true, reason: missing, argv: [] });
           continue;
         }
-        const done = await Promise.all(batch.map(forgetOne));
-        outcomes.push(...done);
-        missing = done.find((outcome) => !outcome.ok && outcome.missing);
+        const outcome = await forgetOne(spec);
+        if (!outcome.ok && outcome.missing) missing = outcome.reason;
+        outcomes.push(outcome);
       }
       return outcomes;
     },
