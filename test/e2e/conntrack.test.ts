@@ -17,7 +17,7 @@ import { adminFirewall, createFirewallLab } from './_firewalls.ts';
 import { type MoshClient, missingClientTools, startMoshClient } from './_mosh-client.ts';
 import { ourTuples, parseOk } from './_moshwall.ts';
 import { isGone } from './_procfs.ts';
-import { CLIENT_V4, createLab, type Lab, labSkipReason, SERVER_V4 } from './lab.ts';
+import { createLab, type Lab, labSkipReason, SERVER_V4, SERVER_V6 } from './lab.ts';
 
 const FLOW_SCRIPT = fileURLToPath(new URL('./fixtures/flow.mjs', import.meta.url));
 const PORT_RANGE = 'port_range = "60000:61000"\n';
@@ -32,17 +32,22 @@ interface Flow {
   line: string;
 }
 
-/** The server host's UDP conntrack entries from the client to `port` (original direction). */
-function flowsTo(lab: Lab, port: number): Flow[] {
+type Family = 'v4' | 'v6';
+
+/** The server host's UDP conntrack entries of `family` to `port` (original direction). */
+function flowsTo(lab: Lab, port: number, family: Family): Flow[] {
   const text = readFileSync(`/proc/${lab.server.holderPid}/net/nf_conntrack`, 'utf8');
   return text
     .split('\n')
-    .filter((line) => / udp /.test(line))
+    .filter((line) => line.startsWith(family === 'v6' ? 'ipv6 ' : 'ipv4 ') && / udp /.test(line))
     .flatMap((line) => {
-      const original = new RegExp(`src=${CLIENT_V4} dst=${SERVER_V4} sport=(\\d+) dport=${port} `).exec(line);
+      const original = new RegExp(`src=\\S+ dst=\\S+ sport=(\\d+) dport=${port} `).exec(line);
       return original ? [{ sourcePort: Number(original[1]), line: line.trim() }] : [];
     });
 }
+
+/** The server's address in the lab for a family. */
+const serverAddress = (family: Family) => (family === 'v6' ? SERVER_V6 : SERVER_V4);
 
 /** Why these tests cannot run here, or false. */
 function skipReason(): string | false {
@@ -86,14 +91,17 @@ for (const kind of KINDS) {
      * A real mosh session: up, a line echoed both ways (so its flow is ESTABLISHED), then ended from
      * the client; resolves once the daemon removed its rule, with the port and the client's flows.
      */
-    const sessionThatEnded = async (t: TestContext): Promise<{ port: number; flows: Flow[] }> => {
-      const client = await startMoshClient(theLab(), { user: 'alice' });
+    const sessionThatEnded = async (
+      t: TestContext,
+      family: Family = 'v4',
+    ): Promise<{ port: number; flows: Flow[] }> => {
+      const client = await startMoshClient(theLab(), { user: 'alice', family });
       clients.push(client);
       await client.waitReady(30_000);
       await client.echo('conntrack', 10_000);
       const port = client.serverPort();
       assert.ok(port !== undefined, 'mosh-client talks to a port');
-      const flows = flowsTo(theLab(), port);
+      const flows = flowsTo(theLab(), port, family);
       t.diagnostic(`flows while the session runs:\n${flows.map((flow) => flow.line).join('\n')}`);
       // Replied to (no [UNREPLIED]): the admin's ESTABLISHED rule accepts the flow's next datagrams.
       assert.ok(
@@ -106,14 +114,16 @@ for (const kind of KINDS) {
         await waitUntil(async () => (await kind.ours(theLab())).length === 0, CLOSE_BOUND_MS),
         `rules of ours left after the session ended: ${(await kind.ours(theLab())).join(', ')}\n${theDaemon().log()}`,
       );
-      await theDaemon().waitForLine(new RegExp(`^info closed port=${port} family=v4 `), { timeoutMs: 5000 });
+      await theDaemon().waitForLine(new RegExp(`^info closed port=${port} family=${family} `), {
+        timeoutMs: 5000,
+      });
       return { port, flows };
     };
 
     /** Another lab user's UDP echo on `port`; the test ends it. */
-    const listenAsBob = async (port: number) => {
+    const listenAsBob = async (port: number, family: Family = 'v4') => {
       const listener = await theLab().startServer(
-        [process.execPath, FLOW_SCRIPT, 'listen', SERVER_V4, String(port), '60000'],
+        [process.execPath, FLOW_SCRIPT, 'listen', serverAddress(family), String(port), '60000'],
         { user: 'bob' },
       );
       assert.ok(
@@ -125,9 +135,10 @@ for (const kind of KINDS) {
     };
 
     /** Whether a datagram from the client's `sourcePort` (0: a fresh one) reaches `port` and its echo returns. */
-    const reaches = async (port: number, sourcePort: number): Promise<boolean> => {
+    const reaches = async (port: number, sourcePort: number, family: Family = 'v4'): Promise<boolean> => {
+      const address = serverAddress(family);
       const result = await theLab().runClient(
-        [process.execPath, FLOW_SCRIPT, 'send', SERVER_V4, String(port), String(sourcePort), String(SEND_MS)],
+        [process.execPath, FLOW_SCRIPT, 'send', address, String(port), String(sourcePort), String(SEND_MS)],
         { timeoutMs: SEND_MS + 10_000 },
       );
       assert.ok(result.exitCode <= 1, `the sender failed: ${result.stderr}`);
@@ -146,10 +157,14 @@ for (const kind of KINDS) {
       await lab?.destroy();
     });
 
-    test("after a session's rule is removed, its old client's flow no longer reaches a new listener", async (t) => {
+    /**
+     * The scenario: a session of `family` ends, its rule goes, bob listens on its port, and the old
+     * client's datagrams (from each source port it used) and a fresh flow's must not reach bob.
+     */
+    const closedMeansClosed = async (t: TestContext, family: Family, source: string) => {
       const from = theDaemon().lines().length;
-      const { port, flows } = await sessionThatEnded(t);
-      const listener = await listenAsBob(port);
+      const { port, flows } = await sessionThatEnded(t, family);
+      const listener = await listenAsBob(port, family);
       try {
         assert.deepEqual(
           await kind.ours(theLab()),
@@ -158,17 +173,17 @@ for (const kind of KINDS) {
         );
         const results: string[] = [];
         for (const sourcePort of new Set(flows.map((flow) => flow.sourcePort))) {
-          const reached = await reaches(port, sourcePort);
+          const reached = await reaches(port, sourcePort, family);
           results.push(
             `from the old client's source port ${sourcePort}: ${reached ? 'REACHED' : 'not reached'}`,
           );
         }
-        const fresh = await reaches(port, 0);
+        const fresh = await reaches(port, 0, family);
         results.push(`from a fresh source port: ${fresh ? 'REACHED' : 'not reached'}`);
         t.diagnostic(results.join('\n'));
         t.diagnostic(`bob's listener got: ${JSON.stringify(listener.output().stdout)}`);
         t.diagnostic(
-          `flows after close: ${JSON.stringify(flowsTo(theLab(), port).map((flow) => flow.line))}`,
+          `flows after close: ${JSON.stringify(flowsTo(theLab(), port, family).map((flow) => flow.line))}`,
         );
         assert.equal(fresh, false, 'a new flow is dropped: the rule is gone');
         assert.deepEqual(
@@ -181,10 +196,28 @@ for (const kind of KINDS) {
         await theLab().killServerProcess(listener.pid);
       }
       const deleted = await theDaemon().waitForLine(
-        new RegExp(`^info flows-deleted port=${port} family=v4 source=0.0.0.0/0 deleted=[1-9]\\d* ms=\\d+$`),
+        new RegExp(
+          `^info flows-deleted port=${port} family=${family} source=${source} deleted=[1-9]\\d* ms=\\d+$`,
+        ),
         { from, timeoutMs: 5000 },
       );
       t.diagnostic(`daemon: ${deleted.text}`);
+    };
+
+    test("after a session's rule is removed, its old client's flow no longer reaches a new listener", (t) =>
+      closedMeansClosed(t, 'v4', '0.0.0.0/0'));
+
+    test('the same over IPv6', (t) => closedMeansClosed(t, 'v6', '::/0'));
+
+    test('the same for a rule from a source network (source_networks)', async (t) => {
+      await theDaemon().stop();
+      daemon = await startDaemon(theLab(), `${config}source_networks = ["192.0.2.0/24", "2001:db8::/64"]\n`);
+      try {
+        await closedMeansClosed(t, 'v4', '192.0.2.0/24');
+      } finally {
+        await theDaemon().stop();
+        daemon = await startDaemon(theLab(), config);
+      }
     });
 
     if (kind.name !== 'ufw') return;
