@@ -222,6 +222,48 @@ for (const kind of KINDS) {
 
     if (kind.name !== 'ufw') return;
 
+    test('`moshwall sync` and `moshwall flush` delete the flows of the rules they remove, too', async (t) => {
+      await theDaemon().stop();
+      try {
+        /** A genuine mosh-server on `port`, opened by sync, and a client flow to it from `sourcePort`. */
+        const openWithFlow = async (port: number, sourcePort: number) => {
+          const server = await theLab().startMoshServer('alice', { port });
+          const synced = await moshwall(theLab(), ['sync']);
+          assert.equal(synced.exitCode, 0, synced.stderr);
+          assert.deepEqual((await kind.ours(theLab())).length, 1, 'sync opened the port');
+          // mosh-server answers nobody without its key: the flow is [UNREPLIED], and deleted all the same.
+          await reaches(port, sourcePort);
+          const flows = flowsTo(theLab(), port, 'v4').filter((flow) => flow.sourcePort === sourcePort);
+          assert.equal(flows.length, 1, 'the client has a flow to the port');
+          return server;
+        };
+        const first = await openWithFlow(60010, 40010);
+        await theLab().killServerProcess(first.pid);
+        const synced = await moshwall(theLab(), ['sync']);
+        assert.equal(synced.exitCode, 0, synced.stderr);
+        t.diagnostic(`sync: ${synced.stdout.trim()}`);
+        assert.deepEqual(await kind.ours(theLab()), []);
+        assert.deepEqual(flowsTo(theLab(), 60010, 'v4'), [], 'sync deleted the flow of the rule it removed');
+
+        const second = await openWithFlow(60011, 40011);
+        try {
+          const flushed = await moshwall(theLab(), ['flush']);
+          assert.equal(flushed.exitCode, 0, flushed.stderr);
+          t.diagnostic(`flush: ${flushed.stdout.trim()}`);
+          assert.deepEqual(await kind.ours(theLab()), []);
+          assert.deepEqual(
+            flowsTo(theLab(), 60011, 'v4'),
+            [],
+            'flush deleted the flow of the rule it removed',
+          );
+        } finally {
+          await theLab().killServerProcess(second.pid);
+        }
+      } finally {
+        daemon = await startDaemon(theLab(), config);
+      }
+    });
+
     test("conntrack -D works within the systemd unit's capabilities, and not without CAP_NET_ADMIN", async (t) => {
       const unit = readFileSync(
         fileURLToPath(new URL('../../deploy/moshwall.service', import.meta.url)),
