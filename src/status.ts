@@ -1,5 +1,6 @@
 import { specKey } from './backends/spec.ts';
 import type { BackendProbe, FirewallRule, RuleSpec } from './backends/types.ts';
+import type { FlowToolProbe } from './conntrack.ts';
 import type { MoshSession, PortRange, RefusedHolder } from './model.ts';
 import type { PolicyDecision } from './policy.ts';
 import type { Plan } from './reconcile.ts';
@@ -27,6 +28,8 @@ export interface StatusReport {
   /** Rules that are not ours but match UDP ports in the range. */
   foreignInRange: FirewallRule[];
   warnings: string[];
+  /** Whether conntrack(8) can delete a closed port's flows (see conntrack.ts). */
+  conntrack?: FlowToolProbe;
 }
 
 /** The state of a session's specs: missing beats conflict beats covered beats open. */

@@ -3,6 +3,7 @@ import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createBackend } from '../backends/select.ts';
 import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
+import { createFlowCleaner } from '../conntrack.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
 import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
@@ -57,6 +58,7 @@ function engine(config: Config, log: Logger): EngineDeps {
     config,
     log,
     backend: createBackend(config, runCommand, watchLines),
+    flows: createFlowCleaner(runCommand, config.commandTimeoutMs),
     scan: () =>
       scanSessions(reader, { range: config.portRange, serverNames: config.moshServerNames, memory }),
     groups: () => readGroups(reader),
@@ -100,6 +102,7 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
     rules,
     moshServerProblem: rootOnlyPathProblem(resolved(config.moshServer), reader, 'mosh-server'),
     hostHasIpv6: hostHasIpv6(reader),
+    conntrack: await deps.flows?.probe(),
   };
 }
 
