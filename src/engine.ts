@@ -16,6 +16,8 @@ export interface EngineDeps {
   scan: () => ScanResult;
   groups: () => GroupDirectory;
   lock: (path: string, timeoutMs: number) => Promise<ReleaseLock | undefined>;
+  /** Who is holding the lock at `path` ("pid 12 (moshwall, uid 0)"), asked only once a wait timed out. */
+  lockHolder?: (path: string) => string | undefined;
   log: Logger;
 }
 
@@ -45,16 +47,17 @@ export async function probeOrFail(backend: Backend): Promise<BackendProbe> {
 
 /** Runs `work` while holding moshwall's lock; waits up to lockTimeoutMs for another run to finish. */
 export async function withLock<T>(
-  deps: Pick<EngineDeps, 'config' | 'lock'>,
+  deps: Pick<EngineDeps, 'config' | 'lock' | 'lockHolder'>,
   work: () => Promise<T>,
 ): Promise<T> {
   const { lockFile, lockTimeoutMs } = deps.config;
   const release = await deps.lock(lockFile, lockTimeoutMs);
   if (!release) {
-    throw new LockError(`Another moshwall run held ${lockFile} for more than ${lockTimeoutMs} ms`, {
-      lockFile,
-      lockTimeoutMs,
-    });
+    const holder = deps.lockHolder?.(lockFile);
+    throw new LockError(
+      `Another process held ${lockFile} for more than ${lockTimeoutMs} ms${holder ? `: ${holder}` : ''}`,
+      { lockFile, lockTimeoutMs, holder },
+    );
   }
   try {
     return await work();

@@ -43,7 +43,7 @@ async function cli(
       },
       applySteps: async () => {},
       readManifest: () => undefined,
-      startHook: () => {},
+      startHook: async () => {},
       watchHook: async () => 0,
     },
     shim: async (invocation) => {
