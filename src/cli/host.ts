@@ -26,7 +26,7 @@ import type { EngineDeps } from '../engine.ts';
 import { flushOurs } from '../engine.ts';
 import { describeError } from '../errors.ts';
 import { flockDescriptor, runCommand, spawnDetached, spawnPipedStdout, watchLines } from '../exec.ts';
-import { watchUntilDeadline } from '../hook.ts';
+import { limitOptions, parseLimits, watchUntilDeadline } from '../hook.ts';
 import { applySteps, pathState } from '../install/apply.ts';
 import { modeIfAny, readTextIfAny } from '../install/host-files.ts';
 import type { Manifest } from '../install/plan.ts';
@@ -265,6 +265,7 @@ const host: HostActions = {
     layout,
     selfPath: realpathSync(selfPath),
     nodePath: realpathSync(process.execPath),
+    nodeProblem: rootOnlyPathProblem(realpathSync(process.execPath), createHostProcReader(), 'node'),
     state: pathState,
     systemdRunning: existsSync('/run/systemd/system'),
     readText: readTextIfAny,
@@ -293,19 +294,17 @@ const host: HostActions = {
     try {
       // Taken without waiting: when a watcher holds it, that one sees the new deadline; none is started.
       if (!(await flockDescriptor(fd, 0))) return;
-      // The watcher runs at nice 0 (forked from this thread) and with fixed limits, whatever the user had.
+      // The watcher runs at nice 0 (forked from this thread), whatever the login's nice was.
       resetNice();
       const configArgs = configPath === undefined ? [] : ['--config', configPath];
-      spawnDetached(
-        [...WATCHER_LIMITS, process.execPath, selfPath, ...configArgs, 'hook', '--watch', '--holding-lock'],
-        fd,
-      );
+      spawnDetached([process.execPath, selfPath, ...configArgs, 'hook', '--watch', '--holding-lock'], fd);
     } finally {
       closeSync(fd);
     }
   },
   watchHook: async (config, log, holdingLock) => {
     resetNice();
+    await raiseOwnLimits(log);
     const reader = createHostProcReader();
     const lockFile = hookLockFile(config);
     let fd = holdingLock ? inheritedLock(lockFile) : undefined;
@@ -339,22 +338,24 @@ const host: HostActions = {
 };
 
 /**
- * The hook's watcher is started through prlimit with fixed limits, so a user's `ulimit` (CPU seconds,
- * address space, open files, file size) in the login that ran `sudo moshwall hook` cannot kill or
- * starve the root watcher.
+ * Raises this process's limits to at least WATCHER_LIMITS through prlimit, so a user's `ulimit` (CPU
+ * seconds, address space, open files, file size) in the login that ran `sudo moshwall hook` cannot kill
+ * or starve the root watcher. Without CAP_SYS_RESOURCE a lowered hard limit stays; the rest still apply.
  */
-const WATCHER_LIMITS = [
-  'prlimit',
-  '--cpu=unlimited',
-  '--as=unlimited',
-  '--data=unlimited',
-  '--rss=unlimited',
-  '--fsize=unlimited',
-  '--stack=8388608',
-  '--nofile=4096',
-  '--core=0',
-  '--',
-];
+async function raiseOwnLimits(log: Logger): Promise<void> {
+  const prlimit = (options: string[]) =>
+    runCommand(['prlimit', `--pid=${process.pid}`, ...options], { timeoutMs: 5000 });
+  try {
+    const current = parseLimits(readFileSync('/proc/self/limits', 'utf8'));
+    const wanted = limitOptions(current, true);
+    if (wanted.length === 0 || (await prlimit(wanted)).exitCode === 0) return;
+    const possible = limitOptions(current, false);
+    if (possible.length > 0) await prlimit(possible);
+    log.warn('watcher-limits', { reason: 'a hard limit below what the watcher needs could not be raised' });
+  } catch (error) {
+    log.warn('watcher-limits', { error: describeError(error) });
+  }
+}
 
 /** Sets this thread's nice value back to 0 (root may lower it); left as it is where that is not allowed. */
 function resetNice(): void {
@@ -375,7 +376,7 @@ function inheritedLock(lockFile: string): number | undefined {
     return undefined;
   }
 }
-/** Why moshwall's running file or its config could be changed by a user other than root (like sshd's StrictModes). */
+/** Why moshwall's running file, the node running it, or its config could be changed by a user other than root (like sshd's StrictModes). */
 function unsafeFiles(selfPath: string, config: Config): string | undefined {
   const reader = createHostProcReader();
   let self: string;
@@ -386,6 +387,9 @@ function unsafeFiles(selfPath: string, config: Config): string | undefined {
   }
   const problem = rootOnlyPathProblem(self, reader, 'moshwall');
   if (problem) return problem;
+  // The interpreter running us as root is as much our code as the bundle is.
+  const node = rootOnlyPathProblem(resolved(process.execPath), reader, 'node');
+  if (node) return node;
   if (config.source === '(defaults)') return undefined;
   try {
     return rootOnlyPathProblem(realpathSync(config.source), reader, 'config file');

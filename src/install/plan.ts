@@ -47,7 +47,8 @@ export type PathState =
 /** One action of an install or uninstall, printed as is by --dry-run. */
 export type Step =
   | { kind: 'mkdir'; path: string; mode: number }
-  | { kind: 'copy'; from: string; to: string; mode: number }
+  /** `interpreter`: the copy's first line becomes `#!<interpreter>` (the bundle's is `#!/usr/bin/env node`). */
+  | { kind: 'copy'; from: string; to: string; mode: number; interpreter?: string }
   | { kind: 'symlink'; target: string; path: string }
   | { kind: 'write'; path: string; content: string; mode: number }
   | { kind: 'sudoers'; path: string; content: string }
@@ -72,6 +73,8 @@ export interface InstallFacts {
   /** The running bundle (what gets copied) and the node binary that runs it. */
   selfPath: string;
   nodePath: string;
+  /** Why nodePath could be changed by someone other than root (the StrictModes check), if it could. */
+  nodeProblem?: string | undefined;
   state: (path: string) => PathState;
   systemdRunning: boolean;
   /** Text and mode of a file (UFW's hook files), undefined when missing; absent: no such file anywhere. */
@@ -88,10 +91,21 @@ function hookFacts(facts: Omit<InstallFacts, 'selfPath' | 'nodePath'>): HookFact
   };
 }
 
+/** The PATH root's commands get; sudo gives it to our command whatever the caller's PATH was. */
+export const SECURE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The sudoers Defaults line that fixes PATH and resets the environment for our command alone. */
+export function sudoersDefaults(command: string): string {
+  return `Defaults!${command} secure_path="${SECURE_PATH}", env_reset, !setenv`;
+}
+
 /** The sudoers drop-in that lets every user run exactly `moshwall hook`, and nothing else. */
 export function sudoersText(command: string): string {
   return `# Written by moshwall install --sudoers: lets login scripts run \`sudo -n ${command} hook\`.
-# Only that exact command line is allowed (sudoers matches the arguments exactly).
+# Only that exact command line is allowed (sudoers matches the arguments exactly). Where sudo's own
+# secure_path is unset (Arch, Gentoo), sudo would keep the caller's PATH: the Defaults line fixes it for
+# this command, and the installed file names its interpreter by absolute path anyway.
+${sudoersDefaults(command)}
 ALL ALL=(root) NOPASSWD: ${command} hook
 `;
 }
@@ -107,6 +121,13 @@ export function planInstall(
   options: { sudoers: boolean; ufwFastPath?: boolean },
 ): Step[] {
   const { layout } = facts;
+  if (facts.nodeProblem !== undefined) {
+    throw new MoshwallError(
+      'EUNSAFE',
+      `refusing to install: ${facts.nodeProblem}; moshwall would run as root through it (use a node owned by root, e.g. the distribution's)`,
+      { context: { node: facts.nodePath } },
+    );
+  }
   for (const path of [layout.shim, layout.command]) {
     if (!isOursOrMissing(facts.state(path), layout.bundle)) {
       throw new MoshwallError(
@@ -128,7 +149,8 @@ export function planInstall(
   const manifest: Manifest = { version: 1, paths, configCreated };
   const steps: Step[] = [
     { kind: 'mkdir', path: layout.libDir, mode: 0o755 },
-    { kind: 'copy', from: facts.selfPath, to: layout.bundle, mode: 0o755 },
+    // Run by the node checked above, by absolute path: never a `node` found on the caller's PATH.
+    { kind: 'copy', from: facts.selfPath, to: layout.bundle, mode: 0o755, interpreter: facts.nodePath },
     // The bundle is an ES module: Node 18 reads a .js file as one only under {"type":"module"}.
     { kind: 'write', path: layout.moduleMarker, content: '{ "type": "module" }\n', mode: 0o644 },
     { kind: 'symlink', target: layout.bundle, path: layout.command },
@@ -215,7 +237,7 @@ export function describeStep(step: Step): string {
     case 'mkdir':
       return `mkdir -m ${step.mode.toString(8)} ${step.path}`;
     case 'copy':
-      return `install -m ${step.mode.toString(8)} ${step.from} ${step.to}`;
+      return `install -m ${step.mode.toString(8)} ${step.from} ${step.to}${step.interpreter === undefined ? '' : ` (first line #!${step.interpreter})`}`;
     case 'symlink':
       return `ln -sfn ${step.target} ${step.path}`;
     case 'write':

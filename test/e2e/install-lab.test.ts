@@ -8,6 +8,7 @@
 // nothing; uninstall removes exactly what install made and our rules, keeps the config; --purge too.
 import assert from 'node:assert/strict';
 import {
+  existsSync,
   lstatSync,
   readdirSync,
   readFileSync,
@@ -166,7 +167,10 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
         `--dry-run names ${path}:\n${dryRun.stdout}`,
       );
     }
-    assert.ok(lines.includes(`would install -m 755 ${BUNDLE} ${INSTALLED}`), dryRun.stdout);
+    assert.ok(
+      lines.includes(`would install -m 755 ${BUNDLE} ${INSTALLED} (first line #!/usr/bin/node)`),
+      dryRun.stdout,
+    );
     assert.ok(lines.includes(`would ln -sfn ${INSTALLED} ${SHIM}`), dryRun.stdout);
     assert.ok(
       lines.some((line) => line.includes('visudo -c')),
@@ -216,7 +220,13 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     assert.equal(result.exitCode, 0, shown(result));
     assert.deepEqual(changes(before, listing()), { added: INSTALLED_ENTRIES, removed: [], changed: [] });
     const inServer = (path: string) => readFileSync(theLab().serverPath(path));
-    assert.ok(inServer(INSTALLED).equals(readFileSync(BUNDLE)), 'the bundle, byte for byte');
+    const [shebang, ...rest] = inServer(INSTALLED).toString().split('\n');
+    assert.equal(shebang, '#!/usr/bin/node', 'the installed bundle names its node by absolute path');
+    assert.equal(
+      rest.join('\n'),
+      readFileSync(BUNDLE, 'utf8').split('\n').slice(1).join('\n'),
+      'the bundle, byte for byte after its first line',
+    );
     assert.equal(inServer(UNIT).toString(), systemdUnit('/usr/bin/node', INSTALLED));
     assert.equal(
       inServer(CONFIG).toString(),
@@ -281,7 +291,10 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
         .split('\n')
         .filter((line) => line !== '' && !line.startsWith('#'))
         .join('\n'),
-      `ALL ALL=(root) NOPASSWD: ${COMMAND} hook`,
+      [
+        `Defaults!${COMMAND} secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", env_reset, !setenv`,
+        `ALL ALL=(root) NOPASSWD: ${COMMAND} hook`,
+      ].join('\n'),
     );
     const allowed = await theLab().ssh('alice', ['sudo', '-n', '-l']);
     assert.match(allowed.stdout, new RegExp(`\\(root\\) NOPASSWD: ${COMMAND} hook$`, 'm'), shown(allowed));
@@ -325,6 +338,106 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     for (const pid of watchers()) await theLab().killServerProcess(pid);
     await endSessions();
     assert.equal((await installed(['flush'])).exitCode, 0);
+  });
+
+  test("`PATH=evil:$PATH sudo -n moshwall hook` never runs the caller's node, even without sudo's secure_path", async () => {
+    const alice = theLab().users.find((user) => user.name === 'alice');
+    assert.ok(alice, 'the lab has alice');
+    const evil = `${alice.home}/evil`;
+    const marker = `${alice.home}/evil-node-ran`;
+    const made = await theLab().runServer(
+      [
+        'sh',
+        '-c',
+        `mkdir -p ${evil} && printf '#!/bin/sh\\nid -u > ${marker}\\n' > ${evil}/node && chmod 755 ${evil}/node`,
+      ],
+      { user: 'alice' },
+    );
+    assert.equal(made.exitCode, 0, shown(made));
+    // As Arch and Gentoo ship it: no secure_path, so sudo would keep the caller's PATH.
+    const sudoers = theLab().serverPath('/etc/sudoers');
+    const original = readFileSync(sudoers, 'utf8');
+    writeFileSync(sudoers, original.replace(/^Defaults\s+secure_path=/m, '# Defaults secure_path='));
+    try {
+      assert.doesNotMatch(readFileSync(sudoers, 'utf8'), /^Defaults\s+secure_path/m);
+      const listed = await theLab().ssh('alice', ['sudo', '-n', '-l']);
+      assert.match(listed.stdout, new RegExp(`Defaults!${COMMAND} secure_path=`), shown(listed));
+      const hook = await theLab().ssh('alice', [
+        'env',
+        `PATH=${evil}:/usr/local/bin:/usr/bin:/bin`,
+        'sudo',
+        '-n',
+        COMMAND,
+        'hook',
+      ]);
+      assert.equal(hook.exitCode, 0, shown(hook));
+      assert.equal(
+        existsSync(theLab().serverPath(marker)),
+        false,
+        `alice's node ran as uid ${existsSync(theLab().serverPath(marker)) ? readFileSync(theLab().serverPath(marker), 'utf8').trim() : '?'}`,
+      );
+      assert.ok(await waitUntil(() => watchers().length === 1, 10_000), 'the real node started the watcher');
+    } finally {
+      writeFileSync(sudoers, original);
+      for (const pid of watchers()) await theLab().killServerProcess(pid);
+    }
+  });
+
+  test('40 concurrent `sudo -n moshwall hook`: all return 0 quietly, one watcher, no flock left', async () => {
+    const hooks = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        theLab().runServer(['sudo', '-n', COMMAND, 'hook'], { user: 'alice', timeoutMs: 120_000 }),
+      ),
+    );
+    for (const [index, hook] of hooks.entries()) {
+      assert.equal(hook.exitCode, 0, `hook #${index + 1}: ${shown(hook)}`);
+      assert.equal(hook.stderr, '', `hook #${index + 1} wrote into the login: ${hook.stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    try {
+      assert.equal(watchers().length, 1, `watchers: ${watchers().join(', ')}`);
+      const flocks = await theLab().runServer(['pgrep', '-c', '-x', 'flock']);
+      assert.equal(flocks.stdout.trim(), '0', 'no flock process left waiting');
+      const leftovers = readdirSync(theLab().serverPath('/run/moshwall/lock.d')).filter((name) =>
+        name.endsWith('.new'),
+      );
+      assert.deepEqual(leftovers, [], 'no temporary deadline file left');
+    } finally {
+      for (const pid of watchers()) await theLab().killServerProcess(pid);
+    }
+  });
+
+  test("the hook's watcher runs at nice 0 with the limits it needs, whatever the login's ulimit and nice", async (t) => {
+    // Soft limits, as a user's profile might lower them; a lowered hard limit needs CAP_SYS_RESOURCE to
+    // raise, which root has on a real host (checked below when this machine's root has it too).
+    const hardToo = /^CapEff:\s+([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    const canRaiseHard = hardToo?.[1] !== undefined && (BigInt(`0x${hardToo[1]}`) & (1n << 24n)) !== 0n;
+    if (!canRaiseHard) t.diagnostic('this machine lacks CAP_SYS_RESOURCE: only soft limits are tested');
+    const ulimits = canRaiseHard ? 'ulimit -t 3 && ulimit -n 64' : 'ulimit -S -t 3 && ulimit -S -n 64';
+    const hook = await theLab().runServer(
+      ['sh', '-c', `${ulimits} && exec nice -n 15 sudo -n ${COMMAND} hook`],
+      { user: 'alice' },
+    );
+    assert.equal(hook.exitCode, 0, shown(hook));
+    try {
+      assert.ok(await waitUntil(() => watchers().length === 1, 10_000), 'one watcher started');
+      const [watcher] = watchers();
+      assert.ok(watcher !== undefined);
+      // The watcher raises its own limits as it starts.
+      const limitsOf = () => readFileSync(`/proc/${watcher}/limits`, 'utf8');
+      assert.ok(
+        await waitUntil(() => /^Max cpu time\s+unlimited/m.test(limitsOf()), 10_000),
+        `the CPU limit stayed: ${limitsOf()}`,
+      );
+      const files = /^Max open files\s+(\d+)\s+(\d+)/m.exec(limitsOf());
+      assert.ok(files && Number(files[1]) >= 4096, `open files: ${limitsOf()}`);
+      if (canRaiseHard) assert.ok(files && Number(files[2]) >= 4096, `hard open files: ${limitsOf()}`);
+      const stat = readFileSync(`/proc/${watcher}/stat`, 'utf8');
+      const nice = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+      assert.equal(nice, 0, 'nice value of the watcher');
+    } finally {
+      for (const pid of watchers()) await theLab().killServerProcess(pid);
+    }
   });
 
   test('a bundle, directory or config others can write: every root command exits 7 and changes nothing', async () => {
