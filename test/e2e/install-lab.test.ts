@@ -360,8 +360,6 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     writeFileSync(sudoers, original.replace(/^Defaults\s+secure_path=/m, '# Defaults secure_path='));
     try {
       assert.doesNotMatch(readFileSync(sudoers, 'utf8'), /^Defaults\s+secure_path/m);
-      const listed = await theLab().ssh('alice', ['sudo', '-n', '-l']);
-      assert.match(listed.stdout, new RegExp(`Defaults!${COMMAND} secure_path=`), shown(listed));
       const hook = await theLab().ssh('alice', [
         'env',
         `PATH=${evil}:/usr/local/bin:/usr/bin:/bin`,
@@ -377,6 +375,8 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
         `alice's node ran as uid ${existsSync(theLab().serverPath(marker)) ? readFileSync(theLab().serverPath(marker), 'utf8').trim() : '?'}`,
       );
       assert.ok(await waitUntil(() => watchers().length === 1, 10_000), 'the real node started the watcher');
+      const listed = await theLab().ssh('alice', ['sudo', '-n', '-l']);
+      assert.match(listed.stdout, new RegExp(`Defaults!${COMMAND} secure_path=`), shown(listed));
     } finally {
       writeFileSync(sudoers, original);
       for (const pid of watchers()) await theLab().killServerProcess(pid);
