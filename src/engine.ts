@@ -6,6 +6,7 @@ import type { ReleaseLock } from './exec.ts';
 import type { Logger } from './log.ts';
 import type { RefusedHolder, ScanResult } from './model.ts';
 import { type AllowedSession, decide, type GroupDirectory } from './policy.ts';
+import { ptraceReport } from './ptrace.ts';
 import { type Plan, planChanges } from './reconcile.ts';
 import { buildStatus, type StatusReport } from './status.ts';
 
@@ -16,6 +17,8 @@ export interface EngineDeps {
   scan: () => ScanResult;
   groups: () => GroupDirectory;
   lock: (path: string, timeoutMs: number) => Promise<ReleaseLock | undefined>;
+  /** Yama's ptrace_scope (undefined: no Yama), for status; status leaves it out without this. */
+  readPtraceScope?: () => number | undefined;
   /** Who is holding the lock at `path` ("pid 12 (moshwall, uid 0)"), asked only once a wait timed out. */
   lockHolder?: (path: string) => string | undefined;
   log: Logger;
@@ -160,5 +163,6 @@ export async function collectStatus(deps: EngineDeps, nowMs: number): Promise<St
     nowMs,
   });
   if (!firewall.active) status.warnings.push(`${deps.backend.name} is inactive: nothing is blocked`);
+  if (deps.readPtraceScope) status.ptrace = ptraceReport(deps.readPtraceScope());
   return status;
 }

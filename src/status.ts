@@ -2,6 +2,7 @@ import { specKey } from './backends/spec.ts';
 import type { BackendProbe, FirewallRule, RuleSpec } from './backends/types.ts';
 import type { MoshSession, PortRange, RefusedHolder } from './model.ts';
 import type { PolicyDecision } from './policy.ts';
+import type { PtraceReport } from './ptrace.ts';
 import type { Plan } from './reconcile.ts';
 
 /** How the firewall treats a session's port. */
@@ -27,6 +28,8 @@ export interface StatusReport {
   /** Rules that are not ours but match UDP ports in the range. */
   foreignInRange: FirewallRule[];
   warnings: string[];
+  /** Whether a user can write into their own mosh-server unseen (Yama's ptrace_scope below 2). */
+  ptrace?: PtraceReport;
 }
 
 /** The state of a session's specs: missing beats conflict beats covered beats open. */

@@ -39,6 +39,7 @@ import {
 } from '../lockfile.ts';
 import type { Logger } from '../log.ts';
 import type { GroupDirectory } from '../policy.ts';
+import { PTRACE_SCOPE_PATH, parsePtraceScope } from '../ptrace.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
 import { runShim } from '../shim/shim.ts';
 import type { HostActions } from './command.ts';
@@ -83,6 +84,7 @@ function engine(config: Config, log: Logger): EngineDeps {
       return holdLock(path, timeoutMs);
     },
     lockHolder: (path) => describeHolders(findLockHolders(path)),
+    readPtraceScope,
   };
 }
 
@@ -92,6 +94,11 @@ function engine(config: Config, log: Logger): EngineDeps {
  */
 function sharedSocketDirectory(config: Config, lockFile: string): void {
   if (dirname(lockFile) === dirname(config.socketPath)) ensureRuntimeDirectory(lockFile);
+}
+
+/** Yama's ptrace_scope on this host, or undefined when the kernel has no Yama. */
+function readPtraceScope(): number | undefined {
+  return parsePtraceScope(readTextIfAny(PTRACE_SCOPE_PATH));
 }
 
 /** The path with every symlink resolved, or the path itself when it cannot be (the check then says why). */
@@ -127,6 +134,7 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
     rules,
     moshServerProblem: rootOnlyPathProblem(resolved(config.moshServer), reader, 'mosh-server'),
     hostHasIpv6: hostHasIpv6(reader),
+    ptrace: { scope: readPtraceScope() },
   };
 }
 
@@ -268,6 +276,7 @@ const host: HostActions = {
     nodeProblem: rootOnlyPathProblem(realpathSync(process.execPath), createHostProcReader(), 'node'),
     state: pathState,
     systemdRunning: existsSync('/run/systemd/system'),
+    yama: existsSync(PTRACE_SCOPE_PATH),
     readText: readTextIfAny,
     modeOf: modeIfAny,
   }),

@@ -1,4 +1,5 @@
 import { MoshwallError } from '../errors.ts';
+import { isOurSysctlFile, PTRACE_SYSCTL_FILE, PTRACE_SYSCTL_TEXT } from '../ptrace.ts';
 import { EXAMPLE_CONFIG, systemdUnit } from './assets.ts';
 import { type HookFacts, hookInstalled, planHookInstall, planHookRemoval } from './ufw-hook.ts';
 
@@ -17,6 +18,8 @@ export interface InstallLayout {
   manifest: string;
   /** UFW's config directory (the fast-path hook's files). */
   ufwDir: string;
+  /** The sysctl.d drop-in of `install --ptrace-scope`. */
+  ptraceSysctl: string;
 }
 
 /** The layout for a root-owned prefix (default /usr/local), the unit under /etc/systemd/system. */
@@ -34,6 +37,7 @@ export function layoutFor(prefix = '/usr/local'): InstallLayout {
     sudoers: '/etc/sudoers.d/moshwall',
     manifest: `${libDir}/installed.json`,
     ufwDir: '/etc/ufw',
+    ptraceSysctl: PTRACE_SYSCTL_FILE,
   };
 }
 
@@ -77,6 +81,8 @@ export interface InstallFacts {
   nodeProblem?: string | undefined;
   state: (path: string) => PathState;
   systemdRunning: boolean;
+  /** Whether the kernel has Yama (kernel.yama.ptrace_scope); absent: not known, taken as yes. */
+  yama?: boolean;
   /** Text and mode of a file (UFW's hook files), undefined when missing; absent: no such file anywhere. */
   readText?: HookFacts['readText'];
   modeOf?: HookFacts['modeOf'];
@@ -110,6 +116,40 @@ ALL ALL=(root) NOPASSWD: ${command} hook
 `;
 }
 
+/**
+ * The steps of `install --ptrace-scope` ('write': the sysctl.d drop-in, in effect from the next boot;
+ * 'apply': also now, through `sysctl -p` on exactly that file). Without the option a drop-in of ours
+ * from an earlier install is kept (and stays listed, so uninstall removes it). Never by default.
+ */
+function planPtraceScope(
+  facts: InstallFacts,
+  wanted: 'write' | 'apply' | undefined,
+): { paths: string[]; steps: Step[] } {
+  const path = facts.layout.ptraceSysctl;
+  const existing = facts.readText?.(path);
+  const ours = existing !== undefined && isOurSysctlFile(existing);
+  if (wanted === undefined) {
+    if (!ours) return { paths: [], steps: [] };
+    return { paths: [path], steps: [{ kind: 'note', text: `${path} (ptrace_scope 2) kept as it is` }] };
+  }
+  if (facts.yama === false) {
+    throw new MoshwallError(
+      'EUSAGE',
+      'this kernel has no Yama (no /proc/sys/kernel/yama/ptrace_scope): --ptrace-scope cannot work here',
+    );
+  }
+  if (existing !== undefined && !ours) {
+    throw new MoshwallError('EUSAGE', `${path} exists and is not moshwall's; refusing to overwrite it`, {
+      context: { path },
+    });
+  }
+  const steps: Step[] = [{ kind: 'write', path, content: PTRACE_SYSCTL_TEXT, mode: 0o644 }];
+  if (wanted === 'apply') steps.push({ kind: 'run', argv: ['sysctl', '-p', path] });
+  else
+    steps.push({ kind: 'note', text: `${path} takes effect at the next boot (--apply-ptrace-scope: now)` });
+  return { paths: [path], steps };
+}
+
 /** True when path is missing or a link moshwall made (pointing at our bundle). */
 function isOursOrMissing(state: PathState, bundle: string): boolean {
   return state.kind === 'missing' || (state.kind === 'symlink' && state.target === bundle);
@@ -118,7 +158,7 @@ function isOursOrMissing(state: PathState, bundle: string): boolean {
 /** The steps of `moshwall install`; refuses to replace a mosh-server or command that is not ours. */
 export function planInstall(
   facts: InstallFacts,
-  options: { sudoers: boolean; ufwFastPath?: boolean },
+  options: { sudoers: boolean; ufwFastPath?: boolean; ptraceScope?: 'write' | 'apply' },
 ): Step[] {
   const { layout } = facts;
   if (facts.nodeProblem !== undefined) {
@@ -137,6 +177,7 @@ export function planInstall(
       );
     }
   }
+  const ptrace = planPtraceScope(facts, options.ptraceScope);
   const configCreated = facts.state(layout.config).kind === 'missing';
   const paths = [
     layout.bundle,
@@ -145,6 +186,7 @@ export function planInstall(
     layout.shim,
     layout.unit,
     ...(options.sudoers ? [layout.sudoers] : []),
+    ...ptrace.paths,
   ];
   const manifest: Manifest = { version: 1, paths, configCreated };
   const steps: Step[] = [
@@ -162,6 +204,7 @@ export function planInstall(
   else steps.push({ kind: 'note', text: `${layout.config} exists: kept as it is` });
   if (options.sudoers)
     steps.push({ kind: 'sudoers', path: layout.sudoers, content: sudoersText(layout.command) });
+  steps.push(...ptrace.steps);
   // The UFW fast path's hook follows the config: added when it is on, removed when it was switched off.
   if (options.ufwFastPath === true) steps.push(...planHookInstall(hookFacts(facts)));
   else if (hookInstalled(hookFacts(facts))) steps.push(...planHookRemoval(hookFacts(facts)));
@@ -217,6 +260,12 @@ export function planUninstall(
       continue;
     }
     if (path !== layout.bundle) steps.push({ kind: 'remove', path });
+  }
+  if (manifest.paths.includes(layout.ptraceSysctl) && facts.state(layout.ptraceSysctl).kind === 'file') {
+    steps.push({
+      kind: 'note',
+      text: 'the running kernel keeps kernel.yama.ptrace_scope until reboot (`sysctl -w kernel.yama.ptrace_scope=1` lowers it now; 3 cannot be lowered)',
+    });
   }
   if (options.purge && facts.state(layout.config).kind === 'file')
     steps.push({ kind: 'remove', path: layout.config });

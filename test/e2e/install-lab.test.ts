@@ -38,6 +38,16 @@ const MANIFEST = `${LIB}/installed.json`;
 /** Marks the bundle an ES module for Node 18, which reads a plain .js file as CommonJS otherwise. */
 const MODULE_MARKER = `${LIB}/package.json`;
 const SUDOERS = '/etc/sudoers.d/moshwall';
+const PTRACE_CONF = '/etc/sysctl.d/60-moshwall-ptrace.conf';
+
+/** A file's text, or undefined when it cannot be read (e.g. no Yama). */
+function readTextOrUndefined(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
 /** What `install` (without --sudoers) adds, with type, mode and owner (or link target). */
 const INSTALLED_ENTRIES: Record<string, string> = {
   [LIB]: 'dir 755 0:0',
@@ -496,12 +506,95 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     assert.deepEqual(await ours(), expectedOurs([[60121, 'v4']]));
   });
 
+  test('install --ptrace-scope: never by default, refused without Yama, the file in the lab only, applied only when asked', async () => {
+    const hostScope = readTextOrUndefined('/proc/sys/kernel/yama/ptrace_scope');
+    const ptraceOf = async () => {
+      const doctor = await installed(['doctor', '--json']);
+      const findings = (JSON.parse(doctor.stdout) as { findings: Array<Record<string, string>> }).findings;
+      const status = await installed(['status', '--json']);
+      assert.equal(status.exitCode, 0, shown(status));
+      return {
+        finding: findings.find((finding) => finding.check === 'ptrace'),
+        status: (JSON.parse(status.stdout) as { ptrace: Record<string, unknown> }).ptrace,
+      };
+    };
+    assert.equal(
+      existsSync(theLab().serverPath(PTRACE_CONF)),
+      false,
+      'install without the option wrote none',
+    );
+    // This machine's own kernel, as it is.
+    const real = await ptraceOf();
+    assert.equal(real.status.yamaPtraceScope, hostScope === undefined ? null : Number(hostScope));
+    if (hostScope === undefined || Number(hostScope) < 2) {
+      assert.equal(real.finding?.level, 'warn');
+      assert.match(
+        real.finding?.fix ?? '',
+        hostScope === undefined
+          ? /use a kernel with Yama/
+          : /kernel\.yama\.ptrace_scope = 2.*no longer debug their own processes/,
+      );
+    }
+    if (hostScope === undefined) {
+      const before = listing(true);
+      const refused = await bundle(['install', '--sudoers', '--ptrace-scope']);
+      assert.equal(refused.exitCode, 2, shown(refused));
+      assert.match(refused.stderr, /this kernel has no Yama/);
+      assert.deepEqual(changes(before, listing(true)), { added: {}, removed: [], changed: [] });
+    }
+    // A Yama of the lab's own: a tmpfs over /proc/sys/kernel in the server host's mount namespace only,
+    // so `sysctl -p` below writes a file there and never this machine's kernel.
+    const mounted = await theLab().runServer([
+      'sh',
+      '-c',
+      'mount -t tmpfs -o size=1m mwlab-yama /proc/sys/kernel && mkdir /proc/sys/kernel/yama && echo 1 > /proc/sys/kernel/yama/ptrace_scope',
+    ]);
+    assert.equal(mounted.exitCode, 0, shown(mounted));
+    try {
+      const labScope = async () =>
+        (await theLab().runServer(['cat', '/proc/sys/kernel/yama/ptrace_scope'])).stdout.trim();
+      const one = await ptraceOf();
+      assert.equal(one.finding?.level, 'warn');
+      assert.match(one.finding?.message ?? '', /ptrace_scope is 1 \(1 is not enough/);
+      assert.deepEqual(one.status, {
+        yamaPtraceScope: 1,
+        injectionBlocked: false,
+        detail: one.status.detail,
+      });
+
+      const written = await bundle(['install', '--sudoers', '--ptrace-scope']);
+      assert.equal(written.exitCode, 0, shown(written));
+      assert.equal(await labScope(), '1', '--ptrace-scope alone changes nothing now');
+      const conf = lstatSync(theLab().serverPath(PTRACE_CONF));
+      assert.equal(`${(conf.mode & 0o7777).toString(8)} ${conf.uid}:${conf.gid}`, '644 0:0');
+      assert.match(
+        readFileSync(theLab().serverPath(PTRACE_CONF), 'utf8'),
+        /^kernel\.yama\.ptrace_scope = 2$/m,
+      );
+
+      const applied = await bundle(['install', '--sudoers', '--apply-ptrace-scope']);
+      assert.equal(applied.exitCode, 0, shown(applied));
+      assert.match(applied.stdout, new RegExp(`^run sysctl -p ${PTRACE_CONF}$`, 'm'));
+      assert.equal(await labScope(), '2', '--apply-ptrace-scope set it');
+      const two = await ptraceOf();
+      assert.equal(two.finding?.level, 'ok');
+      assert.equal(two.status.injectionBlocked, true);
+    } finally {
+      await theLab().runServer(['umount', '/proc/sys/kernel']);
+    }
+    assert.equal(
+      readTextOrUndefined('/proc/sys/kernel/yama/ptrace_scope'),
+      hostScope,
+      "this machine's kernel unchanged",
+    );
+  });
+
   test('uninstall removes exactly what install made and our rules, and keeps the config', async () => {
     assert.deepEqual(await ours(), expectedOurs([[60121, 'v4']]), 'a rule of ours to remove');
     const before = listing(true);
     const dryRun = await installed(['uninstall', '--dry-run']);
     assert.equal(dryRun.exitCode, 0, shown(dryRun));
-    for (const path of [COMMAND, SHIM, UNIT, SUDOERS, MANIFEST, INSTALLED]) {
+    for (const path of [COMMAND, SHIM, UNIT, SUDOERS, PTRACE_CONF, MANIFEST, INSTALLED]) {
       assert.match(dryRun.stdout, new RegExp(`^would rm ${path} `, 'm'), dryRun.stdout);
     }
     assert.match(dryRun.stdout, /^would remove every firewall rule of ours/m);
