@@ -19,7 +19,7 @@ Restart=on-failure
 RestartSec=2s
 # Exit 3 (bad config) and 4 (no firewall) need an admin; do not restart-loop on them.
 RestartPreventExitStatus=3 4
-# /run/moshwall: the lock and the shim's socket.
+# /run/moshwall: the shim's socket (every user may connect); moshwall makes lock.d/ in it 0700 itself.
 RuntimeDirectory=moshwall
 RuntimeDirectoryMode=0755
 
