@@ -1,4 +1,4 @@
-import { describeError, MoshwallError } from '../../errors.ts';
+import { MoshwallError } from '../../errors.ts';
 import type { Command } from '../command.ts';
 
 export const hookCommand: Command = {
@@ -30,13 +30,7 @@ no such cost; prefer it where you can run a service.`,
     } catch (error) {
       // This runs inside a user's login: one line saying what failed, never a stack trace.
       if (error instanceof MoshwallError) throw error;
-      throw new MoshwallError(
-        'EINTERNAL',
-        `the login hook could not start its watcher: ${describeError(error)}`,
-        {
-          cause: error,
-        },
-      );
+      throw new MoshwallError('EINTERNAL', 'the login hook could not start its watcher', { cause: error });
     }
     return 0;
   },

@@ -87,7 +87,7 @@ describe('moshwall CLI', () => {
     assert.equal(result.code, 70);
     assert.equal(
       result.stderr,
-      "moshwall: error: the login hook could not start its watcher: ENOENT: no such file or directory, rename 'hook-deadline.new' (cause: ENOENT: no such file or directory, rename 'hook-deadline.new')",
+      "moshwall: error: the login hook could not start its watcher (cause: ENOENT: no such file or directory, rename 'hook-deadline.new')",
     );
   });
 
