@@ -506,6 +506,29 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     assert.deepEqual(await ours(), expectedOurs([[60121, 'v4']]));
   });
 
+  test('a node others can write runs no root command, and install refuses it', async () => {
+    // A node of the admin's own, then made group-writable: as unsafe as a moshwall others can write.
+    const node = '/usr/local/bin/mwlab-node';
+    assert.equal((await theLab().runServer(['cp', '/usr/bin/node', node])).exitCode, 0);
+    try {
+      assert.equal((await theLab().runServer([node, COMMAND, 'status'])).exitCode, 0, 'a safe copy runs');
+      assert.equal((await theLab().runServer(['chmod', '775', node])).exitCode, 0);
+      const before = listing(true);
+      const refused = await theLab().runServer([node, COMMAND, 'sync']);
+      assert.equal(refused.exitCode, 7, shown(refused));
+      assert.match(
+        refused.stderr,
+        /refusing to run as root: node \/usr\/local\/bin\/mwlab-node is writable by group/,
+      );
+      const install = await theLab().runServer([node, BUNDLE, 'install']);
+      assert.equal(install.exitCode, 7, shown(install));
+      assert.match(install.stderr, /node \/usr\/local\/bin\/mwlab-node is writable by group/);
+      assert.deepEqual(changes(before, listing(true)), { added: {}, removed: [], changed: [] });
+    } finally {
+      await theLab().runServer(['rm', '-f', node]);
+    }
+  });
+
   test('install --ptrace-scope: never by default, refused without Yama, the file in the lab only, applied only when asked', async () => {
     const hostScope = readTextOrUndefined('/proc/sys/kernel/yama/ptrace_scope');
     const ptraceOf = async () => {
