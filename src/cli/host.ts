@@ -385,6 +385,7 @@ function inheritedLock(lockFile: string): number | undefined {
     return undefined;
   }
 }
+
 /** Why moshwall's running file, the node running it, or its config could be changed by a user other than root (like sshd's StrictModes). */
 function unsafeFiles(selfPath: string, config: Config): string | undefined {
   const reader = createHostProcReader();
