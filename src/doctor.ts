@@ -2,6 +2,7 @@ import type { BackendProbe, FirewallRule } from './backends/types.ts';
 import type { Config } from './config.ts';
 import type { FlowToolProbe } from './conntrack.ts';
 import { anywhere } from './net.ts';
+import { ptraceFinding } from './ptrace.ts';
 import { touchesRange } from './status.ts';
 
 /** One line of `moshwall doctor`. */
@@ -26,6 +27,8 @@ export interface DoctorFacts {
   hostHasIpv6: boolean;
   /** Whether conntrack(8) can delete a closed port's flows; undefined when not checked. */
   conntrack?: FlowToolProbe | undefined;
+  /** Yama's ptrace_scope (undefined: no Yama); absent when not looked at. */
+  ptrace?: { scope: number | undefined };
 }
 
 /** True when an allow rule opens every port of the range to anyone, for one family. */
@@ -111,6 +114,7 @@ export function diagnose(facts: DoctorFacts): Finding[] {
           fix: 'install mosh from your distribution (apt-get install mosh) or set mosh_server in the config',
         },
   );
+  if (facts.ptrace) findings.push(ptraceFinding(facts.ptrace.scope));
   if (probe.installed && facts.hostHasIpv6 && !probe.ipv6) {
     findings.push({
       level: 'warn',

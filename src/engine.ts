@@ -7,6 +7,7 @@ import type { ReleaseLock } from './exec.ts';
 import type { Logger } from './log.ts';
 import type { RefusedHolder, ScanResult } from './model.ts';
 import { type AllowedSession, decide, type GroupDirectory } from './policy.ts';
+import { ptraceReport } from './ptrace.ts';
 import { type Plan, planChanges } from './reconcile.ts';
 import { buildStatus, type StatusReport } from './status.ts';
 
@@ -17,6 +18,10 @@ export interface EngineDeps {
   scan: () => ScanResult;
   groups: () => GroupDirectory;
   lock: (path: string, timeoutMs: number) => Promise<ReleaseLock | undefined>;
+  /** Yama's ptrace_scope (undefined: no Yama), for status; status leaves it out without this. */
+  readPtraceScope?: () => number | undefined;
+  /** Who is holding the lock at `path` ("pid 12 (moshwall, uid 0)"), asked only once a wait timed out. */
+  lockHolder?: (path: string) => string | undefined;
   log: Logger;
   /** Deletes the conntrack entries of revoked rules (conntrack.ts); absent, flows are left to time out. */
   flows?: FlowCleaner;
@@ -48,16 +53,17 @@ export async function probeOrFail(backend: Backend): Promise<BackendProbe> {
 
 /** Runs `work` while holding moshwall's lock; waits up to lockTimeoutMs for another run to finish. */
 export async function withLock<T>(
-  deps: Pick<EngineDeps, 'config' | 'lock'>,
+  deps: Pick<EngineDeps, 'config' | 'lock' | 'lockHolder'>,
   work: () => Promise<T>,
 ): Promise<T> {
   const { lockFile, lockTimeoutMs } = deps.config;
   const release = await deps.lock(lockFile, lockTimeoutMs);
   if (!release) {
-    throw new LockError(`Another moshwall run held ${lockFile} for more than ${lockTimeoutMs} ms`, {
-      lockFile,
-      lockTimeoutMs,
-    });
+    const holder = deps.lockHolder?.(lockFile);
+    throw new LockError(
+      `Another process held ${lockFile} for more than ${lockTimeoutMs} ms${holder ? `: ${holder}` : ''}`,
+      { lockFile, lockTimeoutMs, holder },
+    );
   }
   try {
     return await work();
@@ -202,5 +208,6 @@ export async function collectStatus(deps: EngineDeps, nowMs: number): Promise<St
       status.warnings.push(`${status.conntrack.problem}; fix: ${status.conntrack.fix ?? ''}`);
     }
   }
+  if (deps.readPtraceScope) status.ptrace = ptraceReport(deps.readPtraceScope());
   return status;
 }

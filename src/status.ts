@@ -3,6 +3,7 @@ import type { BackendProbe, FirewallRule, RuleSpec } from './backends/types.ts';
 import type { FlowToolProbe } from './conntrack.ts';
 import type { MoshSession, PortRange, RefusedHolder } from './model.ts';
 import type { PolicyDecision } from './policy.ts';
+import type { PtraceReport } from './ptrace.ts';
 import type { Plan } from './reconcile.ts';
 
 /** How the firewall treats a session's port. */
@@ -30,6 +31,8 @@ export interface StatusReport {
   warnings: string[];
   /** Whether conntrack(8) can delete a closed port's flows (see conntrack.ts). */
   conntrack?: FlowToolProbe;
+  /** Whether a user can write into their own mosh-server unseen (Yama's ptrace_scope below 2). */
+  ptrace?: PtraceReport;
 }
 
 /** The state of a session's specs: missing beats conflict beats covered beats open. */
