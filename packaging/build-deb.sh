@@ -84,7 +84,7 @@ Architecture: all
 Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: nodejs (>= 18)
-Recommends: mosh, ufw | nftables | iptables | firewalld
+Recommends: mosh, conntrack, ufw | nftables | iptables | firewalld
 Suggests: sudo, ipset
 Section: net
 Priority: optional

@@ -121,7 +121,8 @@ export async function renderManPage(): Promise<string> {
       (see /usr/share/doc/moshwall/README.Debian).`),
     '.TP',
     '.I /run/moshwall/',
-    paragraph('The lock that serializes runs, and the socket the shim asks the daemon through.'),
+    paragraph(`The socket the shim asks the daemon through, and lock.d/ (mode 0700): the lock that
+      serializes runs and the login hook's lock, each 0600, which no other user can open.`),
     '.SH EXIT STATUS',
   );
   for (const [code, text] of helpBlock(help, 'Exit codes:')) out.push('.TP', `.B ${code}`, inline(text));

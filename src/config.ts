@@ -62,7 +62,7 @@ export const DEFAULT_CONFIG: Config = {
   sourceNetworks: [],
   moshServerNames: ['mosh-server'],
   moshServer: '/usr/bin/mosh-server',
-  lockFile: '/run/moshwall/lock',
+  lockFile: '/run/moshwall/lock.d/lock',
   commandTimeoutMs: 15000,
   lockTimeoutMs: 60000,
   pollIntervalMs: 250,

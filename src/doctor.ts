@@ -1,6 +1,8 @@
 import type { Config } from './config.ts';
+import type { FlowToolProbe } from './conntrack.ts';
 import type { BackendProbe } from './firewall.ts';
 import { anywhere } from './net.ts';
+import { ptraceFinding } from './ptrace.ts';
 import type { FirewallRule } from './rules.ts';
 import { touchesRange } from './status.ts';
 
@@ -24,6 +26,10 @@ export interface DoctorFacts {
   moshServerProblem: string | undefined;
   /** True when the host has any IPv6 address besides loopback. */
   hostHasIpv6: boolean;
+  /** Whether conntrack(8) can delete a closed port's flows; undefined when not checked. */
+  conntrack?: FlowToolProbe | undefined;
+  /** Yama's ptrace_scope (undefined: no Yama); absent when not looked at. */
+  ptrace?: { scope: number | undefined };
 }
 
 /** True when an allow rule opens every port of the range to anyone, for one family. */
@@ -34,6 +40,23 @@ function opensWholeRange(rule: FirewallRule, config: Config): boolean {
   if (rule.source !== anywhere(rule.family) || rule.destination !== anywhere(rule.family)) return false;
   const { first, last } = config.portRange;
   return rule.ports === 'any' || rule.ports.some((range) => range.first <= first && range.last >= last);
+}
+
+/** Whether closed ports' flows can be deleted: a warning with the fix when conntrack(8) is missing. */
+function conntrackFinding(probe: FlowToolProbe): Finding {
+  if (probe.available) {
+    return {
+      level: 'ok',
+      check: 'conntrack',
+      message: `conntrack ${probe.version ?? '(version unknown)'} is installed: a closed port's flows are deleted`,
+    };
+  }
+  return {
+    level: 'warn',
+    check: 'conntrack',
+    message: probe.problem ?? 'conntrack cannot be run',
+    ...(probe.fix === undefined ? {} : { fix: probe.fix }),
+  };
 }
 
 /** The findings for a set of facts, most important first within each check. */
@@ -92,6 +115,7 @@ export function diagnose(facts: DoctorFacts): Finding[] {
           fix: 'install mosh from your distribution (apt-get install mosh) or set mosh_server in the config',
         },
   );
+  if (facts.ptrace) findings.push(ptraceFinding(facts.ptrace.scope));
   if (probe.installed && facts.hostHasIpv6 && !probe.ipv6) {
     findings.push({
       level: 'warn',
@@ -110,6 +134,7 @@ export function diagnose(facts: DoctorFacts): Finding[] {
       message: `IPv6 ${probe.ipv6 ? 'managed' : 'not in use'} by the firewall`,
     });
   }
+  if (facts.conntrack !== undefined) findings.push(conntrackFinding(facts.conntrack));
   if (facts.rules instanceof Error) {
     findings.push({
       level: 'fail',

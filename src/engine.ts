@@ -1,10 +1,12 @@
 import type { Config } from './config.ts';
+import type { FlowCleaner } from './conntrack.ts';
 import { LockError, NoFirewallError } from './errors.ts';
 import type { ReleaseLock } from './exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from './firewall.ts';
 import type { Logger } from './log.ts';
 import type { RefusedHolder, ScanResult } from './model.ts';
 import { type AllowedSession, decide, type GroupDirectory } from './policy.ts';
+import { ptraceReport } from './ptrace.ts';
 import { type Plan, planChanges } from './reconcile.ts';
 import { type FirewallRule, type RuleSpec, specOfRule } from './rules.ts';
 import { buildStatus, type StatusReport } from './status.ts';
@@ -16,7 +18,13 @@ export interface EngineDeps {
   scan: () => ScanResult;
   groups: () => GroupDirectory;
   lock: (path: string, timeoutMs: number) => Promise<ReleaseLock | undefined>;
+  /** Yama's ptrace_scope (undefined: no Yama), for status; status leaves it out without this. */
+  readPtraceScope?: () => number | undefined;
+  /** Who is holding the lock at `path` ("pid 12 (moshwall, uid 0)"), asked only once a wait timed out. */
+  lockHolder?: (path: string) => string | undefined;
   log: Logger;
+  /** Deletes the conntrack entries of revoked rules (conntrack.ts); absent, flows are left to time out. */
+  flows?: FlowCleaner;
 }
 
 /** What one sync found and did. */
@@ -45,18 +53,16 @@ export async function probeOrFail(backend: Backend): Promise<BackendProbe> {
 
 /** Runs `work` while holding moshwall's lock; waits up to lockTimeoutMs for another run to finish. */
 export async function withLock<T>(
-  deps: Pick<EngineDeps, 'config' | 'lock'>,
+  deps: Pick<EngineDeps, 'config' | 'lock' | 'lockHolder'>,
   work: () => Promise<T>,
 ): Promise<T> {
   const { lockFile, lockTimeoutMs } = deps.config;
   const release = await deps.lock(lockFile, lockTimeoutMs);
   if (!release) {
+    const holder = deps.lockHolder?.(lockFile);
     throw new LockError(
-      `Another moshwall run held ${lockFile} for more than ${lockTimeoutMs} ms; try again when it is done, or raise lock_timeout_ms`,
-      {
-        lockFile,
-        lockTimeoutMs,
-      },
+      `Another process held ${lockFile} for more than ${lockTimeoutMs} ms${holder ? `: ${holder}` : ''}; try again when it is done, or raise lock_timeout_ms`,
+      { lockFile, lockTimeoutMs, holder },
     );
   }
   try {
@@ -104,11 +110,50 @@ export async function syncOnce(deps: EngineDeps, options: SyncOptions): Promise<
     if (plan.allow.length > 0) report.applied.push(...(await deps.backend.allow(plan.allow)));
     logSpecs(deps.log, 'opened', plan.allow, decision.allowed);
     options.onAllowed?.(report);
-    if (plan.revoke.length > 0) report.applied.push(...(await deps.backend.revoke(plan.revoke)));
-    logSpecs(deps.log, 'closed', plan.revoke, []);
+    report.applied.push(...(await revokeSpecs(deps, plan.revoke)));
     return report;
   };
   return options.dryRun ? run() : withLock(deps, run);
+}
+
+/**
+ * Every revoke of ours goes through here (sync, daemon, flush, uninstall): removes the rules, then the
+ * conntrack entries of their ports, so an old client's established flow cannot reach whatever binds the
+ * port next. The flows go even when the revoke failed part-way (deleting a live rule's entry only makes
+ * its next datagram pass the rules again); failing to delete them is logged and never fails the revoke.
+ */
+async function revokeSpecs(deps: EngineDeps, specs: RuleSpec[]): Promise<AppliedChange[]> {
+  if (specs.length === 0) return [];
+  try {
+    const applied = await deps.backend.revoke(specs);
+    logSpecs(deps.log, 'closed', specs, []);
+    return applied;
+  } finally {
+    await forgetFlows(deps, specs);
+  }
+}
+
+/** Deletes the revoked specs' conntrack entries and logs what happened, one line per spec. */
+async function forgetFlows(deps: EngineDeps, specs: RuleSpec[]): Promise<void> {
+  if (deps.flows === undefined) return;
+  for (const outcome of await deps.flows.forget(specs)) {
+    const { port, family, source } = outcome.spec;
+    if (outcome.ok) {
+      const fields = { port, family, source, deleted: outcome.deleted, ms: Math.round(outcome.durationMs) };
+      if (outcome.deleted > 0) deps.log.info('flows-deleted', fields);
+      else deps.log.debug('flows-deleted', fields);
+    } else {
+      deps.log.warn('flows-kept', { port, family, source, reason: outcome.reason });
+    }
+  }
+}
+
+/** Says once, as a warning with its fix, when conntrack(8) is missing (the daemon calls it at start). */
+export async function reportFlowTool(deps: EngineDeps): Promise<void> {
+  const probe = await deps.flows?.probe();
+  if (probe !== undefined && !probe.available) {
+    deps.log.warn('conntrack-missing', { problem: probe.problem, fix: probe.fix });
+  }
 }
 
 /** Logs one line per changed spec, with the session that wanted it when there is one. */
@@ -137,10 +182,7 @@ export function ourSpecs(rules: FirewallRule[]): RuleSpec[] {
 export async function flushOurs(deps: EngineDeps): Promise<AppliedChange[]> {
   await probeOrFail(deps.backend);
   return withLock(deps, async () => {
-    const specs = ourSpecs(await deps.backend.listRules());
-    const applied = specs.length > 0 ? await deps.backend.revoke(specs) : [];
-    logSpecs(deps.log, 'closed', specs, []);
-    return applied;
+    return revokeSpecs(deps, ourSpecs(await deps.backend.listRules()));
   });
 }
 
@@ -160,5 +202,12 @@ export async function collectStatus(deps: EngineDeps, nowMs: number): Promise<St
     nowMs,
   });
   if (!firewall.active) status.warnings.push(`${deps.backend.name} is inactive: nothing is blocked`);
+  if (deps.flows !== undefined) {
+    status.conntrack = await deps.flows.probe();
+    if (status.conntrack.problem !== undefined) {
+      status.warnings.push(`${status.conntrack.problem}; fix: ${status.conntrack.fix ?? ''}`);
+    }
+  }
+  if (deps.readPtraceScope) status.ptrace = ptraceReport(deps.readPtraceScope());
   return status;
 }

@@ -98,57 +98,44 @@ export const runCommand: Runner = (argv, options) =>
 export type ReleaseLock = () => Promise<void>;
 
 /**
- * Takes an exclusive flock(2) on `path` through util-linux `flock`, which then runs `cat` holding the
- * lock: the byte we write comes back only once cat runs, i.e. once the lock is ours. Closing cat's
- * input releases it, and so does our death (cat sees end of input), so a crash never leaves it held.
- * Resolves with the release function, or undefined when `timeoutMs` passed while another run held it.
+ * Takes an exclusive flock(2) on the open file description of `fd` through util-linux `flock`, which
+ * gets it as its fd 3, locks it and exits: the lock stays with the description we still hold, so it is
+ * released when we close `fd` (or die). Never waits longer than `timeoutMs` (0: not at all). Resolves
+ * true when the lock is ours, false when another holder kept it that long.
  */
-export function holdFileLock(path: string, timeoutMs: number): Promise<ReleaseLock | undefined> {
+export function flockDescriptor(fd: number, timeoutMs: number): Promise<boolean> {
   const notAcquired = 75;
+  const wait = timeoutMs <= 0 ? ['--nonblock'] : ['--wait', String(timeoutMs / 1000)];
+  const argv = ['flock', '--exclusive', ...wait, '--conflict-exit-code', String(notAcquired), '3'];
   return new Promise((resolve, reject) => {
-    const argv = [
-      'flock',
-      '--exclusive',
-      '--wait',
-      String(timeoutMs / 1000),
-      '--conflict-exit-code',
-      String(notAcquired),
-      path,
-      'cat',
-    ];
     const child = spawn(argv[0] ?? 'flock', argv.slice(1), {
       shell: false,
       env: FIXED_ENV,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: ['ignore', 'ignore', 'pipe', fd],
     });
-    let acquired = false;
     let stderr = '';
-    const closed = new Promise<void>((done) => child.on('close', () => done()));
-    child.stderr.on('data', (chunk: Buffer) => {
+    child.stderr?.on('data', (chunk: Buffer) => {
       stderr += chunk.toString('utf8');
     });
-    child.stdin.on('error', () => {
-      // flock may exit (timeout) before reading; the close handler reports it.
+    // flock keeps its own time; this only guards against a flock that never returns.
+    const guard = setTimeout(() => child.kill('SIGKILL'), timeoutMs + 10_000);
+    child.on('error', (error) => {
+      clearTimeout(guard);
+      reject(new ExecError('Could not run flock to take the lock', { fd }, error));
     });
-    child.stdout.once('data', () => {
-      acquired = true;
-      resolve(async () => {
-        child.stdin.end();
-        await closed;
-      });
-    });
-    child.on('error', (error) =>
-      reject(new ExecError('Could not run flock to take the lock', { path }, error)),
-    );
-    child.on('close', (code) => {
-      if (acquired) return;
-      if (code === notAcquired) resolve(undefined);
+    child.on('close', (code, signal) => {
+      clearTimeout(guard);
+      if (code === 0) resolve(true);
+      else if (code === notAcquired) resolve(false);
       else
         reject(
-          new ExecError(`flock failed on ${path}`, { path, exitCode: code ?? -1, stderr: stderr.trim() }),
+          new ExecError('flock failed to take the lock', {
+            exitCode: code ?? -1,
+            signal: signal ?? undefined,
+            stderr: stderr.trim(),
+          }),
         );
     });
-    child.stdin.write('L');
   });
 }
 
@@ -217,11 +204,16 @@ export const watchLines: LineWatcher = (argv, onLine, onExit) => {
   };
 };
 
-/** Starts argv (no shell) in a new session with no stdio, and does not wait for it. */
-export function spawnDetached(argv: string[]): void {
+/**
+ * Starts argv (no shell) in a new session with no stdio, and does not wait for it; `passFd`, when
+ * given, becomes the child's fd 3 (e.g. a lock the child goes on holding).
+ */
+export function spawnDetached(argv: string[], passFd?: number): void {
   const [file, ...args] = argv;
   if (file === undefined) throw new ExecError('Refusing to run an empty command', {});
-  const child = spawn(file, args, { shell: false, env: FIXED_ENV, stdio: 'ignore', detached: true });
+  const stdio: Array<'ignore' | number> = ['ignore', 'ignore', 'ignore'];
+  if (passFd !== undefined) stdio.push(passFd);
+  const child = spawn(file, args, { shell: false, env: FIXED_ENV, stdio, detached: true });
   child.on('error', () => {
     // Nothing to report to: the caller has returned; the daemon's poll or the next login catches up.
   });

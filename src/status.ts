@@ -1,6 +1,8 @@
+import type { FlowToolProbe } from './conntrack.ts';
 import type { BackendProbe } from './firewall.ts';
 import type { MoshSession, PortRange, RefusedHolder } from './model.ts';
 import type { PolicyDecision } from './policy.ts';
+import type { PtraceReport } from './ptrace.ts';
 import type { Plan } from './reconcile.ts';
 import { type FirewallRule, type RuleSpec, specKey } from './rules.ts';
 
@@ -27,6 +29,10 @@ export interface StatusReport {
   /** Rules that are not ours but match UDP ports in the range. */
   foreignInRange: FirewallRule[];
   warnings: string[];
+  /** Whether conntrack(8) can delete a closed port's flows (see conntrack.ts). */
+  conntrack?: FlowToolProbe;
+  /** Whether a user can write into their own mosh-server unseen (Yama's ptrace_scope below 2). */
+  ptrace?: PtraceReport;
 }
 
 /** The state of a session's specs: missing beats conflict beats covered beats open. */

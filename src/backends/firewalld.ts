@@ -1,7 +1,7 @@
 import { ExecError, FirewallError } from '../errors.ts';
 import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
-import type { FirewallRule, RuleSpec } from '../rules.ts';
+import { assertValidRuleSpecs, type FirewallRule, type RuleSpec } from '../rules.ts';
 import {
   assertSafeFirewalldArgv,
   FIREWALLD_NAME,
@@ -22,7 +22,6 @@ import { applyInOrder } from './kernel/apply.ts';
 import type { Clock } from './kernel/clock.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { keepWatching } from './kernel/watch.ts';
-import { assertValidRuleSpecs } from './validate.ts';
 
 export {
   assertSafeFirewalldArgv,

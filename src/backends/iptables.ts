@@ -2,7 +2,7 @@ import { FirewallError } from '../errors.ts';
 import type { LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
 import type { Family } from '../model.ts';
-import type { FirewallRule, RuleSpec } from '../rules.ts';
+import { assertValidRuleSpecs, type FirewallRule, type RuleSpec } from '../rules.ts';
 import { probeAnswer, variantOfVersion } from './iptables/probe.ts';
 import {
   assertSafeRestoreInput,
@@ -19,7 +19,6 @@ import { applyInOrder } from './kernel/apply.ts';
 import type { Clock } from './kernel/clock.ts';
 import { complaintOf, createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { watchMonitor } from './monitor.ts';
-import { assertValidRuleSpecs } from './validate.ts';
 
 export { probeAnswer, variantOfVersion } from './iptables/probe.ts';
 export {

@@ -1,7 +1,7 @@
 import { FirewallError, MoshwallError } from '../errors.ts';
 import type { LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
-import type { FirewallRule, RuleSpec } from '../rules.ts';
+import { assertValidRuleSpecs, type FirewallRule, type RuleSpec } from '../rules.ts';
 import { applyInOrder } from './kernel/apply.ts';
 import { type Clock, systemClock } from './kernel/clock.ts';
 import { createRecent } from './kernel/recent.ts';
@@ -22,7 +22,6 @@ import {
   planNftRevoke,
 } from './nftables/script.ts';
 import { isOurNftEvent } from './nftables/watch.ts';
-import { assertValidRuleSpecs } from './validate.ts';
 
 export { adminRules, renderRule } from './nftables/admin.ts';
 export {

@@ -4,7 +4,14 @@ import { errnoCode } from '../discovery/errno.ts';
 import { FirewallError } from '../errors.ts';
 import type { Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
-import { type FirewallRule, type RuleSpec, ruleHasSpec, specKey, specOfRule } from '../rules.ts';
+import {
+  assertValidRuleSpecs,
+  type FirewallRule,
+  type RuleSpec,
+  ruleHasSpec,
+  specKey,
+  specOfRule,
+} from '../rules.ts';
 import { applyInOrder } from './kernel/apply.ts';
 import type { Clock } from './kernel/clock.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
@@ -13,7 +20,6 @@ import { createUfwFastPath } from './ufw/fast.ts';
 import { createFastPathEdge } from './ufw/ipset.ts';
 import { assertUfwSucceeded, parseUfwDefaults, parseUfwStatus } from './ufw/output.ts';
 import { parseUserRules } from './ufw/tuples.ts';
-import { assertValidRuleSpecs } from './validate.ts';
 
 export {
   allowArgv,

@@ -40,9 +40,12 @@ export interface HostActions {
   /** The manifest a previous install wrote, or undefined. */
   readManifest: (layout: InstallLayout) => Manifest | undefined;
   /** `moshwall hook`: records the deadline and starts the watcher in the background. */
-  startHook: (config: Config, selfPath: string, configPath: string | undefined) => void;
-  /** `moshwall hook --watch`: watches until the latest deadline; resolves with reconciles run. */
-  watchHook: (config: Config, log: Logger) => Promise<number>;
+  startHook: (config: Config, selfPath: string, configPath: string | undefined) => Promise<void>;
+  /**
+   * `moshwall hook --watch`: watches until the latest deadline; resolves with reconciles run.
+   * `holdingLock`: the hook passed the watcher's lock, already taken, as fd 3.
+   */
+  watchHook: (config: Config, log: Logger, holdingLock: boolean) => Promise<number>;
 }
 
 /** One `moshwall <verb>`. */

@@ -1,8 +1,20 @@
-import { existsSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
-import { constants } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { constants, setPriority } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createBackend } from '../backends/select.ts';
 import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
+import { createFlowCleaner } from '../conntrack.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
 import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
@@ -14,13 +26,21 @@ import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
 import { flushOurs } from '../engine.ts';
 import { describeError } from '../errors.ts';
-import { holdFileLock, runCommand, spawnDetached, spawnPipedStdout, watchLines } from '../exec.ts';
-import { watchUntilDeadline } from '../hook.ts';
+import { flockDescriptor, runCommand, spawnDetached, spawnPipedStdout, watchLines } from '../exec.ts';
+import { limitOptions, parseLimits, watchUntilDeadline } from '../hook.ts';
 import { applySteps, pathState } from '../install/apply.ts';
 import { modeIfAny, readTextIfAny } from '../install/host-files.ts';
 import type { Manifest } from '../install/plan.ts';
+import {
+  describeHolders,
+  ensureLockDirectory,
+  findLockHolders,
+  holdLock,
+  openLockFile,
+} from '../lockfile.ts';
 import type { Logger } from '../log.ts';
 import type { GroupDirectory } from '../policy.ts';
+import { PTRACE_SCOPE_PATH, parsePtraceScope } from '../ptrace.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
 import { runShim } from '../shim/shim.ts';
 import type { HostActions } from './command.ts';
@@ -57,14 +77,30 @@ function engine(config: Config, log: Logger): EngineDeps {
     config,
     log,
     backend: createBackend(config, runCommand, watchLines),
+    flows: createFlowCleaner(runCommand, config.commandTimeoutMs),
     scan: () =>
       scanSessions(reader, { range: config.portRange, serverNames: config.moshServerNames, memory }),
     groups: () => readGroups(reader),
-    lock: async (path, timeoutMs) => {
-      ensureRuntimeDirectory(path);
-      return holdFileLock(path, timeoutMs);
+    lock: (path, timeoutMs) => {
+      sharedSocketDirectory(config, path);
+      return holdLock(path, timeoutMs);
     },
+    lockHolder: (path) => describeHolders(findLockHolders(path)),
+    readPtraceScope,
   };
+}
+
+/**
+ * A lock_file configured beside the socket (the old default /run/moshwall/lock): that directory is
+ * made 0755 for the socket's sake first, so creating the lock's directory never makes it 0700.
+ */
+function sharedSocketDirectory(config: Config, lockFile: string): void {
+  if (dirname(lockFile) === dirname(config.socketPath)) ensureRuntimeDirectory(lockFile);
+}
+
+/** Yama's ptrace_scope on this host, or undefined when the kernel has no Yama. */
+function readPtraceScope(): number | undefined {
+  return parsePtraceScope(readTextIfAny(PTRACE_SCOPE_PATH));
 }
 
 /** The path with every symlink resolved, or the path itself when it cannot be (the check then says why). */
@@ -100,6 +136,8 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
     rules,
     moshServerProblem: rootOnlyPathProblem(resolved(config.moshServer), reader, 'mosh-server'),
     hostHasIpv6: hostHasIpv6(reader),
+    conntrack: await deps.flows?.probe(),
+    ptrace: { scope: readPtraceScope() },
   };
 }
 
@@ -205,6 +243,24 @@ function deadlineFile(config: Config): string {
   return join(dirname(config.lockFile), 'hook-deadline');
 }
 
+/** The login-hook watcher's own lock, beside moshwall's lock (one watcher at most). */
+function hookLockFile(config: Config): string {
+  return join(dirname(config.lockFile), 'hook.lock');
+}
+
+/** Records `deadline` atomically, through a temporary name no other hook uses at the same time. */
+function writeDeadline(config: Config, deadline: number): void {
+  const file = deadlineFile(config);
+  const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.new`;
+  writeFileSync(temporary, `${deadline}\n`, { mode: 0o600, flag: 'wx' });
+  try {
+    renameSync(temporary, file);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+}
+
 /** The deadline recorded there (epoch ms), or 0. */
 function readDeadline(config: Config): number {
   try {
@@ -220,8 +276,10 @@ const host: HostActions = {
     layout,
     selfPath: realpathSync(selfPath),
     nodePath: realpathSync(process.execPath),
+    nodeProblem: rootOnlyPathProblem(realpathSync(process.execPath), createHostProcReader(), 'node'),
     state: pathState,
     systemdRunning: existsSync('/run/systemd/system'),
+    yama: existsSync(PTRACE_SCOPE_PATH),
     readText: readTextIfAny,
     modeOf: modeIfAny,
   }),
@@ -239,23 +297,41 @@ const host: HostActions = {
       return undefined;
     }
   },
-  startHook: (config, selfPath, configPath) => {
-    ensureRuntimeDirectory(config.lockFile);
-    const deadline = Math.max(readDeadline(config), Date.now() + config.hookWatchMs);
-    const file = deadlineFile(config);
-    writeFileSync(`${file}.new`, `${deadline}\n`, { mode: 0o644 });
-    renameSync(`${file}.new`, file);
-    const configArgs = configPath === undefined ? [] : ['--config', configPath];
-    spawnDetached([process.execPath, selfPath, ...configArgs, 'hook', '--watch']);
+  startHook: async (config, selfPath, configPath) => {
+    sharedSocketDirectory(config, config.lockFile);
+    ensureLockDirectory(config.lockFile);
+    // The deadline first, then the lock: a watcher that is ending re-reads the deadline after letting go.
+    writeDeadline(config, Math.max(readDeadline(config), Date.now() + config.hookWatchMs));
+    const fd = openLockFile(hookLockFile(config));
+    try {
+      // Taken without waiting: when a watcher holds it, that one sees the new deadline; none is started.
+      if (!(await flockDescriptor(fd, 0))) return;
+      // The watcher runs at nice 0 (forked from this thread), whatever the login's nice was.
+      resetNice();
+      const configArgs = configPath === undefined ? [] : ['--config', configPath];
+      spawnDetached([process.execPath, selfPath, ...configArgs, 'hook', '--watch', '--holding-lock'], fd);
+    } finally {
+      closeSync(fd);
+    }
   },
-  watchHook: async (config, log) => {
+  watchHook: async (config, log, holdingLock) => {
+    resetNice();
+    await raiseOwnLimits(log);
     const reader = createHostProcReader();
-    const lockFile = join(dirname(config.lockFile), 'hook.lock');
+    const lockFile = hookLockFile(config);
+    let fd = holdingLock ? inheritedLock(lockFile) : undefined;
     let runs = 0;
     // Keep watching while a hook has extended the deadline; exit when another watcher holds the lock.
-    while (Date.now() <= readDeadline(config)) {
-      const release = await holdFileLock(lockFile, 2 * config.pollIntervalMs);
-      if (!release) return runs;
+    for (;;) {
+      if (fd === undefined) {
+        if (Date.now() > readDeadline(config)) return runs;
+        const candidate = openLockFile(lockFile);
+        if (!(await flockDescriptor(candidate, 0))) {
+          closeSync(candidate);
+          return runs;
+        }
+        fd = candidate;
+      }
       try {
         runs += await watchUntilDeadline({
           config,
@@ -266,14 +342,54 @@ const host: HostActions = {
           sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
         });
       } finally {
-        await release();
+        closeSync(fd);
+        fd = undefined;
       }
     }
-    return runs;
   },
 };
 
-/** Why moshwall's running file or its config could be changed by a user other than root (like sshd's StrictModes). */
+/**
+ * Raises this process's limits to at least WATCHER_LIMITS through prlimit, so a user's `ulimit` (CPU
+ * seconds, address space, open files, file size) in the login that ran `sudo moshwall hook` cannot kill
+ * or starve the root watcher. Without CAP_SYS_RESOURCE a lowered hard limit stays; the rest still apply.
+ */
+async function raiseOwnLimits(log: Logger): Promise<void> {
+  const prlimit = (options: string[]) =>
+    runCommand(['prlimit', `--pid=${process.pid}`, ...options], { timeoutMs: 5000 });
+  try {
+    const current = parseLimits(readFileSync('/proc/self/limits', 'utf8'));
+    const wanted = limitOptions(current, true);
+    if (wanted.length === 0 || (await prlimit(wanted)).exitCode === 0) return;
+    const possible = limitOptions(current, false);
+    if (possible.length > 0) await prlimit(possible);
+    log.warn('watcher-limits', { reason: 'a hard limit below what the watcher needs could not be raised' });
+  } catch (error) {
+    log.warn('watcher-limits', { error: describeError(error) });
+  }
+}
+
+/** Sets this thread's nice value back to 0 (root may lower it); left as it is where that is not allowed. */
+function resetNice(): void {
+  try {
+    setPriority(0);
+  } catch {
+    // Without CAP_SYS_NICE (a container): the watcher still works, only at the user's priority.
+  }
+}
+
+/** The descriptor 3 a hook passed down when it is an open `hook.lock` (then we hold its lock), else undefined. */
+function inheritedLock(lockFile: string): number | undefined {
+  try {
+    const passed = fstatSync(3);
+    const expected = statSync(lockFile);
+    return passed.ino === expected.ino && passed.dev === expected.dev ? 3 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why moshwall's running file, the node running it, or its config could be changed by a user other than root (like sshd's StrictModes). */
 function unsafeFiles(selfPath: string, config: Config): string | undefined {
   const reader = createHostProcReader();
   let self: string;
@@ -284,6 +400,9 @@ function unsafeFiles(selfPath: string, config: Config): string | undefined {
   }
   const problem = rootOnlyPathProblem(self, reader, 'moshwall');
   if (problem) return problem;
+  // The interpreter running us as root is as much our code as the bundle is.
+  const node = rootOnlyPathProblem(resolved(process.execPath), reader, 'node');
+  if (node) return node;
   if (config.source === '(defaults)') return undefined;
   try {
     return rootOnlyPathProblem(realpathSync(config.source), reader, 'config file');

@@ -3,8 +3,9 @@ import { dirname } from 'node:path';
 import { MoshwallError } from '../errors.ts';
 
 /**
- * Makes sure the directory of `file` exists (created 0755 if missing) and is a real directory owned
- * by root and not writable by group or others, so nobody else can swap our lock file.
+ * Makes sure the directory of `file` (the daemon's socket) exists (created 0755 if missing, so every
+ * user can reach the socket) and is a real directory owned by root and not writable by group or
+ * others, so nobody else can swap what is in it. Locks live in their own 0700 directory (lockfile.ts).
  */
 export function ensureRuntimeDirectory(file: string): void {
   const directory = dirname(file);

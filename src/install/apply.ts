@@ -4,6 +4,7 @@ import {
   copyFileSync,
   lstatSync,
   mkdirSync,
+  readFileSync,
   readlinkSync,
   renameSync,
   rmdirSync,
@@ -117,6 +118,12 @@ async function destroySets(sets: string[], runner: Runner, timeoutMs: number): P
   return destroyed;
 }
 
+/** The script `text` with its first line made `#!<interpreter>` (replacing a `#!` line it had). */
+export function withInterpreter(text: string, interpreter: string): string {
+  const rest = text.startsWith('#!') ? text.slice(text.indexOf('\n') + 1) : text;
+  return `#!${interpreter}\n${rest}`;
+}
+
 /**
  * Carries out install/uninstall steps in order; each file lands atomically (temporary + rename), the
  * sudoers drop-in only after `visudo -c` accepted it. Stops at the first failure, naming the step.
@@ -135,7 +142,8 @@ export async function applySteps(
           break;
         case 'copy': {
           const temporary = temporaryBeside(step.to);
-          copyFileSync(step.from, temporary);
+          if (step.interpreter === undefined) copyFileSync(step.from, temporary);
+          else writeFileSync(temporary, withInterpreter(readFileSync(step.from, 'utf8'), step.interpreter));
           commit(temporary, step.to, step.mode);
           break;
         }

@@ -19,7 +19,7 @@ Restart=on-failure
 RestartSec=2s
 # Exit 3 (bad config) and 4 (no firewall) need an admin; do not restart-loop on them.
 RestartPreventExitStatus=3 4
-# /run/moshwall: the lock and the shim's socket.
+# /run/moshwall: the shim's socket (every user may connect); moshwall makes lock.d/ in it 0700 itself.
 RuntimeDirectory=moshwall
 RuntimeDirectoryMode=0755
 
@@ -95,8 +95,10 @@ source_networks = []
 mosh_server_names = ["mosh-server"]
 mosh_server = "/usr/bin/mosh-server"
 
-# Serializes concurrent runs; a second run waits up to lock_timeout_ms, then fails with exit 5.
-lock_file = "/run/moshwall/lock"
+# Serializes concurrent runs; a second run waits up to lock_timeout_ms, then fails with exit 5 naming
+# who holds it. moshwall makes the file 0600 in a 0700 directory of root's (the login hook's lock and
+# deadline go beside it), so no other user can open it, let alone hold it.
+lock_file = "/run/moshwall/lock.d/lock"
 lock_timeout_ms = 60000
 
 # Every firewall command is killed after this long and reported as an error.

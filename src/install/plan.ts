@@ -1,4 +1,5 @@
 import { MoshwallError } from '../errors.ts';
+import { isOurSysctlFile, PTRACE_SYSCTL_FILE, PTRACE_SYSCTL_TEXT } from '../ptrace.ts';
 import { EXAMPLE_CONFIG, systemdUnit } from './assets.ts';
 import type { Step } from './steps.ts';
 import { type HookFacts, hookInstalled, planHookInstall, planHookRemoval } from './ufw-hook.ts';
@@ -20,6 +21,8 @@ export interface InstallLayout {
   manifest: string;
   /** UFW's config directory (the fast-path hook's files). */
   ufwDir: string;
+  /** The sysctl.d drop-in of `install --ptrace-scope`. */
+  ptraceSysctl: string;
 }
 
 /** The layout for a root-owned prefix (default /usr/local), the unit under /etc/systemd/system. */
@@ -37,6 +40,7 @@ export function layoutFor(prefix = '/usr/local'): InstallLayout {
     sudoers: '/etc/sudoers.d/moshwall',
     manifest: `${libDir}/installed.json`,
     ufwDir: '/etc/ufw',
+    ptraceSysctl: PTRACE_SYSCTL_FILE,
   };
 }
 
@@ -59,8 +63,12 @@ export interface InstallFacts {
   /** The running bundle (what gets copied) and the node binary that runs it. */
   selfPath: string;
   nodePath: string;
+  /** Why nodePath could be changed by someone other than root (the StrictModes check), if it could. */
+  nodeProblem?: string | undefined;
   state: (path: string) => PathState;
   systemdRunning: boolean;
+  /** Whether the kernel has Yama (kernel.yama.ptrace_scope); absent: not known, taken as yes. */
+  yama?: boolean;
   /** Text and mode of a file (UFW's hook files), undefined when missing; absent: no such file anywhere. */
   readText?: HookFacts['readText'];
   modeOf?: HookFacts['modeOf'];
@@ -75,12 +83,59 @@ function hookFacts(facts: Omit<InstallFacts, 'selfPath' | 'nodePath'>): HookFact
   };
 }
 
+/** The PATH root's commands get; sudo gives it to our command whatever the caller's PATH was. */
+export const SECURE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The sudoers Defaults line that fixes PATH and resets the environment for our command alone. */
+export function sudoersDefaults(command: string): string {
+  return `Defaults!${command} secure_path="${SECURE_PATH}", env_reset, !setenv`;
+}
+
 /** The sudoers drop-in that lets every user run exactly `moshwall hook`, and nothing else. */
 export function sudoersText(command: string): string {
   return `# Written by moshwall install --sudoers: lets login scripts run \`sudo -n ${command} hook\`.
-# Only that exact command line is allowed (sudoers matches the arguments exactly).
+# Only that exact command line is allowed (sudoers matches the arguments exactly). Where sudo's own
+# secure_path is unset (Arch, Gentoo), sudo would keep the caller's PATH: the Defaults line fixes it for
+# this command, and the installed file names its interpreter by absolute path anyway.
+${sudoersDefaults(command)}
 ALL ALL=(root) NOPASSWD: ${command} hook
 `;
+}
+
+/**
+ * The steps of `install --ptrace-scope` ('write': the sysctl.d drop-in, in effect from the next boot;
+ * 'apply': also now, through `sysctl -p` on exactly that file). Without the option a drop-in of ours
+ * from an earlier install is kept (and stays listed, so uninstall removes it). Never by default.
+ */
+function planPtraceScope(
+  facts: InstallFacts,
+  wanted: 'write' | 'apply' | undefined,
+): { paths: string[]; steps: Step[] } {
+  const path = facts.layout.ptraceSysctl;
+  const existing = facts.readText?.(path);
+  const ours = existing !== undefined && isOurSysctlFile(existing);
+  if (wanted === undefined) {
+    if (!ours) return { paths: [], steps: [] };
+    return { paths: [path], steps: [{ kind: 'note', text: `${path} (ptrace_scope 2) kept as it is` }] };
+  }
+  if (facts.yama === false) {
+    throw new MoshwallError(
+      'EUSAGE',
+      'this kernel has no Yama (no /proc/sys/kernel/yama/ptrace_scope): --ptrace-scope cannot work here',
+    );
+  }
+  if (existing !== undefined && !ours) {
+    throw new MoshwallError(
+      'EINSTALL',
+      `${path} exists and is not moshwall's; refusing to overwrite it (move it away first)`,
+      { context: { path } },
+    );
+  }
+  const steps: Step[] = [{ kind: 'write', path, content: PTRACE_SYSCTL_TEXT, mode: 0o644 }];
+  if (wanted === 'apply') steps.push({ kind: 'run', argv: ['sysctl', '-p', path] });
+  else
+    steps.push({ kind: 'note', text: `${path} takes effect at the next boot (--apply-ptrace-scope: now)` });
+  return { paths: [path], steps };
 }
 
 /** True when path is missing or a link moshwall made (pointing at our bundle). */
@@ -91,9 +146,16 @@ function isOursOrMissing(state: PathState, bundle: string): boolean {
 /** The steps of `moshwall install`; refuses to replace a mosh-server or command that is not ours. */
 export function planInstall(
   facts: InstallFacts,
-  options: { sudoers: boolean; ufwFastPath?: boolean },
+  options: { sudoers: boolean; ufwFastPath?: boolean; ptraceScope?: 'write' | 'apply' },
 ): Step[] {
   const { layout } = facts;
+  if (facts.nodeProblem !== undefined) {
+    throw new MoshwallError(
+      'EUNSAFE',
+      `refusing to install: ${facts.nodeProblem}; moshwall would run as root through it (use a node owned by root, e.g. the distribution's)`,
+      { context: { node: facts.nodePath } },
+    );
+  }
   for (const path of [layout.shim, layout.command]) {
     if (!isOursOrMissing(facts.state(path), layout.bundle)) {
       throw new MoshwallError(
@@ -103,6 +165,7 @@ export function planInstall(
       );
     }
   }
+  const ptrace = planPtraceScope(facts, options.ptraceScope);
   const configCreated = facts.state(layout.config).kind === 'missing';
   const paths = [
     layout.bundle,
@@ -111,11 +174,13 @@ export function planInstall(
     layout.shim,
     layout.unit,
     ...(options.sudoers ? [layout.sudoers] : []),
+    ...ptrace.paths,
   ];
   const manifest: Manifest = { version: 1, paths, configCreated };
   const steps: Step[] = [
     { kind: 'mkdir', path: layout.libDir, mode: 0o755 },
-    { kind: 'copy', from: facts.selfPath, to: layout.bundle, mode: 0o755 },
+    // Run by the node checked above, by absolute path: never a `node` found on the caller's PATH.
+    { kind: 'copy', from: facts.selfPath, to: layout.bundle, mode: 0o755, interpreter: facts.nodePath },
     // The bundle is an ES module: Node 18 reads a .js file as one only under {"type":"module"}.
     { kind: 'write', path: layout.moduleMarker, content: '{ "type": "module" }\n', mode: 0o644 },
     { kind: 'symlink', target: layout.bundle, path: layout.command },
@@ -127,6 +192,7 @@ export function planInstall(
   else steps.push({ kind: 'note', text: `${layout.config} exists: kept as it is` });
   if (options.sudoers)
     steps.push({ kind: 'sudoers', path: layout.sudoers, content: sudoersText(layout.command) });
+  steps.push(...ptrace.steps);
   // The UFW fast path's hook follows the config: added when it is on, removed when it was switched off.
   if (options.ufwFastPath === true) steps.push(...planHookInstall(hookFacts(facts)));
   else if (hookInstalled(hookFacts(facts))) steps.push(...planHookRemoval(hookFacts(facts)));
@@ -182,6 +248,12 @@ export function planUninstall(
       continue;
     }
     if (path !== layout.bundle) steps.push({ kind: 'remove', path });
+  }
+  if (manifest.paths.includes(layout.ptraceSysctl) && facts.state(layout.ptraceSysctl).kind === 'file') {
+    steps.push({
+      kind: 'note',
+      text: 'the running kernel keeps kernel.yama.ptrace_scope until reboot (`sysctl -w kernel.yama.ptrace_scope=1` lowers it now; 3 cannot be lowered)',
+    });
   }
   if (options.purge && facts.state(layout.config).kind === 'file')
     steps.push({ kind: 'remove', path: layout.config });

@@ -3,7 +3,8 @@
 /** One action of an install or uninstall, printed as is by --dry-run. */
 export type Step =
   | { kind: 'mkdir'; path: string; mode: number }
-  | { kind: 'copy'; from: string; to: string; mode: number }
+  /** `interpreter`: the copy's first line becomes `#!<interpreter>` (the bundle's is `#!/usr/bin/env node`). */
+  | { kind: 'copy'; from: string; to: string; mode: number; interpreter?: string }
   | { kind: 'symlink'; target: string; path: string }
   | { kind: 'write'; path: string; content: string; mode: number }
   | { kind: 'sudoers'; path: string; content: string }
@@ -22,7 +23,7 @@ export function describeStep(step: Step): string {
     case 'mkdir':
       return `mkdir -m ${step.mode.toString(8)} ${step.path}`;
     case 'copy':
-      return `install -m ${step.mode.toString(8)} ${step.from} ${step.to}`;
+      return `install -m ${step.mode.toString(8)} ${step.from} ${step.to}${step.interpreter === undefined ? '' : ` (first line #!${step.interpreter})`}`;
     case 'symlink':
       return `ln -sfn ${step.target} ${step.path}`;
     case 'write':

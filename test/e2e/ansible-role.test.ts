@@ -404,6 +404,10 @@ describe("the Ansible role against a debootstrap'd Debian 12 over real SSH", {
       readFileSync(theHost().path('/etc/sudoers.d/moshwall'), 'utf8'),
       /^ALL ALL=\(root\) NOPASSWD: \/usr\/sbin\/moshwall hook$/m,
     );
+    assert.match(
+      readFileSync(theHost().path('/etc/sudoers.d/moshwall'), 'utf8'),
+      /^Defaults!\/usr\/sbin\/moshwall secure_path="\/usr\/local\/sbin:\/usr\/local\/bin:\/usr\/sbin:\/usr\/bin:\/sbin:\/bin", env_reset, !setenv$/m,
+    );
     assert.equal(readlinkSync(theHost().path(SHIM_LINK)), SHIM_TARGET);
     const allowed = await ssh('alice', ['sudo', '-n', '-l']);
     assert.match(

@@ -8,6 +8,7 @@
 // nothing; uninstall removes exactly what install made and our rules, keeps the config; --purge too.
 import assert from 'node:assert/strict';
 import {
+  existsSync,
   lstatSync,
   readdirSync,
   readFileSync,
@@ -37,6 +38,16 @@ const MANIFEST = `${LIB}/installed.json`;
 /** Marks the bundle an ES module for Node 18, which reads a plain .js file as CommonJS otherwise. */
 const MODULE_MARKER = `${LIB}/package.json`;
 const SUDOERS = '/etc/sudoers.d/moshwall';
+const PTRACE_CONF = '/etc/sysctl.d/60-moshwall-ptrace.conf';
+
+/** A file's text, or undefined when it cannot be read (e.g. no Yama). */
+function readTextOrUndefined(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
 /** What `install` (without --sudoers) adds, with type, mode and owner (or link target). */
 const INSTALLED_ENTRIES: Record<string, string> = {
   [LIB]: 'dir 755 0:0',
@@ -166,7 +177,10 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
         `--dry-run names ${path}:\n${dryRun.stdout}`,
       );
     }
-    assert.ok(lines.includes(`would install -m 755 ${BUNDLE} ${INSTALLED}`), dryRun.stdout);
+    assert.ok(
+      lines.includes(`would install -m 755 ${BUNDLE} ${INSTALLED} (first line #!/usr/bin/node)`),
+      dryRun.stdout,
+    );
     assert.ok(lines.includes(`would ln -sfn ${INSTALLED} ${SHIM}`), dryRun.stdout);
     assert.ok(
       lines.some((line) => line.includes('visudo -c')),
@@ -216,7 +230,13 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     assert.equal(result.exitCode, 0, shown(result));
     assert.deepEqual(changes(before, listing()), { added: INSTALLED_ENTRIES, removed: [], changed: [] });
     const inServer = (path: string) => readFileSync(theLab().serverPath(path));
-    assert.ok(inServer(INSTALLED).equals(readFileSync(BUNDLE)), 'the bundle, byte for byte');
+    const [shebang, ...rest] = inServer(INSTALLED).toString().split('\n');
+    assert.equal(shebang, '#!/usr/bin/node', 'the installed bundle names its node by absolute path');
+    assert.equal(
+      rest.join('\n'),
+      readFileSync(BUNDLE, 'utf8').split('\n').slice(1).join('\n'),
+      'the bundle, byte for byte after its first line',
+    );
     assert.equal(inServer(UNIT).toString(), systemdUnit('/usr/bin/node', INSTALLED));
     assert.equal(
       inServer(CONFIG).toString(),
@@ -281,7 +301,10 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
         .split('\n')
         .filter((line) => line !== '' && !line.startsWith('#'))
         .join('\n'),
-      `ALL ALL=(root) NOPASSWD: ${COMMAND} hook`,
+      [
+        `Defaults!${COMMAND} secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", env_reset, !setenv`,
+        `ALL ALL=(root) NOPASSWD: ${COMMAND} hook`,
+      ].join('\n'),
     );
     const allowed = await theLab().ssh('alice', ['sudo', '-n', '-l']);
     assert.match(allowed.stdout, new RegExp(`\\(root\\) NOPASSWD: ${COMMAND} hook$`, 'm'), shown(allowed));
@@ -325,6 +348,106 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     for (const pid of watchers()) await theLab().killServerProcess(pid);
     await endSessions();
     assert.equal((await installed(['flush'])).exitCode, 0);
+  });
+
+  test("`PATH=evil:$PATH sudo -n moshwall hook` never runs the caller's node, even without sudo's secure_path", async () => {
+    const alice = theLab().users.find((user) => user.name === 'alice');
+    assert.ok(alice, 'the lab has alice');
+    const evil = `${alice.home}/evil`;
+    const marker = `${alice.home}/evil-node-ran`;
+    const made = await theLab().runServer(
+      [
+        'sh',
+        '-c',
+        `mkdir -p ${evil} && printf '#!/bin/sh\\nid -u > ${marker}\\n' > ${evil}/node && chmod 755 ${evil}/node`,
+      ],
+      { user: 'alice' },
+    );
+    assert.equal(made.exitCode, 0, shown(made));
+    // As Arch and Gentoo ship it: no secure_path, so sudo would keep the caller's PATH.
+    const sudoers = theLab().serverPath('/etc/sudoers');
+    const original = readFileSync(sudoers, 'utf8');
+    writeFileSync(sudoers, original.replace(/^Defaults\s+secure_path=/m, '# Defaults secure_path='));
+    try {
+      assert.doesNotMatch(readFileSync(sudoers, 'utf8'), /^Defaults\s+secure_path/m);
+      const hook = await theLab().ssh('alice', [
+        'env',
+        `PATH=${evil}:/usr/local/bin:/usr/bin:/bin`,
+        'sudo',
+        '-n',
+        COMMAND,
+        'hook',
+      ]);
+      assert.equal(hook.exitCode, 0, shown(hook));
+      assert.equal(
+        existsSync(theLab().serverPath(marker)),
+        false,
+        `alice's node ran as uid ${existsSync(theLab().serverPath(marker)) ? readFileSync(theLab().serverPath(marker), 'utf8').trim() : '?'}`,
+      );
+      assert.ok(await waitUntil(() => watchers().length === 1, 10_000), 'the real node started the watcher');
+      const listed = await theLab().ssh('alice', ['sudo', '-n', '-l']);
+      assert.match(listed.stdout, new RegExp(`Defaults!${COMMAND} secure_path=`), shown(listed));
+    } finally {
+      writeFileSync(sudoers, original);
+      for (const pid of watchers()) await theLab().killServerProcess(pid);
+    }
+  });
+
+  test('40 concurrent `sudo -n moshwall hook`: all return 0 quietly, one watcher, no flock left', async () => {
+    const hooks = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        theLab().runServer(['sudo', '-n', COMMAND, 'hook'], { user: 'alice', timeoutMs: 120_000 }),
+      ),
+    );
+    for (const [index, hook] of hooks.entries()) {
+      assert.equal(hook.exitCode, 0, `hook #${index + 1}: ${shown(hook)}`);
+      assert.equal(hook.stderr, '', `hook #${index + 1} wrote into the login: ${hook.stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    try {
+      assert.equal(watchers().length, 1, `watchers: ${watchers().join(', ')}`);
+      const flocks = await theLab().runServer(['pgrep', '-c', '-x', 'flock']);
+      assert.equal(flocks.stdout.trim(), '0', 'no flock process left waiting');
+      const leftovers = readdirSync(theLab().serverPath('/run/moshwall/lock.d')).filter((name) =>
+        name.endsWith('.new'),
+      );
+      assert.deepEqual(leftovers, [], 'no temporary deadline file left');
+    } finally {
+      for (const pid of watchers()) await theLab().killServerProcess(pid);
+    }
+  });
+
+  test("the hook's watcher runs at nice 0 with the limits it needs, whatever the login's ulimit and nice", async (t) => {
+    // Soft limits, as a user's profile might lower them; a lowered hard limit needs CAP_SYS_RESOURCE to
+    // raise, which root has on a real host (checked below when this machine's root has it too).
+    const hardToo = /^CapEff:\s+([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    const canRaiseHard = hardToo?.[1] !== undefined && (BigInt(`0x${hardToo[1]}`) & (1n << 24n)) !== 0n;
+    if (!canRaiseHard) t.diagnostic('this machine lacks CAP_SYS_RESOURCE: only soft limits are tested');
+    const ulimits = canRaiseHard ? 'ulimit -t 3 && ulimit -n 64' : 'ulimit -S -t 3 && ulimit -S -n 64';
+    const hook = await theLab().runServer(
+      ['sh', '-c', `${ulimits} && exec nice -n 15 sudo -n ${COMMAND} hook`],
+      { user: 'alice' },
+    );
+    assert.equal(hook.exitCode, 0, shown(hook));
+    try {
+      assert.ok(await waitUntil(() => watchers().length === 1, 10_000), 'one watcher started');
+      const [watcher] = watchers();
+      assert.ok(watcher !== undefined);
+      // The watcher raises its own limits as it starts.
+      const limitsOf = () => readFileSync(`/proc/${watcher}/limits`, 'utf8');
+      assert.ok(
+        await waitUntil(() => /^Max cpu time\s+unlimited/m.test(limitsOf()), 10_000),
+        `the CPU limit stayed: ${limitsOf()}`,
+      );
+      const files = /^Max open files\s+(\d+)\s+(\d+)/m.exec(limitsOf());
+      assert.ok(files && Number(files[1]) >= 4096, `open files: ${limitsOf()}`);
+      if (canRaiseHard) assert.ok(files && Number(files[2]) >= 4096, `hard open files: ${limitsOf()}`);
+      const stat = readFileSync(`/proc/${watcher}/stat`, 'utf8');
+      const nice = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+      assert.equal(nice, 0, 'nice value of the watcher');
+    } finally {
+      for (const pid of watchers()) await theLab().killServerProcess(pid);
+    }
   });
 
   test('a bundle, directory or config others can write: every root command exits 7 and changes nothing', async () => {
@@ -383,12 +506,118 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     assert.deepEqual(await ours(), expectedOurs([[60121, 'v4']]));
   });
 
+  test('a node others can write runs no root command, and install refuses it', async () => {
+    // A node of the admin's own, then made group-writable: as unsafe as a moshwall others can write.
+    const node = '/usr/local/bin/mwlab-node';
+    assert.equal((await theLab().runServer(['cp', '/usr/bin/node', node])).exitCode, 0);
+    try {
+      assert.equal((await theLab().runServer([node, COMMAND, 'status'])).exitCode, 0, 'a safe copy runs');
+      assert.equal((await theLab().runServer(['chmod', '775', node])).exitCode, 0);
+      const before = listing(true);
+      const refused = await theLab().runServer([node, COMMAND, 'sync']);
+      assert.equal(refused.exitCode, 7, shown(refused));
+      assert.match(
+        refused.stderr,
+        /refusing to run as root: node \/usr\/local\/bin\/mwlab-node is writable by group/,
+      );
+      const install = await theLab().runServer([node, BUNDLE, 'install']);
+      assert.equal(install.exitCode, 7, shown(install));
+      assert.match(install.stderr, /node \/usr\/local\/bin\/mwlab-node is writable by group/);
+      assert.deepEqual(changes(before, listing(true)), { added: {}, removed: [], changed: [] });
+    } finally {
+      await theLab().runServer(['rm', '-f', node]);
+    }
+  });
+
+  test('install --ptrace-scope: never by default, refused without Yama, the file in the lab only, applied only when asked', async () => {
+    const hostScope = readTextOrUndefined('/proc/sys/kernel/yama/ptrace_scope');
+    const ptraceOf = async () => {
+      const doctor = await installed(['doctor', '--json']);
+      const findings = (JSON.parse(doctor.stdout) as { findings: Array<Record<string, string>> }).findings;
+      const status = await installed(['status', '--json']);
+      assert.equal(status.exitCode, 0, shown(status));
+      return {
+        finding: findings.find((finding) => finding.check === 'ptrace'),
+        status: (JSON.parse(status.stdout) as { ptrace: Record<string, unknown> }).ptrace,
+      };
+    };
+    assert.equal(
+      existsSync(theLab().serverPath(PTRACE_CONF)),
+      false,
+      'install without the option wrote none',
+    );
+    // This machine's own kernel, as it is.
+    const real = await ptraceOf();
+    assert.equal(real.status.yamaPtraceScope, hostScope === undefined ? null : Number(hostScope));
+    if (hostScope === undefined || Number(hostScope) < 2) {
+      assert.equal(real.finding?.level, 'warn');
+      assert.match(
+        real.finding?.fix ?? '',
+        hostScope === undefined
+          ? /use a kernel with Yama/
+          : /kernel\.yama\.ptrace_scope = 2.*no longer debug their own processes/,
+      );
+    }
+    if (hostScope === undefined) {
+      const before = listing(true);
+      const refused = await bundle(['install', '--sudoers', '--ptrace-scope']);
+      assert.equal(refused.exitCode, 2, shown(refused));
+      assert.match(refused.stderr, /this kernel has no Yama/);
+      assert.deepEqual(changes(before, listing(true)), { added: {}, removed: [], changed: [] });
+    }
+    // A Yama of the lab's own: a tmpfs over /proc/sys/kernel in the server host's mount namespace only,
+    // so `sysctl -p` below writes a file there and never this machine's kernel.
+    const mounted = await theLab().runServer([
+      'sh',
+      '-c',
+      'mount -t tmpfs -o size=1m mwlab-yama /proc/sys/kernel && mkdir /proc/sys/kernel/yama && echo 1 > /proc/sys/kernel/yama/ptrace_scope',
+    ]);
+    assert.equal(mounted.exitCode, 0, shown(mounted));
+    try {
+      const labScope = async () =>
+        (await theLab().runServer(['cat', '/proc/sys/kernel/yama/ptrace_scope'])).stdout.trim();
+      const one = await ptraceOf();
+      assert.equal(one.finding?.level, 'warn');
+      assert.match(one.finding?.message ?? '', /ptrace_scope is 1 \(1 is not enough/);
+      assert.deepEqual(one.status, {
+        yamaPtraceScope: 1,
+        injectionBlocked: false,
+        detail: one.status.detail,
+      });
+
+      const written = await bundle(['install', '--sudoers', '--ptrace-scope']);
+      assert.equal(written.exitCode, 0, shown(written));
+      assert.equal(await labScope(), '1', '--ptrace-scope alone changes nothing now');
+      const conf = lstatSync(theLab().serverPath(PTRACE_CONF));
+      assert.equal(`${(conf.mode & 0o7777).toString(8)} ${conf.uid}:${conf.gid}`, '644 0:0');
+      assert.match(
+        readFileSync(theLab().serverPath(PTRACE_CONF), 'utf8'),
+        /^kernel\.yama\.ptrace_scope = 2$/m,
+      );
+
+      const applied = await bundle(['install', '--sudoers', '--apply-ptrace-scope']);
+      assert.equal(applied.exitCode, 0, shown(applied));
+      assert.match(applied.stdout, new RegExp(`^run sysctl -p ${PTRACE_CONF}$`, 'm'));
+      assert.equal(await labScope(), '2', '--apply-ptrace-scope set it');
+      const two = await ptraceOf();
+      assert.equal(two.finding?.level, 'ok');
+      assert.equal(two.status.injectionBlocked, true);
+    } finally {
+      await theLab().runServer(['umount', '/proc/sys/kernel']);
+    }
+    assert.equal(
+      readTextOrUndefined('/proc/sys/kernel/yama/ptrace_scope'),
+      hostScope,
+      "this machine's kernel unchanged",
+    );
+  });
+
   test('uninstall removes exactly what install made and our rules, and keeps the config', async () => {
     assert.deepEqual(await ours(), expectedOurs([[60121, 'v4']]), 'a rule of ours to remove');
     const before = listing(true);
     const dryRun = await installed(['uninstall', '--dry-run']);
     assert.equal(dryRun.exitCode, 0, shown(dryRun));
-    for (const path of [COMMAND, SHIM, UNIT, SUDOERS, MANIFEST, INSTALLED]) {
+    for (const path of [COMMAND, SHIM, UNIT, SUDOERS, PTRACE_CONF, MANIFEST, INSTALLED]) {
       assert.match(dryRun.stdout, new RegExp(`^would rm ${path} `, 'm'), dryRun.stdout);
     }
     assert.match(dryRun.stdout, /^would remove every firewall rule of ours/m);

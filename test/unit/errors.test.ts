@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { createNftablesBackend } from '../../src/backends/nftables.ts';
-import { assertValidRuleSpecs } from '../../src/backends/validate.ts';
 import { parseGlobalArgs } from '../../src/cli/args.ts';
 import { runMain } from '../../src/cli/run.ts';
 import { DEFAULT_CONFIG, parseConfig } from '../../src/config.ts';
@@ -13,6 +12,7 @@ import { probeOrFail, withLock } from '../../src/engine.ts';
 import { describeError, type ErrorCode, EXIT_CODES, exitCodeFor, MoshwallError } from '../../src/errors.ts';
 import { runCommand } from '../../src/exec.ts';
 import { layoutFor, planInstall } from '../../src/install/plan.ts';
+import { assertValidRuleSpecs } from '../../src/rules.ts';
 import { notInstalled } from './backends/recording-runner.ts';
 import { createFakeProc } from './discovery/fake-proc.ts';
 

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MoshwallError } from '../../src/errors.ts';
+import { withInterpreter } from '../../src/install/apply.ts';
 import {
   layoutFor,
   type PathState,
@@ -123,5 +125,48 @@ describe('planUninstall', () => {
     assert.ok(
       kinds(planUninstall(facts(installed), manifest, { purge: true })).includes(`remove ${layout.config}`),
     );
+  });
+});
+
+describe('the installed entry points run a fixed, verified interpreter', () => {
+  it('copies the bundle with `#!<node>` as its first line, never `#!/usr/bin/env node`', () => {
+    const copy = planInstall(facts(), { sudoers: false }).find((step) => step.kind === 'copy');
+    assert.deepEqual(copy, {
+      kind: 'copy',
+      from: '/home/admin/moshwall/dist/moshwall.js',
+      to: '/usr/local/lib/moshwall/moshwall.js',
+      mode: 0o755,
+      interpreter: '/usr/bin/node',
+    });
+    assert.equal(
+      withInterpreter('#!/usr/bin/env node\nrun();\n', '/usr/bin/node'),
+      '#!/usr/bin/node\nrun();\n',
+    );
+    assert.equal(withInterpreter('run();\n', '/usr/bin/node'), '#!/usr/bin/node\nrun();\n');
+  });
+
+  it('refuses to install (exit 7) when node could be changed by someone other than root', () => {
+    const unsafe = {
+      ...facts(),
+      nodePath: '/home/admin/.nvm/node',
+      nodeProblem: 'node /home/admin/.nvm/node is owned by uid 1000, not root',
+    };
+    assert.throws(
+      () => planInstall(unsafe, { sudoers: true }),
+      (error: unknown) =>
+        error instanceof MoshwallError &&
+        error.code === 'EUNSAFE' &&
+        /refusing to install: node \/home\/admin\/\.nvm\/node is owned by uid 1000/.test(error.message),
+    );
+  });
+
+  it('fixes PATH and the environment for our command in the sudoers drop-in', () => {
+    const lines = sudoersText('/usr/local/sbin/moshwall')
+      .split('\n')
+      .filter((line) => line !== '' && !line.startsWith('#'));
+    assert.deepEqual(lines, [
+      'Defaults!/usr/local/sbin/moshwall secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", env_reset, !setenv',
+      'ALL ALL=(root) NOPASSWD: /usr/local/sbin/moshwall hook',
+    ]);
   });
 });

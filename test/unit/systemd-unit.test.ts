@@ -36,6 +36,15 @@ describe('deploy/moshwall.service', () => {
     assert.match(values('After')[0] ?? '', /ufw\.service/);
   });
 
+  it("lets conntrack(8) delete a closed port's flows: CAP_NET_ADMIN and netlink sockets", () => {
+    const capabilities = (values('CapabilityBoundingSet')[0] ?? '').split(' ');
+    assert.ok(capabilities.includes('CAP_NET_ADMIN'), 'conntrack -D needs CAP_NET_ADMIN');
+    const families = (values('RestrictAddressFamilies')[0] ?? '').split(' ');
+    assert.ok(families.includes('AF_NETLINK'), 'conntrack talks to the kernel over AF_NETLINK');
+    assert.deepEqual(values('SystemCallFilter'), [], 'no syscall filter that could block its socket calls');
+    assert.deepEqual(values('PrivateNetwork'), [], "the daemon's network namespace is the host's");
+  });
+
   it('passes systemd-analyze verify where systemd is installed', (context) => {
     if (!existsSync('/usr/bin/systemd-analyze')) {
       context.skip('systemd-analyze is not installed');

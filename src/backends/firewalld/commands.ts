@@ -1,6 +1,5 @@
 import { FirewallError } from '../../errors.ts';
-import { type RuleSpec, specKey } from '../../rules.ts';
-import { assertValidRuleSpecs } from '../validate.ts';
+import { assertValidRuleSpecs, type RuleSpec, specKey } from '../../rules.ts';
 import { parseOurRule, renderOurRule } from './rich.ts';
 
 /*

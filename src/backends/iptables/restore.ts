@@ -1,7 +1,6 @@
 import { FirewallError } from '../../errors.ts';
 import type { Family } from '../../model.ts';
-import { type RuleSpec, specKey } from '../../rules.ts';
-import { assertValidRuleSpecs } from '../validate.ts';
+import { assertValidRuleSpecs, type RuleSpec, specKey } from '../../rules.ts';
 import { JUMP_WORDS, OUR_CHAIN, ourChainState, ourRuleWords, specOfOurWords } from './rules.ts';
 import type { SavedTable } from './save.ts';
 

@@ -1,7 +1,6 @@
 import { FirewallError } from '../../errors.ts';
 import { parseCidr } from '../../net.ts';
-import { RULE_TAG, type RuleSpec, specKey } from '../../rules.ts';
-import { assertValidRuleSpecs, portProblem } from '../validate.ts';
+import { assertValidRuleSpecs, portProblem, RULE_TAG, type RuleSpec, specKey } from '../../rules.ts';
 import { type NftAnchor, nftNameProblem } from './anchor.ts';
 import {
   elementText,

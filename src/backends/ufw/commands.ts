@@ -1,8 +1,7 @@
 import { FirewallError } from '../../errors.ts';
 import type { Family } from '../../model.ts';
 import { anywhere, parseCidr } from '../../net.ts';
-import { RULE_TAG, type RuleSpec, specKey } from '../../rules.ts';
-import { assertValidRuleSpecs } from '../validate.ts';
+import { assertValidRuleSpecs, RULE_TAG, type RuleSpec, specKey } from '../../rules.ts';
 
 /** One ufw invocation that adds or deletes rules of ours, and what it is expected to report on. */
 export interface UfwCall {

@@ -1,4 +1,5 @@
 import { runDaemon } from '../../daemon/daemon.ts';
+import { reportFlowTool } from '../../engine.ts';
 import { createLogger } from '../../log.ts';
 import type { Command } from '../command.ts';
 
@@ -12,11 +13,15 @@ when the firewall's rule files changed (an admin's edit or reload), or every res
 It serves socket_path for the shim: a request is only a nudge, the daemon checks /proc itself and
 answers once the port's rule is in place. SIGHUP reloads the config (a bad one is reported and the
 old one kept). SIGTERM keeps live sessions' rules (on_stop = "keep") or removes every rule of ours
-(on_stop = "flush"). Logs one line per event to stderr (journald).`,
+(on_stop = "flush"). Every rule it removes also has its port's conntrack entries deleted (conntrack(8);
+its absence is logged at start). Logs one line per event to stderr (journald).`,
   options: [],
   needsRoot: true,
   async run(context) {
     const log = createLogger(context.err, context.verbose ? 'debug' : 'info');
-    return runDaemon(context.daemon(context.config, log));
+    const deps = context.daemon(context.config, log);
+    // Once at start: without conntrack(8), a closed port's old flows pass until they time out.
+    await reportFlowTool(deps.makeEngine(deps.config));
+    return runDaemon(deps);
   },
 };

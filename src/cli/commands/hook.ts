@@ -1,3 +1,4 @@
+import { MoshwallError } from '../../errors.ts';
 import type { Command } from '../command.ts';
 
 export const hookCommand: Command = {
@@ -12,14 +13,25 @@ packet may arrive before the rule and then needs a re-send (about 3 s). The daem
 no such cost; prefer it where you can run a service.`,
   options: [
     { name: 'watch', kind: 'flag', description: 'be the background watcher (started by the hook itself)' },
+    {
+      name: 'holding-lock',
+      kind: 'flag',
+      description: "with --watch: fd 3 is the watcher's lock, already taken by the hook",
+    },
   ],
   needsRoot: true,
   async run(context, options) {
     if (options.watch === true) {
-      await context.host.watchHook(context.config, context.log);
+      await context.host.watchHook(context.config, context.log, options['holding-lock'] === true);
       return 0;
     }
-    context.host.startHook(context.config, context.selfPath, context.configPath);
+    try {
+      await context.host.startHook(context.config, context.selfPath, context.configPath);
+    } catch (error) {
+      // This runs inside a user's login: one line saying what failed, never a stack trace.
+      if (error instanceof MoshwallError) throw error;
+      throw new MoshwallError('EINTERNAL', 'the login hook could not start its watcher', { cause: error });
+    }
     return 0;
   },
 };

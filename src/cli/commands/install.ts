@@ -24,6 +24,15 @@ async function carryOut(context: CommandContext, steps: Step[], dryRun: boolean)
   return 0;
 }
 
+/** The --ptrace-scope / --apply-ptrace-scope choice; nothing when neither was given. */
+function ptraceOption(options: Record<string, string | boolean | undefined>): {
+  ptraceScope?: 'write' | 'apply';
+} {
+  if (options['apply-ptrace-scope'] === true) return { ptraceScope: 'apply' };
+  if (options['ptrace-scope'] === true) return { ptraceScope: 'write' };
+  return {};
+}
+
 export const installCommand: Command = {
   name: 'install',
   summary: 'Install moshwall on this host: the command, the shim, the daemon unit, a config',
@@ -35,7 +44,11 @@ that is not moshwall's. --sudoers also writes /etc/sudoers.d/moshwall allowing e
 \`moshwall hook\`, checked with \`visudo -c\` first. What it made is listed in
 /usr/local/lib/moshwall/installed.json, so uninstall removes exactly that. With ufw_fast_path = "ipset"
 it also adds the fast path's hook (marked blocks in /etc/ufw/after.rules, after6.rules and before.init,
-moshwall's ipsets) and runs \`ufw reload\`; with it off, a hook left from before is removed.`,
+moshwall's ipsets) and runs \`ufw reload\`; with it off, a hook left from before is removed.
+Never by default: --ptrace-scope writes /etc/sysctl.d/60-moshwall-ptrace.conf setting Yama's
+kernel.yama.ptrace_scope to 2 from the next boot (--apply-ptrace-scope also sets it now), so no user
+can write into their own mosh-server once its port is open; it costs users the ability to debug their
+own processes (gdb -p, strace -p). Uninstall removes the file.`,
   options: [
     { name: 'dry-run', kind: 'flag', description: 'show every file and command, change nothing' },
     { name: 'sudoers', kind: 'flag', description: 'also allow `sudo -n moshwall hook` for login scripts' },
@@ -43,6 +56,17 @@ moshwall's ipsets) and runs \`ufw reload\`; with it off, a hook left from before
       name: 'ufw-hook-only',
       kind: 'flag',
       description: 'only add (or, with ufw_fast_path off, remove) the UFW fast-path hook',
+    },
+    {
+      name: 'ptrace-scope',
+      kind: 'flag',
+      description:
+        'also write /etc/sysctl.d/60-moshwall-ptrace.conf (kernel.yama.ptrace_scope = 2, from the next boot): users can then no longer debug their own processes, nor inject code into their mosh-server',
+    },
+    {
+      name: 'apply-ptrace-scope',
+      kind: 'flag',
+      description: 'as --ptrace-scope, and set it now too (sysctl -p on that file)',
     },
   ],
   needsRoot: true,
@@ -56,6 +80,7 @@ moshwall's ipsets) and runs \`ufw reload\`; with it off, a hook left from before
     const steps = planInstall(context.host.installFacts(layout, context.selfPath), {
       sudoers: options.sudoers === true,
       ufwFastPath: fastPathWanted(context.config),
+      ...ptraceOption(options),
     });
     return carryOut(context, steps, options['dry-run'] === true);
   },

@@ -47,6 +47,7 @@ function statusText(status: StatusReport): string[] {
     for (const rule of status.foreignInRange) lines.push(`  ${rule.raw}`);
   }
   for (const warning of status.warnings) lines.push('', `warning: ${warning}`);
+  if (status.ptrace && !status.ptrace.injectionBlocked) lines.push('', `warning: ${status.ptrace.detail}`);
   return lines;
 }
 

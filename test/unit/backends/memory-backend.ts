@@ -1,7 +1,7 @@
-import { assertValidRuleSpecs } from '../../../src/backends/validate.ts';
 import { FirewallError } from '../../../src/errors.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../../../src/firewall.ts';
 import {
+  assertValidRuleSpecs,
   type FirewallRule,
   RULE_TAG,
   type RuleSpec,

@@ -18,6 +18,7 @@ async function cli(
     scan?: ScanResult;
     facts?: Partial<DoctorFacts>;
     unsafe?: string;
+    startHook?: () => Promise<void>;
   } = {},
 ) {
   const backend = options.backend ?? createMemoryBackend();
@@ -43,7 +44,7 @@ async function cli(
       },
       applySteps: async () => {},
       readManifest: () => undefined,
-      startHook: () => {},
+      startHook: options.startHook ?? (async () => {}),
       watchHook: async () => 0,
     },
     shim: async (invocation) => {
@@ -75,6 +76,21 @@ async function cli(
 }
 
 describe('moshwall CLI', () => {
+  it('a failing hook prints one line into the login, never a stack trace (exit 70)', async () => {
+    const result = await cli(['hook'], {
+      startHook: async () => {
+        throw Object.assign(new Error("ENOENT: no such file or directory, rename 'hook-deadline.new'"), {
+          code: 'ENOENT',
+        });
+      },
+    });
+    assert.equal(result.code, 70);
+    assert.equal(
+      result.stderr,
+      "moshwall: error: the login hook could not start its watcher (cause: ENOENT: no such file or directory, rename 'hook-deadline.new')",
+    );
+  });
+
   it('has --help for every command, naming its options and the exit codes', async () => {
     for (const command of COMMANDS) {
       const result = await cli([command.name, '--help'], { uid: 1000 });

@@ -10,20 +10,19 @@ import { describe, it } from 'node:test';
 
 const SRC = new URL('../../../src/', import.meta.url).pathname;
 
-/** The core: plain values and decisions that every backend builds on, never the other way round. */
-const CORE = [
+/**
+ * The core: every module at the top of src/ (model, rules, firewall, policy, reconcile, engine, status,
+ * doctor, config, errors…): plain values and decisions that every backend builds on, never the other way.
+ */
+const CORE = readdirSync(SRC).filter((name) => name.endsWith('.ts'));
+const CORE_NAMED = [
   'model.ts',
-  'net.ts',
   'rules.ts',
   'firewall.ts',
   'policy.ts',
   'reconcile.ts',
   'engine.ts',
   'status.ts',
-  'doctor.ts',
-  'config.ts',
-  'errors.ts',
-  'log.ts',
 ];
 
 /** Every .ts file under `dir`, relative to src/. */
@@ -113,7 +112,7 @@ describe('import graph of src/', () => {
   });
 
   it('has no import from the core into backends/', () => {
-    for (const file of CORE) assert.ok(graph.has(file), `core module ${file} is missing`);
+    for (const file of CORE_NAMED) assert.ok(CORE.includes(file), `core module ${file} is missing`);
     const arrows = CORE.flatMap((file) =>
       (graph.get(file) ?? [])
         .filter((target) => target.startsWith('backends/'))

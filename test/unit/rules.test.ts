@@ -1,9 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assertValidRuleSpecs, portProblem, ruleSpecProblem } from '../../../src/backends/validate.ts';
-import { FirewallError } from '../../../src/errors.ts';
-import { parseCidr } from '../../../src/net.ts';
-import { type FirewallRule, type RuleSpec, ruleHasSpec, specKey, specOfRule } from '../../../src/rules.ts';
+import { FirewallError } from '../../src/errors.ts';
+import { parseCidr } from '../../src/net.ts';
+import {
+  assertValidRuleSpecs,
+  type FirewallRule,
+  portProblem,
+  type RuleSpec,
+  ruleHasSpec,
+  ruleSpecProblem,
+  specKey,
+  specOfRule,
+} from '../../src/rules.ts';
 
 describe('parseCidr', () => {
   const table: [
