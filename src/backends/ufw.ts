@@ -4,18 +4,17 @@ import { errnoCode } from '../discovery/errno.ts';
 import { FirewallError } from '../errors.ts';
 import type { Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
-import {
-  assertValidRuleSpecs,
-  type FirewallRule,
-  type RuleSpec,
-  ruleHasSpec,
-  specKey,
-  specOfRule,
-} from '../rules.ts';
+import { assertValidRuleSpecs, type FirewallRule, type RuleSpec } from '../rules.ts';
 import { applyInOrder } from './kernel/apply.ts';
 import type { Clock } from './kernel/clock.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
-import { assertSafeUfwArgv, planUfwCalls, type UfwCall } from './ufw/commands.ts';
+import {
+  assertNoTakeover,
+  assertSafeUfwArgv,
+  oursAmong,
+  planUfwCalls,
+  type UfwCall,
+} from './ufw/commands.ts';
 import { createUfwFastPath } from './ufw/fast.ts';
 import { createFastPathEdge } from './ufw/ipset.ts';
 import { assertUfwSucceeded, parseUfwDefaults, parseUfwStatus } from './ufw/output.ts';
@@ -123,18 +122,6 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
   };
   const apply = (calls: UfwCall[]) => applyInOrder('ufw', calls, runCall);
 
-  /** Our classic rules (user.rules) among `specs`: the only ones a `ufw delete` is worth running for. */
-  const classicOurs = (specs: RuleSpec[], ipv6: boolean): RuleSpec[] => {
-    const ours = new Set(
-      readRules(ipv6)
-        .filter((rule) => rule.ours)
-        .map((rule) => specOfRule(rule))
-        .filter((spec): spec is RuleSpec => spec !== undefined)
-        .map(specKey),
-    );
-    return specs.filter((spec) => ours.has(specKey(spec)));
-  };
-
   /** Takes out members added beside a failed liveness check; if that fails too, both are in the error. */
   const takeBack = async (specs: RuleSpec[], why: unknown): Promise<void> => {
     try {
@@ -221,25 +208,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
           { port: v6.port, source: v6.source, defaultsFile },
         );
       }
-      // `ufw allow` with the match of an existing rule but another action or comment rewrites that rule
-      // into ours (even a deny into an allow): refuse before running anything.
-      const rules = readRules(ipv6);
-      const conflicts = specs.flatMap((spec) =>
-        rules.filter((rule) => !rule.ours && ruleHasSpec(rule, spec)).map((rule) => ({ spec, rule })),
-      );
-      const [first] = conflicts;
-      if (first !== undefined) {
-        throw new FirewallError(
-          `Refusing to allow ${first.spec.family} udp port ${first.spec.port} from ${first.spec.source}: ` +
-            `ufw would take over the existing rule \`${first.rule.raw}\`, which is not ours`,
-          {
-            port: first.spec.port,
-            source: first.spec.source,
-            rule: first.rule.raw,
-            conflicts: conflicts.length,
-          },
-        );
-      }
+      assertNoTakeover(readRules(ipv6), specs);
       if (!fastMode) return apply(planUfwCalls('allow', specs));
       // The liveness check runs beside the change: while the hook is not loaded a member opens nothing,
       // so adding it at once is harmless, and it is taken out again before the error is thrown.
@@ -264,7 +233,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       // Deleting a member that is not there is a no-op under `ipset -exist`: one restore, no listing first.
       const setChange = fast.inUse() && wanted.length > 0 ? [await fast.change('revoke', wanted)] : [];
       // In fast-path mode only our classic rules that exist are deleted (each `ufw delete` reloads UFW).
-      const classic = fastMode ? classicOurs(wanted, ipv6) : wanted;
+      const classic = fastMode ? oursAmong(readRules(ipv6), wanted) : wanted;
       return [...setChange, ...(classic.length > 0 ? await apply(planUfwCalls('revoke', classic)) : [])];
     },
   };

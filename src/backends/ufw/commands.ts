@@ -1,7 +1,15 @@
 import { FirewallError } from '../../errors.ts';
 import type { Family } from '../../model.ts';
 import { anywhere, parseCidr } from '../../net.ts';
-import { assertValidRuleSpecs, RULE_TAG, type RuleSpec, specKey } from '../../rules.ts';
+import {
+  assertValidRuleSpecs,
+  type FirewallRule,
+  RULE_TAG,
+  type RuleSpec,
+  ruleHasSpec,
+  specKey,
+  specOfRule,
+} from '../../rules.ts';
 
 /** One ufw invocation that adds or deletes rules of ours, and what it is expected to report on. */
 export interface UfwCall {
@@ -121,4 +129,34 @@ export const UFW_RELOAD_ARGV: readonly string[] = ['ufw', 'reload'];
 export function assertSafeInstallUfwArgv(argv: readonly string[]): void {
   if (argv.join(' ') === UFW_RELOAD_ARGV.join(' ')) return;
   assertSafeUfwArgv(argv);
+}
+
+/**
+ * Throws unless every spec can be allowed without ufw taking over a rule that is not ours: `ufw allow`
+ * with the match of an existing rule but another action or comment rewrites that rule into ours (even a
+ * deny into an allow), so such a spec is refused before anything runs.
+ */
+export function assertNoTakeover(rules: readonly FirewallRule[], specs: readonly RuleSpec[]): void {
+  const conflicts = specs.flatMap((spec) =>
+    rules.filter((rule) => !rule.ours && ruleHasSpec(rule, spec)).map((rule) => ({ spec, rule })),
+  );
+  const [first] = conflicts;
+  if (first === undefined) return;
+  throw new FirewallError(
+    `Refusing to allow ${first.spec.family} udp port ${first.spec.port} from ${first.spec.source}: ` +
+      `ufw would take over the existing rule \`${first.rule.raw}\`, which is not ours`,
+    { port: first.spec.port, source: first.spec.source, rule: first.rule.raw, conflicts: conflicts.length },
+  );
+}
+
+/** The specs that are rules of ours among `rules` (user.rules): the only ones a `ufw delete` is worth running for. */
+export function oursAmong(rules: readonly FirewallRule[], specs: readonly RuleSpec[]): RuleSpec[] {
+  const ours = new Set(
+    rules
+      .filter((rule) => rule.ours)
+      .map((rule) => specOfRule(rule))
+      .filter((spec): spec is RuleSpec => spec !== undefined)
+      .map(specKey),
+  );
+  return specs.filter((spec) => ours.has(specKey(spec)));
 }
