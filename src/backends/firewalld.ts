@@ -8,14 +8,8 @@ import {
   type FirewalldCall,
   planFirewalldCalls,
 } from './firewalld/commands.ts';
-import {
-  firewallCmdProblems,
-  parseServiceInfo,
-  parseZoneListing,
-  type ZoneInfo,
-  zoneRules,
-} from './firewalld/output.ts';
-import type { ServicePorts } from './firewalld/rich.ts';
+import { firewallCmdProblems, parseZoneListing, type ZoneInfo, zoneRules } from './firewalld/output.ts';
+import { createServiceCache } from './firewalld/services.ts';
 import { FIREWALLD_WATCH_ARGV, firewalldEvent } from './firewalld/watch.ts';
 import { findZone, type ZoneChoice } from './firewalld/zone.ts';
 import { applyInOrder } from './kernel/apply.ts';
@@ -80,7 +74,6 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
     throw new FirewallError(`Bad firewalld zone name \`${options.zone}\``, { zone: options.zone });
   }
   let zoneChoice: Promise<ZoneChoice> | undefined;
-  const services = new Map<string, ServicePorts | undefined>();
 
   const run = createTool({
     runner: options.runner,
@@ -110,31 +103,12 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
     });
     return zoneChoice;
   };
+  const services = createServiceCache(run);
   const forget = () => {
     zoneChoice = undefined;
     services.clear();
   };
 
-  /** A service's ports with those of the services it includes, from --info-service (cached). */
-  const loadService = async (name: string, depth = 0): Promise<ServicePorts | undefined> => {
-    if (services.has(name)) return services.get(name);
-    if (!FIREWALLD_NAME.test(name) || depth > 4) return undefined;
-    const result = await run(['firewall-cmd', `--info-service=${name}`]);
-    let service: ServicePorts | undefined;
-    if (result.exitCode === 0) {
-      const info = parseServiceInfo(result.stdout);
-      service = { ports: info.ports, protocols: info.protocols, destination: info.destination };
-      for (const included of info.includes) {
-        const more = await loadService(included, depth + 1);
-        if (more !== undefined) {
-          service.ports.push(...more.ports);
-          service.protocols.push(...more.protocols);
-        }
-      }
-    }
-    services.set(name, service);
-    return service;
-  };
   const listZone = async (zone: string): Promise<ZoneInfo> =>
     parseZoneListing(await read(['firewall-cmd', `--zone=${zone}`, '--list-all']));
 
@@ -206,7 +180,7 @@ export function createFirewalldBackend(options: FirewalldBackendOptions): Backen
       const info = await listZone(zone);
       const named = info.richRules.flatMap((text) => /\bservice name="([^"]+)"/.exec(text)?.[1] ?? []);
       // One firewall-cmd per service not yet known, side by side (each is a ~200 ms Python start).
-      await Promise.all([...new Set([...info.services, ...named])].map((name) => loadService(name)));
+      await Promise.all([...new Set([...info.services, ...named])].map((name) => services.load(name)));
       return zoneRules(info, (name) => services.get(name));
     },
 
