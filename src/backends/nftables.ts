@@ -7,12 +7,12 @@ import { type Clock, systemClock } from './kernel/clock.ts';
 import { createRecent } from './kernel/recent.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { watchMonitor } from './monitor.ts';
-import { adminRules } from './nftables/admin.ts';
+import { anchorRules } from './nftables/admin.ts';
 import { chooseAnchor } from './nftables/anchor.ts';
-import { isOurJump, type NftTableFamily } from './nftables/layout.ts';
+import type { NftTableFamily } from './nftables/layout.ts';
 import { ourRules } from './nftables/ours.ts';
 import { nftComplaint, placementOf, probeDetail } from './nftables/probe.ts';
-import { type NftRuleset, parseNftRuleset, rulesOf } from './nftables/ruleset.ts';
+import { type NftRuleset, parseNftRuleset } from './nftables/ruleset.ts';
 import {
   assertSafeNftScript,
   type NftBatch,
@@ -167,21 +167,7 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     async listRules(): Promise<FirewallRule[]> {
       const ruleset = await list();
       const { anchor } = chooseAnchor(ruleset, placement);
-      const chain = anchor === undefined ? [] : rulesOf(ruleset, anchor.family, anchor.table, anchor.chain);
-      // Our jump goes in at the top of the chain: every rule below it (all, before it exists) comes after ours.
-      const jumpAt = chain.findIndex(isOurJump);
-      const admin =
-        anchor === undefined
-          ? []
-          : chain.flatMap((rule, index) =>
-              isOurJump(rule)
-                ? []
-                : adminRules(rule, anchor.family, ruleset).map((each) => ({
-                    ...each,
-                    afterOurs: jumpAt === -1 || index > jumpAt,
-                  })),
-            );
-      return [...admin, ...ourRules(ruleset)];
+      return [...(anchor === undefined ? [] : anchorRules(ruleset, anchor)), ...ourRules(ruleset)];
     },
 
     async allow(specs: RuleSpec[]): Promise<AppliedChange[]> {

@@ -1,8 +1,8 @@
 import type { Family, PortRange } from '../../model.ts';
 import { anywhere, parseCidr } from '../../net.ts';
 import type { FirewallRule } from '../../rules.ts';
-import { addressText, type NftTableFamily, tableFamilies } from './layout.ts';
-import { isRecord, type NftRule, type NftRuleset } from './ruleset.ts';
+import { addressText, isOurJump, type NftTableFamily, tableFamilies } from './layout.ts';
+import { isRecord, type NftRule, type NftRuleset, rulesOf } from './ruleset.ts';
 
 /*
  * The admin's rules, read best effort from nft's JSON: a rule is understood only when every statement
@@ -267,4 +267,25 @@ export function adminRules(rule: NftRule, tableFamily: NftTableFamily, ruleset: 
       return parsed;
     });
   });
+}
+
+/**
+ * The admin's rules of the chain our jump goes in (not the jump itself), each flagged afterOurs when the
+ * firewall evaluates it after our accept: our jump goes in at the top, so every rule below it (all of
+ * them, before it exists) comes after ours.
+ */
+export function anchorRules(
+  ruleset: NftRuleset,
+  anchor: { family: NftTableFamily; table: string; chain: string },
+): FirewallRule[] {
+  const chain = rulesOf(ruleset, anchor.family, anchor.table, anchor.chain);
+  const jumpAt = chain.findIndex(isOurJump);
+  return chain.flatMap((rule, index) =>
+    isOurJump(rule)
+      ? []
+      : adminRules(rule, anchor.family, ruleset).map((each) => ({
+          ...each,
+          afterOurs: jumpAt === -1 || index > jumpAt,
+        })),
+  );
 }
