@@ -1,7 +1,8 @@
 import type { BackendProbe, FirewallRule } from './backends/types.ts';
 import type { Config } from './config.ts';
+import type { UninspectedProcess } from './model.ts';
 import { anywhere } from './net.ts';
-import { touchesRange } from './status.ts';
+import { touchesRange, uninspectedText } from './status.ts';
 
 /** One line of `moshwall doctor`. */
 export interface Finding {
@@ -23,6 +24,8 @@ export interface DoctorFacts {
   moshServerProblem: string | undefined;
   /** True when the host has any IPv6 address besides loopback. */
   hostHasIpv6: boolean;
+  /** Processes a scan could not read (or the error the scan raised); undefined when not scanned. */
+  uninspected?: UninspectedProcess[] | Error;
 }
 
 /** True when an allow rule opens every port of the range to anyone, for one family. */
@@ -109,6 +112,7 @@ export function diagnose(facts: DoctorFacts): Finding[] {
       message: `IPv6 ${probe.ipv6 ? 'managed' : 'not in use'} by the firewall`,
     });
   }
+  findings.push(...uninspectedFindings(facts.uninspected));
   if (facts.rules instanceof Error) {
     findings.push({
       level: 'fail',
@@ -148,5 +152,32 @@ export function diagnose(facts: DoctorFacts): Finding[] {
       message: `no admin rule opens or blocks ${rangeText}/udp as a whole`,
     });
   }
+  return findings;
+}
+
+/** One finding per process whose fds could not be read: warn for non-root (their sockets are refused). */
+function uninspectedFindings(uninspected: DoctorFacts['uninspected']): Finding[] {
+  if (uninspected === undefined) return [];
+  if (uninspected instanceof Error) {
+    return [{ level: 'fail', check: 'processes', message: `cannot scan /proc: ${uninspected.message}` }];
+  }
+  const blind = uninspected.filter((each) => !each.root);
+  const findings: Finding[] = blind.map((each) => ({
+    level: 'warn',
+    check: 'processes',
+    message: `cannot inspect ${uninspectedText(each)}`,
+    fix: 'find what confines that process (an LSM profile, a sandbox); while it runs, its user gets no port',
+  }));
+  const ignored = uninspected.filter((each) => each.root).map((each) => each.pid);
+  findings.push({
+    level: 'ok',
+    check: 'processes',
+    message:
+      ignored.length === 0
+        ? blind.length === 0
+          ? 'every process holding a socket could be inspected'
+          : 'no root process was uninspectable'
+        : `root processes whose fds cannot be read are ignored (root gains nothing from a socket): pid ${ignored.join(', ')}`,
+  });
   return findings;
 }

@@ -9,6 +9,7 @@ import { rootOnlyPathProblem } from '../discovery/genuine.ts';
 import { createProcessMemory } from '../discovery/memory.ts';
 import { createHostProcReader, type ProcReader } from '../discovery/proc-reader.ts';
 import { scanSessions } from '../discovery/scan.ts';
+import { holdersOf } from '../discovery/sockets.ts';
 import { parseGroup } from '../discovery/users.ts';
 import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
@@ -20,6 +21,7 @@ import { applySteps, pathState } from '../install/apply.ts';
 import { modeIfAny, readTextIfAny } from '../install/host-files.ts';
 import type { Manifest } from '../install/plan.ts';
 import type { Logger } from '../log.ts';
+import type { UninspectedProcess } from '../model.ts';
 import type { GroupDirectory } from '../policy.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
 import { runShim } from '../shim/shim.ts';
@@ -100,7 +102,17 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
     rules,
     moshServerProblem: rootOnlyPathProblem(resolved(config.moshServer), reader, 'mosh-server'),
     hostHasIpv6: hostHasIpv6(reader),
+    ...(isRoot ? { uninspected: uninspectedProcesses(reader) } : {}),
   };
+}
+
+/** The processes whose fds cannot be read now (a walk of every process, whatever sockets exist). */
+function uninspectedProcesses(reader: ProcReader): UninspectedProcess[] | Error {
+  try {
+    return holdersOf(reader, new Set()).uninspected;
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
 }
 
 /** The daemon's real edges: /proc/net reads, process signals, the Unix socket server. */

@@ -1,5 +1,13 @@
 import { ProcError } from '../errors.ts';
-import type { Family, MoshSession, PortRange, RefusedHolder, ScanResult, UdpSocket } from '../model.ts';
+import type {
+  Family,
+  MoshSession,
+  PortRange,
+  RefusedHolder,
+  ScanResult,
+  UdpSocket,
+  UninspectedProcess,
+} from '../model.ts';
 import { readProcessDetails, readRealUid } from './details.ts';
 import { errnoCode } from './errno.ts';
 import { checkGenuine, createGenuineCache, type GenuineVerdict } from './genuine.ts';
@@ -31,7 +39,8 @@ const UDP_FILES: Record<Family, string> = { v4: '/proc/net/udp', v6: '/proc/net/
 /**
  * The mosh sessions in the range: UDP sockets in range whose every holder is a genuine mosh-server,
  * and a RefusedHolder for every other holder (or for a socket nobody visible holds). Holders that
- * exit mid-scan are not counted. Throws ProcError when the socket tables or the process table cannot
+ * exit mid-scan are not counted. A socket owned by a uid of a non-root process whose fds could not be
+ * read is refused (that process may hold it). Throws ProcError when the socket tables or /proc cannot
  * be read: a failed scan must never read as "no sessions".
  */
 export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResult {
@@ -41,16 +50,17 @@ export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResu
     .sort(bySocket);
   if (sockets.length === 0) {
     options.memory?.keepOnly(new Set());
-    return { sessions: [], refused: [] };
+    return { sessions: [], refused: [], uninspected: [] };
   }
 
   const scan = startScan(reader, options);
-  const holders = holdersOf(reader, new Set(sockets.map((socket) => socket.inode)));
-  const result: ScanResult = { sessions: [], refused: [] };
+  const { holders, uninspected } = holdersOf(reader, new Set(sockets.map((socket) => socket.inode)));
+  const result: ScanResult = { sessions: [], refused: [], uninspected };
   for (const socket of sockets) {
-    const { session, refused } = judgeSocket(scan, socket, holders.get(socket.inode) ?? []);
-    if (session !== undefined) result.sessions.push(session);
-    result.refused.push(...refused);
+    const judged = judgeSocket(scan, socket, holders.get(socket.inode) ?? []);
+    const blocked = blindSpotRefusals(scan, socket, uninspected);
+    if (judged.session !== undefined && blocked.length === 0) result.sessions.push(judged.session);
+    result.refused.push(...judged.refused, ...blocked);
   }
   options.memory?.keepOnly(new Set([...holders.values()].flat()));
   result.sessions.sort(byPlace);
@@ -191,6 +201,36 @@ function judgeSocket(
   };
   if (details.clientAddress !== undefined) session.clientAddress = details.clientAddress;
   return { session, refused: [] };
+}
+
+/**
+ * Refusals of a socket that a process we could not read may hold: a non-root uninspected process whose
+ * uids include the socket's owner (or whose uids are unknown). Root ones are ignored: root gains nothing
+ * from holding a socket, it can change the firewall itself.
+ */
+function blindSpotRefusals(
+  scan: Scan,
+  socket: UdpSocket,
+  uninspected: UninspectedProcess[],
+): RefusedHolder[] {
+  return uninspected
+    .filter((blind) => !blind.root && (blind.uids.length === 0 || blind.uids.includes(socket.uid)))
+    .map((blind) => ({
+      pid: blind.pid,
+      uid: blind.uids[0] ?? socket.uid,
+      user: scan.userName(blind.uids[0] ?? socket.uid),
+      port: socket.localPort,
+      family: socket.family,
+      localAddress: socket.localAddress,
+      exe: blind.exe,
+      reason: `a holder could not be inspected: pid ${blind.pid} (${uidText(blind)}) may hold this socket (uid ${socket.uid}); reading ${blind.path} failed (${blind.code})`,
+    }));
+}
+
+/** "uid 1000" / "uids 1000,0" / "uid unknown" for a reason text. */
+function uidText(blind: UninspectedProcess): string {
+  if (blind.uids.length === 0) return 'uid unknown';
+  return `${blind.uids.length === 1 ? 'uid' : 'uids'} ${blind.uids.join(',')}`;
 }
 
 /** The sockets of /proc/net/udp or udp6; a missing udp6 is IPv6 switched off, any other failure throws. */

@@ -1,5 +1,5 @@
 import { collectStatus } from '../../engine.ts';
-import type { StatusReport } from '../../status.ts';
+import { type StatusReport, uninspectedText } from '../../status.ts';
 import type { Command } from '../command.ts';
 import { formatAge, table } from '../format.ts';
 
@@ -41,6 +41,10 @@ function statusText(status: StatusReport): string[] {
         `  ${holder.port}/udp pid ${holder.pid} user ${holder.user} exe ${holder.exe}: ${holder.reason}`,
       );
     }
+  }
+  if (status.uninspected.length > 0) {
+    lines.push('', `processes whose fds could not be read (${status.uninspected.length}):`);
+    for (const blind of status.uninspected) lines.push(`  ${uninspectedText(blind)}`);
   }
   if (status.foreignInRange.length > 0) {
     lines.push('', 'rules not ours that match UDP in the range (never changed by moshwall):');

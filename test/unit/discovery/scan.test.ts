@@ -123,6 +123,7 @@ describe('scanSessions over the real lab capture', () => {
           reason: 'executable /usr/bin/python3.11 is not named mosh-server',
         },
       ],
+      uninspected: [],
     });
   });
 
@@ -274,6 +275,7 @@ describe('scanSessions refusals', () => {
           reason: `no process holding socket inode ${socketOf('mosh-v4')} was found`,
         },
       ],
+      uninspected: [],
     });
   });
 
@@ -330,25 +332,96 @@ describe('scanSessions with processes that exit mid-scan', () => {
   });
 });
 
-describe('scanSessions and processes whose fds root may not list', () => {
-  it('skips a root process whose fds are closed to us (a container init) and still finds sessions', () => {
-    const { result } = scan(only(60778), (fake) =>
-      fake.set(`/proc/${pidOf('odd-comm')}/fd`, { error: 'EACCES' }),
-    );
+describe('scanSessions and processes whose fds root may not read (issue 9: the host hid this)', () => {
+  const blindRoot = pidOf('odd-comm');
+  const blindUser = pidOf('preload');
+
+  it('ignores a root process whose fd directory is closed to us (a container init) and still finds sessions', () => {
+    const { result } = scan(only(60778), (fake) => fake.set(`/proc/${blindRoot}/fd`, { error: 'EACCES' }));
     assert.deepEqual(
       result.sessions.map((session) => session.pid),
       [pidOf('mosh-v6')],
     );
+    assert.deepEqual(result.uninspected, [
+      {
+        pid: blindRoot,
+        uids: [0],
+        root: true,
+        exe: '/usr/bin/python3.11',
+        path: `/proc/${blindRoot}/fd`,
+        code: 'EACCES',
+      },
+    ]);
   });
 
-  it('fails when that process cannot be shown to run as root', () => {
-    assert.throws(
-      () =>
-        scan(only(60778), (fake) => {
-          fake.set(`/proc/${pidOf('odd-comm')}/fd`, { error: 'EACCES' });
-          fake.set(`/proc/${pidOf('odd-comm')}/status`, { error: 'EACCES' });
-        }),
-      /Cannot read \/proc\/\d+\/fd \(EACCES\)/,
+  it('ignores a root process that lets us list its fds but not read them (PID 1 of a sandboxed VM)', () => {
+    const { result } = scan({ first: 60777, last: 60778 }, (fake) => {
+      fake.set(`/proc/${pidOf('mosh-v4')}/fd/3`, { error: 'EACCES' });
+      fake.set(`/proc/${pidOf('mosh-v4')}/exe`, { error: 'EACCES' });
+    });
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v6')],
+    );
+    assert.deepEqual(result.uninspected, [
+      {
+        pid: pidOf('mosh-v4'),
+        uids: [0],
+        root: true,
+        exe: '',
+        path: `/proc/${pidOf('mosh-v4')}/fd/3`,
+        code: 'EACCES',
+      },
+    ]);
+  });
+
+  it("refuses every in-range socket of a non-root uninspected process's uid, and only those", () => {
+    const { result } = scan({ first: 60777, last: 60778 }, (fake) =>
+      fake.set(`/proc/${blindUser}/fd/0`, { error: 'EACCES' }),
+    );
+    assert.deepEqual(
+      result.sessions.map((session) => [session.pid, session.port]),
+      [[pidOf('mosh-v4'), 60777]],
+    );
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.pid, holder.port, holder.uid, holder.reason]),
+      [
+        [
+          blindUser,
+          60778,
+          1000,
+          `a holder could not be inspected: pid ${blindUser} (uid 1000) may hold this socket (uid 1000); reading /proc/${blindUser}/fd/0 failed (EACCES)`,
+        ],
+      ],
+    );
+    assert.equal(result.uninspected?.[0]?.root, false);
+  });
+
+  it("refuses every in-range socket when the uninspected process's uids cannot be read either", () => {
+    const { result } = scan({ first: 60777, last: 60778 }, (fake) => {
+      fake.set(`/proc/${blindUser}/fd`, { error: 'EIO' });
+      fake.set(`/proc/${blindUser}/status`, { error: 'EACCES' });
+    });
+    assert.deepEqual(result.sessions, []);
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.pid, holder.port]),
+      [
+        [blindUser, 60777],
+        [blindUser, 60778],
+      ],
+    );
+    assert.match(result.refused[0]?.reason ?? '', /pid \d+ \(uid unknown\).*failed \(EIO\)/);
+  });
+
+  it('forgets an uninspected process that exits before its status is read', () => {
+    const { result } = scan(only(60778), (fake) => {
+      fake.set(`/proc/${blindUser}/fd`, { error: 'EACCES' });
+      fake.before(`/proc/${blindUser}/status`, () => fake.remove(`/proc/${blindUser}`));
+    });
+    assert.deepEqual(result.uninspected, []);
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v6')],
     );
   });
 });
@@ -365,7 +438,7 @@ describe('scanSessions range and cheap path', () => {
 
   it('does not walk the process table when no socket is in range', () => {
     const { result, fake } = scan({ first: 1000, last: 2000 });
-    assert.deepEqual(result, { sessions: [], refused: [] });
+    assert.deepEqual(result, { sessions: [], refused: [], uninspected: [] });
     assert.deepEqual(fake.calls, ['readText /proc/net/udp', 'readText /proc/net/udp6']);
   });
 
@@ -399,11 +472,6 @@ describe('scanSessions failures (a failed scan never reads as "no sessions")', (
       'a malformed line in /proc/net/udp (edited capture)',
       (fake) => fake.set('/proc/net/udp', { text: fixture('edited/udp-truncated-line') }),
       /Malformed line 3 of \/proc\/net\/udp: " 4611: 00000000:ED6B/,
-    ],
-    [
-      "a non-root process's fds unlistable",
-      (fake) => fake.set(`/proc/${pidOf('preload')}/fd`, { error: 'EACCES' }),
-      /Cannot read \/proc\/\d+\/fd \(EACCES\) \(moshwall must run as root\)/,
     ],
     [
       '/proc/stat unreadable',
