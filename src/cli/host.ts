@@ -60,7 +60,12 @@ function engine(config: Config, log: Logger): EngineDeps {
     log,
     backend: createBackend(config, runCommand, watchLines),
     scan: () =>
-      scanSessions(reader, { range: config.portRange, serverNames: config.moshServerNames, memory }),
+      scanSessions(reader, {
+        range: config.portRange,
+        serverNames: config.moshServerNames,
+        allowForeignNamespaces: config.allowForeignNamespaces,
+        memory,
+      }),
     groups: () => readGroups(reader),
     lock: async (path, timeoutMs) => {
       ensureRuntimeDirectory(path);

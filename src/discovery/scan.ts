@@ -21,6 +21,8 @@ import { parsePasswd } from './users.ts';
 export interface ScanOptions {
   range: PortRange;
   serverNames: string[];
+  /** Accept holders in another user or mount namespace than the host's (allow_foreign_namespaces). */
+  allowForeignNamespaces?: boolean;
   /** sysconf(_SC_CLK_TCK): the unit of the start time in /proc/PID/stat. Default 100. */
   clockTicksPerSecond?: number;
   /** Genuine verdicts kept from earlier scans (the daemon's; see memory.ts); none by default. */
@@ -88,14 +90,18 @@ function startScan(reader: ProcReader, options: ScanOptions): Scan {
   const recalled = new Map<number, Recalled>();
   const { memory } = options;
   /** The verdict on pid: recalled from memory when it still holds, else a full check. */
+  const genuineOptions = {
+    serverNames: options.serverNames,
+    allowForeignNamespaces: options.allowForeignNamespaces === true,
+  };
   const judge = (pid: number): GenuineVerdict => {
-    if (memory === undefined) return checkGenuine(pid, reader, { serverNames: options.serverNames }, cache);
+    if (memory === undefined) return checkGenuine(pid, reader, genuineOptions, cache);
     const known = memory.recall(pid, reader);
     if (known !== undefined) {
       recalled.set(pid, known);
       return known.verdict;
     }
-    return memory.check(pid, reader, options.serverNames, cache);
+    return memory.check(pid, reader, genuineOptions, cache);
   };
   let names: Map<number, string> | undefined;
   let bootTime: number | undefined;
@@ -122,7 +128,7 @@ function startScan(reader: ProcReader, options: ScanOptions): Scan {
     },
     isHelperOf(pid, parents) {
       if (parents.length === 0) return false;
-      const helper = checkGenuine(pid, reader, { serverNames: HELPER_NAMES }, cache);
+      const helper = checkGenuine(pid, reader, { ...genuineOptions, serverNames: HELPER_NAMES }, cache);
       if (!helper.genuine) return false;
       try {
         const file = `/proc/${pid}/status`;

@@ -214,7 +214,9 @@ describe('scanSessions refusals', () => {
     const pid = pidOf('impostor');
     const helper = '/usr/lib/x86_64-linux-gnu/utempter/utempter';
     const root = { uid: 0, gid: 0, isFile: false, isDirectory: true, mode: 0o755 };
-    fake.set(`/proc/${pid}/exe`, { link: helper });
+    const file = { uid: 0, gid: 0, isFile: true, isDirectory: false, mode: 0o2755, identity: 'utempter' };
+    fake.set(`/proc/${pid}/exe`, { link: helper, facts: file });
+    fake.set(helper, { facts: file });
     fake.set('/usr/lib/x86_64-linux-gnu/utempter', { facts: root });
     fake.set(`/proc/${pid}/fd/9`, { link: `socket:[${socketOf('mosh-v4')}]` });
     const status = fixture('lab/pid/impostor/status').replace(/^PPid:\s*\d+$/m, `PPid:\t${parent}`);
