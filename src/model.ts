@@ -41,6 +41,11 @@ export interface RefusedHolder {
   localAddress: string;
   exe: string;
   reason: string;
+  /**
+   * Bound to a loopback address that traffic from outside can never reach (route_localnet off): it
+   * does not keep a genuine session on the same port closed (a squatter on 127.0.0.1, say).
+   */
+  unreachable?: true;
 }
 
 /**

@@ -8,6 +8,7 @@ import type {
   UdpSocket,
   UninspectedProcess,
 } from '../model.ts';
+import { isLoopback } from '../net.ts';
 import { readProcessDetails, readRealUid } from './details.ts';
 import { errnoCode } from './errno.ts';
 import { checkGenuine, createGenuineCache, type GenuineVerdict } from './genuine.ts';
@@ -64,6 +65,7 @@ export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResu
     if (judged.session !== undefined && blocked.length === 0) result.sessions.push(judged.session);
     result.refused.push(...judged.refused, ...blocked);
   }
+  markUnreachable(reader, result.refused);
   options.memory?.keepOnly(new Set([...holders.values()].flat()));
   result.sessions.sort(byPlace);
   result.refused.sort(byPlace);
@@ -237,6 +239,33 @@ function blindSpotRefusals(
 function uidText(blind: UninspectedProcess): string {
   if (blind.uids.length === 0) return 'uid unknown';
   return `${blind.uids.length === 1 ? 'uid' : 'uids'} ${blind.uids.join(',')}`;
+}
+
+/**
+ * Marks refused holders bound to a loopback address as unreachable from outside, unless some interface
+ * routes to loopback (net.ipv4.conf.*.route_localnet = 1, or unreadable: then nothing is marked).
+ * ::1 is never routed from outside.
+ */
+function markUnreachable(reader: ProcReader, refused: RefusedHolder[]): void {
+  const loopback = refused.filter((holder) => isLoopback(holder.localAddress));
+  if (loopback.length === 0) return;
+  const v4Routed = routesToLoopback(reader);
+  for (const holder of loopback) {
+    const v4 = holder.family === 'v4' || holder.localAddress.includes('.');
+    if (!v4 || !v4Routed) holder.unreachable = true;
+  }
+}
+
+/** Whether any interface (or "all") has route_localnet on; true when that cannot be read (fail safe). */
+function routesToLoopback(reader: ProcReader): boolean {
+  const base = '/proc/sys/net/ipv4/conf';
+  try {
+    return reader
+      .listDir(base)
+      .some((name) => reader.readText(`${base}/${name}/route_localnet`).trim() !== '0');
+  } catch {
+    return true;
+  }
 }
 
 /** The sockets of /proc/net/udp or udp6; a missing udp6 is IPv6 switched off, any other failure throws. */

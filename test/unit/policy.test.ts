@@ -149,3 +149,23 @@ describe('decide', () => {
     assert.deepEqual(decision.wanted, []);
   });
 });
+
+describe('decide: a squatter outside traffic cannot reach (issue 10 #6)', () => {
+  it('opens the genuine session though an unreachable (loopback) refused holder shares its port', () => {
+    const genuine = session({ port: 60090, localAddress: '192.0.2.1' });
+    const squatter = {
+      ...session({ port: 60090, localAddress: '127.0.0.1', user: 'bob', pid: 778 }),
+      reason: 'executable /usr/bin/socat is not named mosh-server',
+      unreachable: true as const,
+    };
+    const decision = decide({ sessions: [genuine], refused: [squatter] }, DEFAULT_CONFIG, groups, true);
+    assert.deepEqual(decision.wanted, [anySpec(60090, 'v4')]);
+    assert.deepEqual(decision.refused, [squatter], 'the squatter is still listed as refused');
+    const { unreachable: _, ...reachable } = squatter;
+    assert.deepEqual(
+      decide({ sessions: [genuine], refused: [reachable] }, DEFAULT_CONFIG, groups, true).wanted,
+      [],
+      'the same holder counts when it could be reached',
+    );
+  });
+});

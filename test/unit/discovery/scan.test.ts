@@ -111,6 +111,7 @@ describe('scanSessions over the real lab capture', () => {
           localAddress: '::1',
           exe: '/usr/bin/python3.11',
           reason: 'executable /usr/bin/python3.11 is not named mosh-server',
+          unreachable: true,
         },
         {
           pid: pidOf('impostor'),
@@ -568,5 +569,35 @@ describe('scanSessions details', () => {
     const status = fixture('lab/pid/mosh-v6/status').replace(/^Groups:.*$/m, 'Groups:\t27 1000 100 ');
     const { result } = scan(only(60778), (fake) => fake.set(`/proc/${pid}/status`, { text: status }));
     assert.deepEqual(result.sessions[0]?.gids, [1000, 27, 100]);
+  });
+});
+
+describe('scanSessions: refused holders outside traffic can reach (issue 10 #6)', () => {
+  /** The impostor, moved onto 127.0.0.1:60777 next to mosh-v4 (0.0.0.0:60777), with route_localnet as given. */
+  const squat = (routeLocalnet: string | undefined) => (fake: FakeProc) => {
+    const udp = fixture('lab/net/udp').replace('0100007F:CF08', '0100007F:ED69');
+    fake.set('/proc/net/udp', { text: udp });
+    if (routeLocalnet !== undefined) {
+      fake.set('/proc/sys/net/ipv4/conf/all/route_localnet', { text: '0\n' });
+      fake.set('/proc/sys/net/ipv4/conf/eth0/route_localnet', { text: `${routeLocalnet}\n` });
+    }
+  };
+
+  it('marks a loopback holder unreachable when no interface routes to loopback', () => {
+    const { result } = scan(only(60777), squat('0'));
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.pid, holder.localAddress, holder.unreachable]),
+      [[pidOf('impostor'), '127.0.0.1', true]],
+    );
+  });
+
+  it('does not when route_localnet is on somewhere, or cannot be read', () => {
+    for (const edit of [squat('1'), squat(undefined)]) {
+      const { result } = scan(only(60777), edit);
+      assert.deepEqual(
+        result.refused.map((holder) => [holder.pid, holder.unreachable]),
+        [[pidOf('impostor'), undefined]],
+      );
+    }
   });
 });
