@@ -56,17 +56,46 @@ export function holdersOf(reader: ProcReader, inodes: ReadonlySet<number>): Hold
   return { holders, uninspected };
 }
 
-/** The wanted socket inodes in pid's fd table; [] if it is gone; ProcessUnreadable if it cannot be read. */
+/**
+ * The wanted socket inodes in pid's fd tables; [] if it is gone; ProcessUnreadable if one cannot be
+ * read. A thread made without CLONE_FILES has a table of its own, seen only under
+ * /proc/PID/task/TID/fd: those are walked too, for processes with more than one thread that do not run
+ * as root (root gains nothing from a socket; most threads share the leader's table, but /proc cannot
+ * tell, so each is read).
+ */
 function socketsOf(reader: ProcReader, pid: number, inodes: ReadonlySet<number>): number[] {
+  const found = socketsIn(reader, `/proc/${pid}/fd`, inodes);
+  const tasks = attempt(() => reader.listDir(`/proc/${pid}/task`), `/proc/${pid}/task`) ?? [];
+  const others = tasks.filter((tid) => tid !== String(pid));
+  if (others.length === 0 || runsAsRoot(reader, pid)) return found;
+  for (const tid of others) {
+    for (const inode of socketsIn(reader, `/proc/${pid}/task/${tid}/fd`, inodes)) {
+      if (!found.includes(inode)) found.push(inode);
+    }
+  }
+  return found;
+}
+
+/** The wanted socket inodes among the links of one fd directory ([] if it is gone). */
+function socketsIn(reader: ProcReader, directory: string, inodes: ReadonlySet<number>): number[] {
   const found: number[] = [];
-  const fds = attempt(() => reader.listDir(`/proc/${pid}/fd`), `/proc/${pid}/fd`) ?? [];
-  for (const fd of fds) {
-    const path = `/proc/${pid}/fd/${fd}`;
+  for (const fd of attempt(() => reader.listDir(directory), directory) ?? []) {
+    const path = `${directory}/${fd}`;
     const target = attempt(() => reader.readLink(path), path);
     const inode = Number(SOCKET_LINK.exec(target ?? '')?.[1] ?? Number.NaN);
     if (inodes.has(inode)) found.push(inode);
   }
   return found;
+}
+
+/** True when pid's real and effective uid are both 0; false when that cannot be read. */
+function runsAsRoot(reader: ProcReader, pid: number): boolean {
+  try {
+    const status = parseStatus(reader.readText(`/proc/${pid}/status`), `/proc/${pid}/status`);
+    return status.realUid === 0 && status.effectiveUid === 0;
+  } catch {
+    return false;
+  }
 }
 
 /** read(), undefined when the path is gone, ProcessUnreadable for any other errno. */

@@ -601,3 +601,50 @@ describe('scanSessions: refused holders outside traffic can reach (issue 10 #6)'
     }
   });
 });
+
+describe("scanSessions: holders hidden in a thread's own fd table (issue 10 #11)", () => {
+  const holder = pidOf('user-copy'); // uid 1000, not genuine
+  const tid = holder + 1;
+  /** A second thread of `pid`, made without CLONE_FILES, whose own table holds mosh-v6's socket. */
+  const hiddenThread = (pid: number) => (fake: FakeProc) => {
+    fake.set(`/proc/${pid}/task/${pid}/fd/0`, { link: '/dev/null' });
+    fake.set(`/proc/${pid}/task/${pid + 1}/fd/7`, { link: `socket:[${socketOf('mosh-v6')}]` });
+  };
+
+  it("refuses a session whose socket a non-root process holds only in a thread's table", () => {
+    const { result } = scan(only(60778), hiddenThread(holder));
+    assert.deepEqual(result.sessions, []);
+    assert.deepEqual(
+      result.refused.map((refused) => [refused.pid, refused.reason]),
+      [[holder, 'executable /home/cloudsdk/mosh-server is owned by uid 1000, not root']],
+    );
+  });
+
+  it('does not read the thread tables of a root process, nor of a single-threaded one', () => {
+    const root = pidOf('odd-comm');
+    const { result, fake } = scan(only(60778), (edit) => {
+      hiddenThread(root)(edit);
+      edit.set(`/proc/${holder}/task/${holder}/fd/0`, { link: '/dev/null' });
+    });
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v6')],
+    );
+    assert.ok(
+      !fake.calls.some((call) => call.includes('/task/') && call.includes('/fd')),
+      fake.calls.join('\n'),
+    );
+  });
+
+  it('records a process whose thread table cannot be read as uninspected', () => {
+    const { result } = scan(only(60778), (fake) => {
+      hiddenThread(holder)(fake);
+      fake.set(`/proc/${holder}/task/${tid}/fd`, { error: 'EACCES' });
+    });
+    assert.deepEqual(
+      result.uninspected?.map((blind) => [blind.pid, blind.path, blind.root]),
+      [[holder, `/proc/${holder}/task/${tid}/fd`, false]],
+    );
+    assert.deepEqual(result.sessions, [], "mosh-v6's socket is uid 1000's, like the blind process");
+  });
+});
