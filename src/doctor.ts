@@ -26,6 +26,8 @@ export interface DoctorFacts {
   hostHasIpv6: boolean;
   /** Processes a scan could not read (or the error the scan raised); undefined when not scanned. */
   uninspected?: UninspectedProcess[] | Error;
+  /** kernel.io_uring_disabled (0, 1, 2), or null when the kernel has no such setting (io_uring open to all). */
+  ioUringDisabled?: number | null;
 }
 
 /** True when an allow rule opens every port of the range to anyone, for one family. */
@@ -113,6 +115,7 @@ export function diagnose(facts: DoctorFacts): Finding[] {
     });
   }
   findings.push(...uninspectedFindings(facts.uninspected));
+  if (facts.ioUringDisabled !== undefined) findings.push(ioUringFinding(facts.ioUringDisabled));
   if (facts.rules instanceof Error) {
     findings.push({
       level: 'fail',
@@ -180,4 +183,30 @@ function uninspectedFindings(uninspected: DoctorFacts['uninspected']): Finding[]
         : `root processes whose fds cannot be read are ignored (root gains nothing from a socket): pid ${ignored.join(', ')}`,
   });
   return findings;
+}
+
+/**
+ * What io_uring means for discovery: a socket registered in a ring whose own fd was registered and
+ * closed (IORING_REGISTER_RING_FDS) is in no /proc table, so such a holder cannot be seen.
+ */
+function ioUringFinding(disabled: number | null): Finding {
+  if (disabled === 2)
+    return { level: 'ok', check: 'io_uring', message: 'io_uring is disabled (kernel.io_uring_disabled = 2)' };
+  if (disabled === 1) {
+    return {
+      level: 'ok',
+      check: 'io_uring',
+      message:
+        'io_uring is limited to kernel.io_uring_group (kernel.io_uring_disabled = 1): members can hold a socket moshwall cannot see',
+    };
+  }
+  return {
+    level: 'warn',
+    check: 'io_uring',
+    message: `io_uring is open to every user (${disabled === null ? 'this kernel has no kernel.io_uring_disabled' : 'kernel.io_uring_disabled = 0'}): a user can hide a copy of a mosh-server's socket in a ring /proc does not show, and receive that session's traffic`,
+    fix:
+      disabled === null
+        ? 'a kernel >= 6.6 can switch io_uring off for users (kernel.io_uring_disabled = 2); moshwall never changes kernel settings'
+        : 'set kernel.io_uring_disabled = 2 (or 1 with kernel.io_uring_group) in /etc/sysctl.d if nothing here needs it; moshwall never changes it',
+  };
 }

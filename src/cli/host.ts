@@ -108,7 +108,17 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
     moshServerProblem: rootOnlyPathProblem(resolved(config.moshServer), reader, 'mosh-server'),
     hostHasIpv6: hostHasIpv6(reader),
     ...(isRoot ? { uninspected: uninspectedProcesses(reader) } : {}),
+    ioUringDisabled: ioUringDisabled(reader),
   };
+}
+
+/** kernel.io_uring_disabled, or null when this kernel has no such setting. */
+function ioUringDisabled(reader: ProcReader): number | null {
+  try {
+    return Number(reader.readText('/proc/sys/kernel/io_uring_disabled').trim());
+  } catch {
+    return null;
+  }
 }
 
 /** The processes whose fds cannot be read now (a walk of every process, whatever sockets exist). */

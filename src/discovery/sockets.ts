@@ -76,16 +76,51 @@ function socketsOf(reader: ProcReader, pid: number, inodes: ReadonlySet<number>)
   return found;
 }
 
-/** The wanted socket inodes among the links of one fd directory ([] if it is gone). */
+/**
+ * The wanted socket inodes among the links of one fd directory ([] if it is gone), and among the fixed
+ * files of every io_uring in it (listed in its fdinfo: a socket registered there and then closed is in
+ * no fd table).
+ */
 function socketsIn(reader: ProcReader, directory: string, inodes: ReadonlySet<number>): number[] {
   const found: number[] = [];
   for (const fd of attempt(() => reader.listDir(directory), directory) ?? []) {
     const path = `${directory}/${fd}`;
     const target = attempt(() => reader.readLink(path), path);
-    const inode = Number(SOCKET_LINK.exec(target ?? '')?.[1] ?? Number.NaN);
-    if (inodes.has(inode)) found.push(inode);
+    const held =
+      target === IO_URING
+        ? ringSockets(reader, `${directory.slice(0, -'/fd'.length)}/fdinfo/${fd}`)
+        : [Number(SOCKET_LINK.exec(target ?? '')?.[1] ?? Number.NaN)];
+    for (const inode of held) if (inodes.has(inode) && !found.includes(inode)) found.push(inode);
   }
   return found;
+}
+
+const IO_URING = 'anon_inode:[io_uring]';
+const RING_TRIES = 3;
+
+/**
+ * The socket inodes among an io_uring's fixed files, from its fdinfo ("UserFiles:\tN" then one
+ * "  i: path" line each). The kernel lists them only when it gets the ring's lock at once: a listing
+ * still short after a few reads makes the process uninspected (EBUSY) rather than be trusted.
+ */
+function ringSockets(reader: ProcReader, path: string): number[] {
+  for (let tries = 0; tries < RING_TRIES; tries += 1) {
+    const text = attempt(() => reader.readText(path), path);
+    if (text === undefined) return [];
+    const lines = text.split('\n');
+    const start = lines.findIndex((line) => line.startsWith('UserFiles:'));
+    const count = start < 0 ? 0 : Number(lines[start]?.slice('UserFiles:'.length).trim());
+    const entries: string[] = [];
+    for (const line of lines.slice(start + 1)) {
+      const entry = /^\s*\d+: (.*)$/.exec(line);
+      if (start < 0 || entry === null) break;
+      entries.push(entry[1] ?? '');
+    }
+    if (entries.length >= count) {
+      return entries.map((entry) => Number(SOCKET_LINK.exec(entry)?.[1] ?? Number.NaN));
+    }
+  }
+  throw new ProcessUnreadable(path, 'EBUSY', new Error(`${path} lists fewer fixed files than it counts`));
 }
 
 /** True when pid's real and effective uid are both 0; false when that cannot be read. */

@@ -92,3 +92,21 @@ describe('doctor: processes whose fds cannot be read (issue 9)', () => {
     assert.deepEqual(processFindings(facts({})), []);
   });
 });
+
+describe('doctor: io_uring, which can hide a socket from /proc (issue 10 #11)', () => {
+  const ioUring = (value: number | null) =>
+    diagnose(facts({ ioUringDisabled: value }))
+      .filter((finding) => finding.check === 'io_uring')
+      .map((finding) => finding.level);
+
+  it('warns while every user may make a ring, and not once it is limited or off', () => {
+    assert.deepEqual(ioUring(0), ['warn']);
+    assert.deepEqual(ioUring(null), ['warn']);
+    assert.deepEqual(ioUring(1), ['ok']);
+    assert.deepEqual(ioUring(2), ['ok']);
+    assert.match(
+      diagnose(facts({ ioUringDisabled: 0 })).find((finding) => finding.check === 'io_uring')?.message ?? '',
+      /a user can hide a copy of a mosh-server's socket in a ring \/proc does not show/,
+    );
+  });
+});

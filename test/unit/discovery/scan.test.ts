@@ -648,3 +648,39 @@ describe("scanSessions: holders hidden in a thread's own fd table (issue 10 #11)
     assert.deepEqual(result.sessions, [], "mosh-v6's socket is uid 1000's, like the blind process");
   });
 });
+
+describe('scanSessions: sockets registered as io_uring fixed files (issue 10 #11)', () => {
+  const holder = pidOf('user-copy');
+  /** user-copy holds an io_uring (fd 9) whose fixed files are as given in its fdinfo. */
+  const ring = (files: string) => (fake: FakeProc) => {
+    fake.set(`/proc/${holder}/fd/9`, { link: 'anon_inode:[io_uring]' });
+    fake.set(`/proc/${holder}/fdinfo/9`, { text: `pos:\t0\nflags:\t02000002\n${files}UserBufs:\t0\n` });
+  };
+
+  it("refuses a session whose socket sits in another process's ring (closed in its fd table)", () => {
+    const files = `UserFiles:\t2\n    0: /dev/null\n    1: socket:[${socketOf('mosh-v6')}]\n`;
+    const { result } = scan(only(60778), ring(files));
+    assert.deepEqual(result.sessions, []);
+    assert.deepEqual(
+      result.refused.map((refused) => refused.pid),
+      [holder],
+    );
+  });
+
+  it('counts nothing from a ring without fixed files', () => {
+    const { result } = scan(only(60778), ring('UserFiles:\t0\n'));
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v6')],
+    );
+  });
+
+  it('makes the process uninspected when the kernel keeps the listing short (ring lock busy)', () => {
+    const { result } = scan(only(60778), ring('UserFiles:\t1\n'));
+    assert.deepEqual(
+      result.uninspected?.map((blind) => [blind.pid, blind.path, blind.code]),
+      [[holder, `/proc/${holder}/fdinfo/9`, 'EBUSY']],
+    );
+    assert.deepEqual(result.sessions, []);
+  });
+});
