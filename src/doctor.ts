@@ -203,7 +203,7 @@ function ioUringFinding(disabled: number | null): Finding {
   return {
     level: 'warn',
     check: 'io_uring',
-    message: `io_uring is open to every user (${disabled === null ? 'this kernel has no kernel.io_uring_disabled' : 'kernel.io_uring_disabled = 0'}): a user can hide a copy of a mosh-server's socket in a ring /proc does not show, and receive that session's traffic`,
+    message: `io_uring is open to every user (${disabled === null ? 'this kernel has no kernel.io_uring_disabled' : 'kernel.io_uring_disabled = 0'}): a user with ptrace rights over their mosh-server can hide a copy of its socket in a ring /proc does not show`,
     fix:
       disabled === null
         ? 'a kernel >= 6.6 can switch io_uring off for users (kernel.io_uring_disabled = 2); moshwall never changes kernel settings'

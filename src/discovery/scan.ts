@@ -59,8 +59,10 @@ export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResu
   const scan = startScan(reader, options);
   const { holders, uninspected } = holdersOf(reader, new Set(sockets.map((socket) => socket.inode)));
   const result: ScanResult = { sessions: [], refused: [], uninspected };
+  const held = new Map<number, number>();
+  for (const pids of holders.values()) for (const pid of pids) held.set(pid, (held.get(pid) ?? 0) + 1);
   for (const socket of sockets) {
-    const judged = judgeSocket(scan, socket, holders.get(socket.inode) ?? []);
+    const judged = judgeSocket(scan, socket, holders.get(socket.inode) ?? [], held);
     const blocked = blindSpotRefusals(scan, socket, uninspected);
     if (judged.session !== undefined && blocked.length === 0) result.sessions.push(judged.session);
     result.refused.push(...judged.refused, ...blocked);
@@ -152,12 +154,16 @@ function startScan(reader: ProcReader, options: ScanOptions): Scan {
 
 /**
  * One socket in range: a session when every holder still present is genuine; otherwise a refusal
- * for each holder that is not (or for the socket itself when no holder was found).
+ * for each holder that is not (or for the socket itself when no holder was found). A genuine
+ * mosh-server binds exactly one socket; one holding several in the range (`held`: pid → count) was
+ * handed the others by a process that may keep a copy where /proc cannot show it (an io_uring ring
+ * whose fd was closed), so none of them counts.
  */
 function judgeSocket(
   scan: Scan,
   socket: UdpSocket,
   pids: number[],
+  held: ReadonlyMap<number, number>,
 ): { session?: MoshSession; refused: RefusedHolder[] } {
   const place = { port: socket.localPort, family: socket.family, localAddress: socket.localAddress };
   const refusal = (pid: number, uid: number, exe: string, reason: string): RefusedHolder => ({
@@ -184,6 +190,19 @@ function judgeSocket(
       : [refusal(pid, readRealUid(scan.reader, pid) ?? socket.uid, verdict.exe, verdict.reason)],
   );
   if (refused.length > 0) return { refused };
+  const handed = present.filter(({ pid, verdict }) => verdict.genuine && (held.get(pid) ?? 0) > 1);
+  if (handed.length > 0) {
+    return {
+      refused: handed.map(({ pid, verdict }) =>
+        refusal(
+          pid,
+          readRealUid(scan.reader, pid) ?? socket.uid,
+          verdict.exe,
+          `mosh-server pid ${pid} holds ${held.get(pid)} UDP sockets in the range; it binds one itself, so another process handed it the others and may keep a copy /proc cannot show`,
+        ),
+      ),
+    };
+  }
   // mosh-server's parent exits right after forking: the first holder still readable is the session.
   let holder: (typeof present)[number] | undefined;
   let details: ReturnType<typeof readProcessDetails>;

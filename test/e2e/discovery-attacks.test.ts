@@ -14,6 +14,7 @@ import { type RefusedJson, type StatusJson, spec, specKeys, statusJson, syncJson
 import { createLab, type Lab, type LabUser, labSkipReason } from './lab.ts';
 
 const HIDDEN_THREAD_SOURCE = fileURLToPath(new URL('./fixtures/hidden-thread.c', import.meta.url));
+const HIDDEN_RING_SOURCE = fileURLToPath(new URL('./fixtures/hidden-ring.c', import.meta.url));
 
 /** Polls `check` every 100 ms until it returns a value (returned) or 10 s pass (undefined). */
 async function eventually<T>(check: () => Promise<T | undefined>): Promise<T | undefined> {
@@ -132,50 +133,70 @@ describe('discovery against a hostile local user (issue 10)', { skip: labSkipRea
   });
 
   test("#11: a socket held only in a CLONE_FILES-less thread's table is seen, and refused", async () => {
-    const [hidden, session] = [60230, 60231];
+    // mosh-server's own socket is outside the range: the handed socket is its only one in range.
+    const [hidden, own] = [60230, 59990];
     const binary = compileInto(user(0), HIDDEN_THREAD_SOURCE, 'hidden-thread');
-    const mosh = [
-      '/usr/bin/mosh-server',
-      'new',
-      '-i',
-      '192.0.2.1',
-      '-p',
-      String(session),
-      '-l',
-      'LANG=C.UTF-8',
-    ];
+    const mosh = ['/usr/bin/mosh-server', 'new', '-i', '192.0.2.1', '-p', String(own), '-l', 'LANG=C.UTF-8'];
     const relay = await theLab().startServer([binary, String(hidden), ...mosh], { user: user(0).name });
     let moshPid: number | undefined;
     try {
       const tid = await eventually(async () => /^thread (\d+)$/m.exec(relay.output().stdout)?.[1]);
       assert.ok(tid, `the relay did not start: ${JSON.stringify(relay.output())}`);
-      const detached = /\[mosh-server detached, pid = (\d+)\]/.exec(
-        relay.output().stderr + relay.output().stdout,
-      );
-      moshPid = theLab().hostPid(Number(detached?.[1]));
-      assert.ok(moshPid, `no mosh-server: ${JSON.stringify(relay.output())}`);
+      moshPid = detachedPid(theLab(), relay.output());
       // The socket is in the genuine mosh-server's table and the thread's, not in the relay's own.
       const holders = socketHolders(relay.pid, moshPid);
       assert.deepEqual(holders, { main: false, thread: true, mosh: true }, JSON.stringify(holders));
 
       const report = await syncJson(theLab());
-      assert.deepEqual(
-        specKeys(report.opened),
-        specKeys([spec(session, 'v4')]),
-        'only the real session opens',
-      );
+      assert.deepEqual(report.opened, [], 'nothing opens');
       assert.equal(await theLab().udpReachable(hidden, 'v4'), false);
-      const refused = report.refused.filter((holder) => holder.port === hidden);
       assert.deepEqual(
-        refused.map((holder) => [theLab().hostPid(holder.pid), holder.exe]),
-        [[relay.pid, binary]],
+        report.refused.map((holder) => [holder.port, theLab().hostPid(holder.pid), holder.exe]),
+        [[hidden, relay.pid, binary]],
       );
     } finally {
       await theLab().killServerProcess(relay.pid);
       if (moshPid !== undefined) await theLab().killServerProcess(moshPid);
       rmSync(binary, { force: true });
     }
-    assert.deepEqual(specKeys((await syncJson(theLab())).closed), specKeys([spec(session, 'v4')]));
+  });
+
+  test('#11: a socket handed to mosh-server and hidden in a closed io_uring ring opens nothing', async () => {
+    const [hidden, own] = [60260, 60261];
+    const binary = compileInto(user(0), HIDDEN_RING_SOURCE, 'hidden-ring');
+    const mosh = ['/usr/bin/mosh-server', 'new', '-i', '192.0.2.1', '-p', String(own), '-l', 'LANG=C.UTF-8'];
+    const relay = await theLab().startServer([binary, String(hidden), ...mosh], { user: user(0).name });
+    let moshPid: number | undefined;
+    try {
+      const ready = await eventually(async () =>
+        relay.output().stdout.includes('hidden') ? true : undefined,
+      );
+      assert.ok(ready, `the relay did not start: ${JSON.stringify(relay.output())}`);
+      moshPid = detachedPid(theLab(), relay.output());
+      // /proc shows the handed socket in mosh-server's table only: the relay's copy is invisible.
+      const holders = socketHolders(relay.pid, moshPid);
+      assert.deepEqual(holders, { main: false, thread: false, mosh: true }, JSON.stringify(holders));
+      const fds = readdirSync(`/proc/${relay.pid}/fd`).map((fd) =>
+        readlinkSync(`/proc/${relay.pid}/fd/${fd}`),
+      );
+      assert.ok(!fds.includes('anon_inode:[io_uring]'), fds.join(' '));
+
+      const report = await syncJson(theLab());
+      assert.deepEqual(report.opened, [], 'neither port opens: the mosh-server was handed a socket');
+      assert.equal(await theLab().udpReachable(hidden, 'v4'), false);
+      assert.deepEqual(
+        report.refused.map((holder) => [holder.port, theLab().hostPid(holder.pid)]),
+        [
+          [hidden, moshPid],
+          [own, moshPid],
+        ],
+      );
+      assert.match(report.refused[0]?.reason ?? '', /holds 2 UDP sockets in the range; it binds one itself/);
+    } finally {
+      await theLab().killServerProcess(relay.pid);
+      if (moshPid !== undefined) await theLab().killServerProcess(moshPid);
+      rmSync(binary, { force: true });
+    }
   });
 
   test("confirmed negative: SO_REUSEADDR + SO_REUSEPORT cannot share a live mosh-server's port", async () => {
@@ -207,6 +228,14 @@ describe('discovery against a hostile local user (issue 10)', { skip: labSkipRea
     }
   });
 });
+
+/** The host pid of the mosh-server a relay started ("[mosh-server detached, pid = N]", a lab pid). */
+function detachedPid(lab: Lab, output: { stdout: string; stderr: string }): number {
+  const detached = /\[mosh-server detached, pid = (\d+)\]/.exec(output.stderr + output.stdout);
+  const pid = lab.hostPid(Number(detached?.[1]));
+  assert.ok(pid, `no mosh-server: ${JSON.stringify(output)}`);
+  return pid;
+}
 
 /** Compiles a C fixture into the user's home, owned by the user (their own program). */
 function compileInto(owner: LabUser, source: string, name: string): string {

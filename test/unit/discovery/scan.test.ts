@@ -684,3 +684,24 @@ describe('scanSessions: sockets registered as io_uring fixed files (issue 10 #11
     assert.deepEqual(result.sessions, []);
   });
 });
+
+describe('scanSessions: a mosh-server handed a second socket in the range (issue 10 #11)', () => {
+  it('counts none of its sockets: another process may keep a copy /proc cannot show', () => {
+    const pid = pidOf('mosh-v6');
+    const { result } = scan({ first: 60777, last: 60778 }, (fake) => {
+      fake.set(`/proc/${pid}/fd/9`, { link: `socket:[${socketOf('mosh-v4')}]` });
+    });
+    assert.deepEqual(result.sessions, []);
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.port, holder.pid]),
+      [
+        [60777, pid],
+        [60778, pid],
+      ],
+    );
+    assert.equal(
+      result.refused[1]?.reason,
+      `mosh-server pid ${pid} holds 2 UDP sockets in the range; it binds one itself, so another process handed it the others and may keep a copy /proc cannot show`,
+    );
+  });
+});
