@@ -12,7 +12,8 @@ export const doctorCommand: Command = {
   summary: 'Check the host and say what to fix',
   description: `Checks that moshwall can do its job here: root, the firewall present and active, the
 real mosh-server present and root-owned, IPv6 handled consistently, and no admin rule that already
-opens (or blocks) the mosh range as a whole. Changes nothing. Exits 1 when a check fails.`,
+opens (or blocks) the mosh range as a whole, processes whose open files cannot be read, and whether
+io_uring lets users hide a socket from /proc. Changes nothing. Exits 1 when a check fails.`,
   options: [{ name: 'json', kind: 'flag', description: 'print the findings as JSON' }],
   needsRoot: false,
   async run(context, options) {
