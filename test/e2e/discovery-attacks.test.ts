@@ -2,7 +2,8 @@
 // #1 a program bind-mounted over mosh-server in a user+mount namespace of the user's own; #6 a squatter
 // on 127.0.0.1 sharing a genuine `mosh-server -s` session's port; #11 a socket held only in the fd table
 // of a thread made without CLONE_FILES; and the confirmed negative that SO_REUSEADDR/SO_REUSEPORT cannot
-// share a live mosh-server's port. Each but the last fails on the code before the fix.
+// share a live mosh-server's port; and, the other side of #1, a genuine session whose binary is upgraded
+// away keeps its port. The four attacks fail on the code before the fix.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chownSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
@@ -197,6 +198,36 @@ describe('discovery against a hostile local user (issue 10)', { skip: labSkipRea
       if (moshPid !== undefined) await theLab().killServerProcess(moshPid);
       rmSync(binary, { force: true });
     }
+  });
+
+  test('#1, the other side: a mosh-server whose binary was upgraded away (exe "(deleted)") keeps its port', async () => {
+    const dir = '/usr/local/lib/moshwall-upgrade';
+    const binary = `${dir}/mosh-server`;
+    const root = async (argv: string[]) => {
+      const result = await theLab().runServer(argv);
+      assert.equal(result.exitCode, 0, `${argv.join(' ')}: ${result.stderr}`);
+    };
+    await root(['install', '-d', '-m', '0755', dir]);
+    await root(['install', '-m', '0755', '/usr/bin/mosh-server', binary]);
+    const mosh = await theLab().startMoshServer(user(0).name, { port: 60270, binary });
+    try {
+      assert.deepEqual(specKeys((await syncJson(theLab())).opened), specKeys([spec(60270, 'v4')]));
+      // As a package upgrade does it: the new file renamed over the old one.
+      await root(['install', '-m', '0755', '/usr/bin/mosh-server', `${binary}.new`]);
+      await root(['mv', `${binary}.new`, binary]);
+      assert.equal(readlinkSync(`/proc/${mosh.pid}/exe`), `${binary} (deleted)`);
+      const report = await syncJson(theLab());
+      assert.deepEqual(report.closed, [], 'the port stays open');
+      assert.deepEqual(
+        report.sessions.map((session) => [session.port, session.exe]),
+        [[60270, `${binary} (deleted)`]],
+      );
+      assert.equal(await theLab().udpReachable(60270, 'v4'), true);
+    } finally {
+      await theLab().killServerProcess(mosh.pid);
+      await root(['rm', '-rf', dir]);
+    }
+    assert.deepEqual(specKeys((await syncJson(theLab())).closed), specKeys([spec(60270, 'v4')]));
   });
 
   test("confirmed negative: SO_REUSEADDR + SO_REUSEPORT cannot share a live mosh-server's port", async () => {
