@@ -46,6 +46,11 @@ export interface RefusedHolder {
    * does not keep a genuine session on the same port closed (a squatter on 127.0.0.1, say).
    */
   unreachable?: true;
+  /**
+   * A wildcard IPv6 socket ("::") with IPV6_V6ONLY set: it receives no IPv4, so it does not keep a
+   * session's IPv4 port closed (a squatter on [::] beside a `mosh-server -s` bound to an IPv4 address).
+   */
+  v6only?: true;
 }
 
 /**

@@ -25,10 +25,15 @@ export interface PolicyDecision {
   warnings: string[];
 }
 
-/** The address families a socket can receive on: a v6 wildcard is dual-stack, a v4-mapped one is v4. */
-export function familiesOf(session: Pick<MoshSession, 'family' | 'localAddress'>): Family[] {
+/**
+ * The address families a socket can receive on: a v6 wildcard is dual-stack unless known to be
+ * IPV6_V6ONLY, a v4-mapped one is v4.
+ */
+export function familiesOf(
+  session: Pick<MoshSession, 'family' | 'localAddress'> & { v6only?: true },
+): Family[] {
   if (session.family === 'v4') return ['v4'];
-  if (session.localAddress === '::') return ['v4', 'v6'];
+  if (session.localAddress === '::') return session.v6only === true ? ['v6'] : ['v4', 'v6'];
   if (isV4Mapped(session.localAddress)) return ['v4'];
   return ['v6'];
 }

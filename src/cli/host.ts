@@ -10,12 +10,20 @@ import { createProcessMemory } from '../discovery/memory.ts';
 import { createHostProcReader, type ProcReader } from '../discovery/proc-reader.ts';
 import { scanSessions } from '../discovery/scan.ts';
 import { holdersOf } from '../discovery/sockets.ts';
+import { parseV6Only } from '../discovery/ss.ts';
 import { parseGroup } from '../discovery/users.ts';
 import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
 import { flushOurs } from '../engine.ts';
 import { describeError } from '../errors.ts';
-import { holdFileLock, runCommand, spawnDetached, spawnPipedStdout, watchLines } from '../exec.ts';
+import {
+  holdFileLock,
+  runCommand,
+  runCommandSync,
+  spawnDetached,
+  spawnPipedStdout,
+  watchLines,
+} from '../exec.ts';
 import { watchUntilDeadline } from '../hook.ts';
 import { applySteps, pathState } from '../install/apply.ts';
 import { modeIfAny, readTextIfAny } from '../install/host-files.ts';
@@ -65,6 +73,7 @@ function engine(config: Config, log: Logger): EngineDeps {
         serverNames: config.moshServerNames,
         allowForeignNamespaces: config.allowForeignNamespaces,
         memory,
+        v6Only: () => parseV6Only(runCommandSync(['ss', '-Hluna', '-e'], config.commandTimeoutMs)),
       }),
     groups: () => readGroups(reader),
     lock: async (path, timeoutMs) => {

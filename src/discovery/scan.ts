@@ -28,6 +28,11 @@ export interface ScanOptions {
   clockTicksPerSecond?: number;
   /** Genuine verdicts kept from earlier scans (the daemon's; see memory.ts); none by default. */
   memory?: ProcessMemory;
+  /**
+   * Inodes of the UDP sockets with IPV6_V6ONLY set (not in /proc: the edge asks `ss`); throws when that
+   * cannot be known. Called only when a refused "::" holder shares a port with a session.
+   */
+  v6Only?: () => ReadonlySet<number>;
 }
 
 /**
@@ -68,6 +73,7 @@ export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResu
     result.refused.push(...judged.refused, ...blocked);
   }
   markUnreachable(reader, result.refused);
+  markV6Only(options, sockets, result);
   options.memory?.keepOnly(new Set([...holders.values()].flat()));
   result.sessions.sort(byPlace);
   result.refused.sort(byPlace);
@@ -272,6 +278,30 @@ function markUnreachable(reader: ProcReader, refused: RefusedHolder[]): void {
   for (const holder of loopback) {
     const v4 = holder.family === 'v4' || holder.localAddress.includes('.');
     if (!v4 || !v4Routed) holder.unreachable = true;
+  }
+}
+
+/**
+ * Marks refused "::" holders whose every socket on that port is IPV6_V6ONLY, when a session shares the
+ * port: they receive no IPv4. When that cannot be known nothing is marked (they count as dual-stack).
+ */
+function markV6Only(options: ScanOptions, sockets: UdpSocket[], result: ScanResult): void {
+  const wildcard = (holder: Pick<RefusedHolder, 'family' | 'localAddress'>) =>
+    holder.family === 'v6' && holder.localAddress === '::';
+  const sessionPorts = new Set(result.sessions.map((session) => session.port));
+  const candidates = result.refused.filter((holder) => wildcard(holder) && sessionPorts.has(holder.port));
+  if (candidates.length === 0 || options.v6Only === undefined) return;
+  let v6Only: ReadonlySet<number>;
+  try {
+    v6Only = options.v6Only();
+  } catch {
+    return;
+  }
+  for (const holder of candidates) {
+    const inodes = sockets
+      .filter((socket) => wildcard(socket) && socket.localPort === holder.port)
+      .map((socket) => socket.inode);
+    if (inodes.length > 0 && inodes.every((inode) => v6Only.has(inode))) holder.v6only = true;
   }
 }
 

@@ -133,6 +133,39 @@ describe('discovery against a hostile local user (issue 10)', { skip: labSkipRea
     assert.deepEqual(specKeys((await syncJson(theLab())).closed), specKeys([spec(port, 'v4')]));
   });
 
+  test('#6: a squatter on [::] with IPV6_V6ONLY does not deny a genuine IPv4 `mosh-server -s` its port', async () => {
+    const port = 60211;
+    const bind = [
+      'import socket, time',
+      's = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)',
+      's.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)',
+      `s.bind(("::", ${port}))`,
+      'print("bound", flush=True)',
+      'time.sleep(55)',
+    ].join('\n');
+    const squatter = await theLab().startServer(['/usr/bin/python3', '-c', bind], { user: user(1).name });
+    try {
+      await refusalOf(theLab(), port);
+      const mosh = await theLab().startMoshServer(user(0).name, { port });
+      try {
+        assert.equal(mosh.port, port, 'an IPv6-only wildcard does not stop mosh-server binding IPv4');
+        const report = await syncJson(theLab());
+        assert.deepEqual(specKeys(report.opened), specKeys([spec(port, 'v4')]));
+        assert.equal(await theLab().udpReachable(port, 'v4'), true);
+        const refused = report.refused as (RefusedJson & { v6only?: boolean })[];
+        assert.deepEqual(
+          refused.map((holder) => [theLab().hostPid(holder.pid), holder.localAddress, holder.v6only]),
+          [[squatter.pid, '::', true]],
+        );
+      } finally {
+        await theLab().killServerProcess(mosh.pid);
+      }
+    } finally {
+      await theLab().killServerProcess(squatter.pid);
+    }
+    assert.deepEqual(specKeys((await syncJson(theLab())).closed), specKeys([spec(port, 'v4')]));
+  });
+
   test("#11: a socket held only in a CLONE_FILES-less thread's table is seen, and refused", async () => {
     // mosh-server's own socket is outside the range: the handed socket is its only one in range.
     const [hidden, own] = [60230, 59990];

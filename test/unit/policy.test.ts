@@ -169,3 +169,22 @@ describe('decide: a squatter outside traffic cannot reach (issue 10 #6)', () => 
     );
   });
 });
+
+describe('decide: a squatter on [::] with IPV6_V6ONLY (issue 10 #6)', () => {
+  it('does not keep an IPv4 session closed, and still keeps an IPv6 one closed', () => {
+    const squatter = {
+      ...session({ port: 60091, family: 'v6', localAddress: '::', user: 'bob', pid: 779 }),
+      reason: 'executable /usr/bin/python3.11 is not named mosh-server',
+      v6only: true as const,
+    };
+    const v4 = session({ port: 60091, localAddress: '192.0.2.1' });
+    assert.deepEqual(decide({ sessions: [v4], refused: [squatter] }, DEFAULT_CONFIG, groups, true).wanted, [
+      anySpec(60091, 'v4'),
+    ]);
+    const v6 = session({ port: 60091, family: 'v6', localAddress: '2001:db8::1' });
+    assert.deepEqual(
+      decide({ sessions: [v6], refused: [squatter] }, DEFAULT_CONFIG, groups, true).wanted,
+      [],
+    );
+  });
+});

@@ -705,3 +705,41 @@ describe('scanSessions: a mosh-server handed a second socket in the range (issue
     );
   });
 });
+
+describe('scanSessions: a squatter on [::] with IPV6_V6ONLY (issue 10 #6)', () => {
+  // The impostor's [::]:5353 socket moved to mosh-v4's port 60777 (mosh-v4 is on 0.0.0.0:60777).
+  const moved = (fake: FakeProc) =>
+    fake.set('/proc/net/udp6', { text: fixture('lab/net/udp6').replace(/(0{32}):14E9/, '$1:ED69') });
+  const run = (v6Only: () => ReadonlySet<number>) => {
+    const fake = createFakeProc(labNodes());
+    moved(fake);
+    return scanSessions(fake.reader, { range: only(60777), serverNames: SERVER_NAMES, v6Only });
+  };
+
+  it('marks it v6only when every "::" socket on that port is, and asks only then', () => {
+    let asked = 0;
+    const result = run(() => {
+      asked += 1;
+      return new Set([36216]);
+    });
+    assert.equal(asked, 1);
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.localAddress, holder.v6only]),
+      [['::', true]],
+    );
+  });
+
+  it('leaves it dual-stack when it is not v6only or that cannot be known', () => {
+    for (const v6Only of [
+      () => new Set<number>(),
+      () => {
+        throw new Error('ss: not found');
+      },
+    ]) {
+      assert.deepEqual(
+        run(v6Only).refused.map((holder) => holder.v6only),
+        [undefined],
+      );
+    }
+  });
+});
