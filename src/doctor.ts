@@ -178,8 +178,8 @@ function uninspectedFindings(uninspected: DoctorFacts['uninspected']): Finding[]
     message:
       ignored.length === 0
         ? blind.length === 0
-          ? 'every process holding a socket could be inspected'
-          : 'no root process was uninspectable'
+          ? 'the open files of every process could be read'
+          : 'the open files of every root process could be read'
         : `root processes whose fds cannot be read are ignored (root gains nothing from a socket): pid ${ignored.join(', ')}`,
   });
   return findings;
