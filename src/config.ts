@@ -35,6 +35,8 @@ export interface Config {
   moshServerNames: string[];
   /** The real mosh-server binary (checked by doctor, run by the shim). */
   moshServer: string;
+  /** Accept mosh-servers in another user or mount namespace than the host's (default false). */
+  allowForeignNamespaces: boolean;
   lockFile: string;
   commandTimeoutMs: number;
   lockTimeoutMs: number;
@@ -62,6 +64,7 @@ export const DEFAULT_CONFIG: Config = {
   sourceNetworks: [],
   moshServerNames: ['mosh-server'],
   moshServer: '/usr/bin/mosh-server',
+  allowForeignNamespaces: false,
   lockFile: '/run/moshwall/lock.d/lock',
   commandTimeoutMs: 15000,
   lockTimeoutMs: 60000,
@@ -178,6 +181,10 @@ const CHECKS: Record<string, Check> = {
     return { moshServerNames: names };
   },
   mosh_server: (value, fail) => ({ moshServer: absolutePath(value, fail) }),
+  allow_foreign_namespaces: (value, fail) => {
+    if (typeof value !== 'boolean') return fail(`expected true or false, got ${describe(value)}`);
+    return { allowForeignNamespaces: value };
+  },
   lock_file: (value, fail) => ({ lockFile: absolutePath(value, fail) }),
   command_timeout_ms: (value, fail) => ({ commandTimeoutMs: integer(value, 100, 600000, fail) }),
   lock_timeout_ms: (value, fail) => ({ lockTimeoutMs: integer(value, 0, 3600000, fail) }),

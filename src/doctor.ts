@@ -1,10 +1,11 @@
 import type { Config } from './config.ts';
 import type { FlowToolProbe } from './conntrack.ts';
 import type { BackendProbe } from './firewall.ts';
+import type { UninspectedProcess } from './model.ts';
 import { anywhere } from './net.ts';
 import { ptraceFinding } from './ptrace.ts';
 import type { FirewallRule } from './rules.ts';
-import { touchesRange } from './status.ts';
+import { touchesRange, uninspectedText } from './status.ts';
 
 /** One line of `moshwall doctor`. */
 export interface Finding {
@@ -30,6 +31,10 @@ export interface DoctorFacts {
   conntrack?: FlowToolProbe | undefined;
   /** Yama's ptrace_scope (undefined: no Yama); absent when not looked at. */
   ptrace?: { scope: number | undefined };
+  /** Processes a scan could not read (or the error the scan raised); undefined when not scanned. */
+  uninspected?: UninspectedProcess[] | Error;
+  /** kernel.io_uring_disabled (0, 1, 2), or null when the kernel has no such setting (io_uring open to all). */
+  ioUringDisabled?: number | null;
 }
 
 /** True when an allow rule opens every port of the range to anyone, for one family. */
@@ -135,6 +140,8 @@ export function diagnose(facts: DoctorFacts): Finding[] {
     });
   }
   if (facts.conntrack !== undefined) findings.push(conntrackFinding(facts.conntrack));
+  findings.push(...uninspectedFindings(facts.uninspected));
+  if (facts.ioUringDisabled !== undefined) findings.push(ioUringFinding(facts.ioUringDisabled));
   if (facts.rules instanceof Error) {
     findings.push({
       level: 'fail',
@@ -175,4 +182,57 @@ export function diagnose(facts: DoctorFacts): Finding[] {
     });
   }
   return findings;
+}
+
+/** One finding per process whose fds could not be read: warn for non-root (their sockets are refused). */
+function uninspectedFindings(uninspected: DoctorFacts['uninspected']): Finding[] {
+  if (uninspected === undefined) return [];
+  if (uninspected instanceof Error) {
+    return [{ level: 'fail', check: 'processes', message: `cannot scan /proc: ${uninspected.message}` }];
+  }
+  const blind = uninspected.filter((each) => !each.root);
+  const findings: Finding[] = blind.map((each) => ({
+    level: 'warn',
+    check: 'processes',
+    message: `cannot inspect ${uninspectedText(each)}`,
+    fix: 'find what confines that process (an LSM profile, a sandbox); while it runs, its user gets no port',
+  }));
+  const ignored = uninspected.filter((each) => each.root).map((each) => each.pid);
+  findings.push({
+    level: 'ok',
+    check: 'processes',
+    message:
+      ignored.length === 0
+        ? blind.length === 0
+          ? 'the open files of every process could be read'
+          : 'the open files of every root process could be read'
+        : `root processes whose fds cannot be read are ignored (root gains nothing from a socket): pid ${ignored.join(', ')}`,
+  });
+  return findings;
+}
+
+/**
+ * What io_uring means for discovery: a socket registered in a ring whose own fd was registered and
+ * closed (IORING_REGISTER_RING_FDS) is in no /proc table, so such a holder cannot be seen.
+ */
+function ioUringFinding(disabled: number | null): Finding {
+  if (disabled === 2)
+    return { level: 'ok', check: 'io_uring', message: 'io_uring is disabled (kernel.io_uring_disabled = 2)' };
+  if (disabled === 1) {
+    return {
+      level: 'ok',
+      check: 'io_uring',
+      message:
+        'io_uring is limited to kernel.io_uring_group (kernel.io_uring_disabled = 1): members can hold a socket moshwall cannot see',
+    };
+  }
+  return {
+    level: 'warn',
+    check: 'io_uring',
+    message: `io_uring is open to every user (${disabled === null ? 'this kernel has no kernel.io_uring_disabled' : 'kernel.io_uring_disabled = 0'}): a user with ptrace rights over their mosh-server can hide a copy of its socket in a ring /proc does not show`,
+    fix:
+      disabled === null
+        ? 'a kernel >= 6.6 can switch io_uring off for users (kernel.io_uring_disabled = 2); moshwall never changes kernel settings'
+        : 'set kernel.io_uring_disabled = 2 (or 1 with kernel.io_uring_group) in /etc/sysctl.d if nothing here needs it; moshwall never changes it',
+  };
 }

@@ -189,10 +189,12 @@ export async function flushOurs(deps: EngineDeps): Promise<AppliedChange[]> {
 /** The status view: scan, policy, rules and the plan a sync would run, changing nothing. */
 export async function collectStatus(deps: EngineDeps, nowMs: number): Promise<StatusReport> {
   const firewall = await probeOrFail(deps.backend);
-  const decision = decide(deps.scan(), deps.config, deps.groups(), firewall.ipv6);
+  const scan = deps.scan();
+  const decision = decide(scan, deps.config, deps.groups(), firewall.ipv6);
   const rules = await deps.backend.listRules();
   const plan = planChanges(decision.wanted, rules);
   const status = buildStatus({
+    ...(scan.uninspected === undefined ? {} : { uninspected: scan.uninspected }),
     backend: deps.backend.name,
     firewall,
     decision,

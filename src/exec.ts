@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { ExecError } from './errors.ts';
 
 /** What a finished child process left behind. */
@@ -29,6 +29,29 @@ const FIXED_ENV = {
 
 /** Largest output kept from one child; more is a sign of something wrong, not data we need. */
 const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Runs argv to the end synchronously, like runCommand (no shell, LANG=C, SIGKILL after timeoutMs), for
+ * the rare read a synchronous /proc scan needs (`ss` for IPV6_V6ONLY). Throws ExecError when it cannot
+ * start, is killed, or exits non-zero.
+ */
+export function runCommandSync(argv: string[], timeoutMs: number): string {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new ExecError('Refusing to run an empty command', {});
+  const result = spawnSync(file, args, {
+    shell: false,
+    env: FIXED_ENV,
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+    maxBuffer: MAX_OUTPUT_BYTES,
+    encoding: 'utf8',
+  });
+  if (result.error !== undefined || result.status !== 0) {
+    const why = result.error?.message ?? `exit ${result.status ?? result.signal}: ${result.stderr.trim()}`;
+    throw new ExecError(`${argv.join(' ')} failed (${why})`, { argv: argv.join(' ') }, result.error);
+  }
+  return result.stdout;
+}
 
 /** The Runner of the real machine: spawns without a shell, under a timeout, LANG=C. */
 export const runCommand: Runner = (argv, options) =>

@@ -41,12 +41,42 @@ export interface RefusedHolder {
   localAddress: string;
   exe: string;
   reason: string;
+  /**
+   * Bound to a loopback address that traffic from outside can never reach (route_localnet off): it
+   * does not keep a genuine session on the same port closed (a squatter on 127.0.0.1, say).
+   */
+  unreachable?: true;
+  /**
+   * A wildcard IPv6 socket ("::") with IPV6_V6ONLY set: it receives no IPv4, so it does not keep a
+   * session's IPv4 port closed (a squatter on [::] beside a `mosh-server -s` bound to an IPv4 address).
+   */
+  v6only?: true;
 }
 
-/** What a scan of /proc found: verified sessions and holders that failed verification. */
+/**
+ * A process whose open files root could not read (an LSM-confined process, a container's or a sandbox's
+ * init): it may hold a socket nobody can see. A root one is ignored (root can open the firewall itself);
+ * any other one has every in-range socket owned by one of its uids refused.
+ */
+export interface UninspectedProcess {
+  pid: number;
+  /** Real, effective, saved and filesystem uid, without repeats; [] when even its status is unreadable. */
+  uids: number[];
+  /** Real and effective uid are both 0: ignored. */
+  root: boolean;
+  /** /proc/PID/exe as it reads, or '' when that is refused too. */
+  exe: string;
+  /** The read that failed and its errno code. */
+  path: string;
+  code: string;
+}
+
+/** What a scan of /proc found: verified sessions, holders that failed verification, blind spots. */
 export interface ScanResult {
   sessions: MoshSession[];
   refused: RefusedHolder[];
+  /** Processes whose fds could not be read (see UninspectedProcess), by pid; always set by scanSessions. */
+  uninspected?: UninspectedProcess[];
 }
 
 /** An inclusive port range. */

@@ -170,3 +170,13 @@ export function isV4Mapped(text: string): boolean {
     bytes[11] === 0xff
   );
 }
+
+/** True for a loopback address: 127.0.0.0/8, ::1, or an IPv4-mapped 127.x. */
+export function isLoopback(text: string): boolean {
+  const v4 = parseIPv4(text);
+  if (v4 !== undefined) return v4[0] === 127;
+  const v6 = parseIPv6(text);
+  if (v6 === undefined) return false;
+  if (isV4Mapped(text)) return v6[12] === 127;
+  return v6.slice(0, 15).every((byte) => byte === 0) && v6[15] === 1;
+}

@@ -24,10 +24,15 @@ export interface PolicyDecision {
   warnings: string[];
 }
 
-/** The address families a socket can receive on: a v6 wildcard is dual-stack, a v4-mapped one is v4. */
-export function familiesOf(session: Pick<MoshSession, 'family' | 'localAddress'>): Family[] {
+/**
+ * The address families a socket can receive on: a v6 wildcard is dual-stack unless known to be
+ * IPV6_V6ONLY, a v4-mapped one is v4.
+ */
+export function familiesOf(
+  session: Pick<MoshSession, 'family' | 'localAddress'> & { v6only?: true },
+): Family[] {
   if (session.family === 'v4') return ['v4'];
-  if (session.localAddress === '::') return ['v4', 'v6'];
+  if (session.localAddress === '::') return session.v6only === true ? ['v6'] : ['v4', 'v6'];
   if (isV4Mapped(session.localAddress)) return ['v4'];
   return ['v6'];
 }
@@ -47,12 +52,16 @@ function userRefusal(session: MoshSession, config: Config, groups: GroupDirector
 /**
  * Why a session's port must stay closed because a process that failed verification also holds that
  * port in a family the session receives on (e.g. bound to another address): a rule to the port would
- * let packets reach that process too. Undefined when no such holder exists.
+ * let packets reach that process too. A holder outside traffic cannot reach (loopback, see
+ * RefusedHolder.unreachable) does not count. Undefined when no such holder exists.
  */
 function sharedWith(session: MoshSession, refusedHolders: RefusedHolder[]): string | undefined {
   const families = new Set(familiesOf(session));
   const other = refusedHolders.find(
-    (holder) => holder.port === session.port && familiesOf(holder).some((family) => families.has(family)),
+    (holder) =>
+      holder.port === session.port &&
+      holder.unreachable !== true &&
+      familiesOf(holder).some((family) => families.has(family)),
   );
   return other
     ? `port ${session.port} is also held by pid ${other.pid} (${other.reason}); opening it would expose that process`

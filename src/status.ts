@@ -1,6 +1,6 @@
 import type { FlowToolProbe } from './conntrack.ts';
 import type { BackendProbe } from './firewall.ts';
-import type { MoshSession, PortRange, RefusedHolder } from './model.ts';
+import type { MoshSession, PortRange, RefusedHolder, UninspectedProcess } from './model.ts';
 import type { PolicyDecision } from './policy.ts';
 import type { PtraceReport } from './ptrace.ts';
 import type { Plan } from './reconcile.ts';
@@ -25,6 +25,8 @@ export interface StatusReport {
   firewall: BackendProbe;
   sessions: SessionStatus[];
   refused: RefusedHolder[];
+  /** Processes whose fds could not be read: root ones ignored, others' sockets refused (see README). */
+  uninspected: UninspectedProcess[];
   rules: OurRuleStatus[];
   /** Rules that are not ours but match UDP ports in the range. */
   foreignInRange: FirewallRule[];
@@ -62,6 +64,7 @@ export function buildStatus(input: {
   plan: Plan;
   range: PortRange;
   nowMs: number;
+  uninspected?: UninspectedProcess[];
 }): StatusReport {
   const { decision, plan } = input;
   const revokeKeys = new Set(plan.revoke.map(specKey));
@@ -74,6 +77,7 @@ export function buildStatus(input: {
       rule: input.firewall.active ? ruleStateOf(specs, plan) : 'unfiltered',
     })),
     refused: decision.refused,
+    uninspected: input.uninspected ?? [],
     rules: [...plan.keep, ...plan.revoke].map((spec) => ({
       ...spec,
       state: revokeKeys.has(specKey(spec)) ? 'stale' : 'live',
@@ -81,4 +85,15 @@ export function buildStatus(input: {
     foreignInRange: input.rules.filter((rule) => !rule.ours && touchesRange(rule, input.range)),
     warnings: decision.warnings,
   };
+}
+
+/** One uninspected process: pid, uids, exe, the failed read, and what it means for sockets. */
+export function uninspectedText(blind: UninspectedProcess): string {
+  const uids = blind.uids.length === 0 ? 'uid unknown' : `uid ${blind.uids.join(',')}`;
+  const meaning = blind.root
+    ? 'root: ignored'
+    : blind.uids.length === 0
+      ? 'every socket in the range is refused'
+      : `sockets in the range owned by ${uids} are refused`;
+  return `pid ${blind.pid} ${uids} exe ${blind.exe === '' ? '?' : blind.exe}: reading ${blind.path} failed (${blind.code}); ${meaning}`;
 }

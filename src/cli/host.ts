@@ -21,12 +21,21 @@ import { rootOnlyPathProblem } from '../discovery/genuine.ts';
 import { createProcessMemory } from '../discovery/memory.ts';
 import { createHostProcReader, type ProcReader } from '../discovery/proc-reader.ts';
 import { scanSessions } from '../discovery/scan.ts';
+import { holdersOf } from '../discovery/sockets.ts';
+import { parseV6Only } from '../discovery/ss.ts';
 import { parseGroup } from '../discovery/users.ts';
 import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
 import { flushOurs } from '../engine.ts';
 import { describeError } from '../errors.ts';
-import { flockDescriptor, runCommand, spawnDetached, spawnPipedStdout, watchLines } from '../exec.ts';
+import {
+  flockDescriptor,
+  runCommand,
+  runCommandSync,
+  spawnDetached,
+  spawnPipedStdout,
+  watchLines,
+} from '../exec.ts';
 import { limitOptions, parseLimits, watchUntilDeadline } from '../hook.ts';
 import { applySteps, pathState } from '../install/apply.ts';
 import { modeIfAny, readTextIfAny } from '../install/host-files.ts';
@@ -39,6 +48,7 @@ import {
   openLockFile,
 } from '../lockfile.ts';
 import type { Logger } from '../log.ts';
+import type { UninspectedProcess } from '../model.ts';
 import type { GroupDirectory } from '../policy.ts';
 import { PTRACE_SCOPE_PATH, parsePtraceScope } from '../ptrace.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
@@ -79,7 +89,13 @@ function engine(config: Config, log: Logger): EngineDeps {
     backend: createBackend(config, runCommand, watchLines),
     flows: createFlowCleaner(runCommand, config.commandTimeoutMs),
     scan: () =>
-      scanSessions(reader, { range: config.portRange, serverNames: config.moshServerNames, memory }),
+      scanSessions(reader, {
+        range: config.portRange,
+        serverNames: config.moshServerNames,
+        allowForeignNamespaces: config.allowForeignNamespaces,
+        memory,
+        v6Only: () => parseV6Only(runCommandSync(['ss', '-Hluna', '-e'], config.commandTimeoutMs)),
+      }),
     groups: () => readGroups(reader),
     lock: (path, timeoutMs) => {
       sharedSocketDirectory(config, path);
@@ -138,7 +154,27 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
     hostHasIpv6: hostHasIpv6(reader),
     conntrack: await deps.flows?.probe(),
     ptrace: { scope: readPtraceScope() },
+    ...(isRoot ? { uninspected: uninspectedProcesses(reader) } : {}),
+    ioUringDisabled: ioUringDisabled(reader),
   };
+}
+
+/** kernel.io_uring_disabled, or null when this kernel has no such setting. */
+function ioUringDisabled(reader: ProcReader): number | null {
+  try {
+    return Number(reader.readText('/proc/sys/kernel/io_uring_disabled').trim());
+  } catch {
+    return null;
+  }
+}
+
+/** The processes whose fds cannot be read now (a walk of every process, whatever sockets exist). */
+function uninspectedProcesses(reader: ProcReader): UninspectedProcess[] | Error {
+  try {
+    return holdersOf(reader, new Set()).uninspected;
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
 }
 
 /** The daemon's real edges: /proc/net reads, process signals, the Unix socket server. */

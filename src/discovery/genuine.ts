@@ -11,6 +11,8 @@ export type GenuineVerdict =
 export interface GenuineOptions {
   /** Accepted executable basenames, e.g. ["mosh-server"]. */
   serverNames: string[];
+  /** Accept holders in another user or mount namespace than the host's (allow_foreign_namespaces). */
+  allowForeignNamespaces?: boolean;
 }
 
 /**
@@ -18,12 +20,18 @@ export interface GenuineOptions {
  * same directories. null means "passed". Never keep one across scans: files change.
  */
 export interface GenuineCache {
-  /** Mapped-file verdicts by "device inode" as /proc/PID/maps prints them. */
+  /** Exe and mapped-file verdicts by file identity, path, deleted flag and whether the holder is in the host's namespaces. */
   files: Map<string, string | null>;
-  /** Directory verdicts by "mount namespace, root, path". */
+  /** Directory verdicts by path (always as root sees it here). */
   directories: Map<string, string | null>;
-  /** moshwall's own mount namespace (read once). */
-  selfMountNamespace?: string;
+  /** The host's namespaces: moshwall's own and PID 1's (when readable), read once. */
+  host?: HostNamespaces;
+}
+
+/** The user and mount namespaces that count as the host's. */
+interface HostNamespaces {
+  user: Set<string>;
+  mount: Set<string>;
 }
 
 /** A fresh, empty cache for one scan. */
@@ -46,9 +54,14 @@ class ReadFailure extends Error {
 }
 
 /**
- * The verdict on pid per DESIGN.md: exe named in serverNames; exe, every file-backed executable
- * mapping and every directory above them owned by root and not writable by group or others; not
- * traced. Permission problems refuse, a process that exited meanwhile is "vanished".
+ * The verdict on pid per DESIGN.md and README "Security model". What the binary IS decides, not what
+ * its path says in the holder's own mount namespace: the exe (and every file-backed executable mapping),
+ * stat'ed through /proc/PID/exe (map_files), must be the very file (device and inode) that root sees at
+ * that path here, named in serverNames, owned by root and not writable by group or others, in
+ * directories with the same property; a file deleted since it was mapped (a package upgrade) is accepted
+ * only from a holder in the host's namespaces. The holder must live in the host's user and mount
+ * namespace unless allowForeignNamespaces, and not be traced. Permission problems refuse, a process that
+ * exited meanwhile is "vanished".
  */
 export function checkGenuine(
   pid: number,
@@ -60,7 +73,7 @@ export function checkGenuine(
   let exe = '';
   try {
     exe = read.readLink(`/proc/${pid}/exe`);
-    const reason = findProblem(pid, exe, read, options.serverNames, cache);
+    const reason = findProblem(pid, exe, read, options, cache);
     return reason === undefined ? { genuine: true, exe } : { genuine: false, vanished: false, exe, reason };
   } catch (error) {
     if (error instanceof ProcError) {
@@ -76,72 +89,138 @@ function findProblem(
   pid: number,
   exe: string,
   read: ProcReader,
-  serverNames: string[],
+  options: GenuineOptions,
   cache: GenuineCache,
 ): string | undefined {
-  const path = exe.endsWith(DELETED_SUFFIX) ? exe.slice(0, -DELETED_SUFFIX.length) : exe;
+  const deleted = exe.endsWith(DELETED_SUFFIX);
+  const path = deleted ? exe.slice(0, -DELETED_SUFFIX.length) : exe;
+  const { serverNames } = options;
   if (!serverNames.includes(path.slice(path.lastIndexOf('/') + 1))) {
     return `executable ${path} is not named ${serverNames.join(' or ')}`;
   }
-  const exeProblem = fileProblem('executable', path, read.stat(`/proc/${pid}/exe`));
+  const place = namespaceProblem(pid, read, cache);
+  if (place !== undefined && options.allowForeignNamespaces !== true) {
+    return `${place}; set allow_foreign_namespaces = true to accept such holders`;
+  }
+  const inHost = place === undefined;
+  const running = read.stat(`/proc/${pid}/exe`);
+  const exeProblem = cached(cache, `exe ${running.identity} ${deleted} ${inHost} ${path}`, () =>
+    bindingProblem('executable', path, deleted, running, inHost, read, cache),
+  );
   if (exeProblem !== undefined) return exeProblem;
-  const tree = treeOf(pid, read, cache);
-  const directoryProblem = directoriesProblem(path, tree, read, cache);
-  if (directoryProblem !== undefined) return directoryProblem;
   for (const entry of parseMaps(read.readText(`/proc/${pid}/maps`), `/proc/${pid}/maps`)) {
     if (!entry.perms.includes('x') || !entry.pathname.startsWith('/')) continue;
-    const key = `${entry.device} ${entry.inode}`;
-    let problem = cache.files.get(key);
-    if (problem === undefined) {
-      problem = fileProblem('mapped library', entry.pathname, read.stat(mapFilesPath(pid, entry))) ?? null;
-      cache.files.set(key, problem);
-    }
-    if (problem !== null) return problem;
-    const mappedDirectoryProblem = directoriesProblem(entry.pathname, tree, read, cache);
-    if (mappedDirectoryProblem !== undefined) return mappedDirectoryProblem;
+    // maps names the mapped file by device and inode: the same file gets the same verdict at the same path.
+    const key = `map ${entry.device} ${entry.inode} ${entry.deleted} ${inHost} ${entry.pathname}`;
+    const problem = cached(cache, key, () => {
+      const facts = read.stat(mapFilesPath(pid, entry));
+      return bindingProblem('mapped library', entry.pathname, entry.deleted, facts, inHost, read, cache);
+    });
+    if (problem !== undefined) return problem;
   }
   const status = parseStatus(read.readText(`/proc/${pid}/status`), `/proc/${pid}/status`);
   if (status.tracerPid !== 0) return `traced by pid ${status.tracerPid}`;
   return undefined;
 }
 
-/** Where pid's paths resolve and the cache key of that tree. */
-interface Tree {
-  /** Prefix to stat a path of pid's with: '' in our mount namespace, else "/proc/PID/root". */
-  base: string;
-  key: string;
+/** The verdict cached under key, computed (and kept) on first use. */
+function cached(cache: GenuineCache, key: string, judge: () => string | undefined): string | undefined {
+  let problem = cache.files.get(key);
+  if (problem === undefined) {
+    problem = judge() ?? null;
+    cache.files.set(key, problem);
+  }
+  return problem ?? undefined;
 }
 
 /**
- * The tree pid's exe and maps paths live in. The kernel prints them relative to OUR root when it can
- * reach them (same mount namespace, even if pid is chrooted), else relative to pid's namespace root.
+ * Why a file a process runs (its facts read through /proc, so they are the file's whatever its path)
+ * is not one only root could have put there at `path` as root sees it here, or undefined. A live file
+ * must be the very file at that path (same device and inode: a bind mount in the holder's own mount
+ * namespace is caught); a deleted one cannot be compared, so it passes only from a holder in the host's
+ * namespaces (where users cannot mount), on its own ownership and the directories at its old path.
  */
-function treeOf(pid: number, read: ProcReader, cache: GenuineCache): Tree {
-  cache.selfMountNamespace ??= read.readLink('/proc/self/ns/mnt');
-  const namespace = read.readLink(`/proc/${pid}/ns/mnt`);
-  if (namespace === cache.selfMountNamespace) return { base: '', key: namespace };
-  return { base: `/proc/${pid}/root`, key: `${namespace} ${read.readLink(`/proc/${pid}/root`)}` };
+function bindingProblem(
+  label: string,
+  path: string,
+  deleted: boolean,
+  running: FileFacts,
+  inHost: boolean,
+  read: ProcReader,
+  cache: GenuineCache,
+): string | undefined {
+  const own = fileProblem(label, path, running);
+  if (own !== undefined) return own;
+  if (deleted) {
+    if (!inHost) return `${label} ${path} was deleted and the holder is not in the host's namespaces`;
+    return directoriesProblem(path, read, cache);
+  }
+  let here: FileFacts;
+  try {
+    here = read.stat(path);
+  } catch (error) {
+    const code = error instanceof ReadFailure ? error.code : undefined;
+    return `${label} ${path} is not a file root sees at that path (${code ?? String(error)})`;
+  }
+  if (here.identity !== running.identity) {
+    return `${label} ${path} is not the file root sees at that path (device:inode ${running.identity}, not ${here.identity}: a bind mount or another mount namespace)`;
+  }
+  return directoriesProblem(path, read, cache);
 }
 
-/** The first directory above path (parent up to "/") that root does not control, as a reason. */
+/**
+ * Why pid does not live in the host's user and mount namespace (moshwall's own or PID 1's), or
+ * undefined when it does. A user can mount (bind a file over mosh-server, say) only in a mount namespace
+ * of a user namespace they made.
+ */
+function namespaceProblem(pid: number, read: ProcReader, cache: GenuineCache): string | undefined {
+  cache.host ??= hostNamespaces(read);
+  const user = read.readLink(`/proc/${pid}/ns/user`);
+  if (!cache.host.user.has(user)) return `runs in another user namespace (${user}) than the host's`;
+  const mount = read.readLink(`/proc/${pid}/ns/mnt`);
+  if (!cache.host.mount.has(mount)) return `runs in another mount namespace (${mount}) than the host's`;
+  return undefined;
+}
+
+/**
+ * moshwall's own user and mount namespaces, and PID 1's when root may read them (under systemd's
+ * ProtectSystem= the daemon has a mount namespace of its own, and sessions live in PID 1's).
+ */
+function hostNamespaces(read: ProcReader): HostNamespaces {
+  const host: HostNamespaces = {
+    user: new Set([read.readLink('/proc/self/ns/user')]),
+    mount: new Set([read.readLink('/proc/self/ns/mnt')]),
+  };
+  for (const [kind, set] of [
+    ['user', host.user],
+    ['mnt', host.mount],
+  ] as const) {
+    try {
+      set.add(read.readLink(`/proc/1/ns/${kind}`));
+    } catch {
+      // PID 1 closed to us (a sandbox's init): our own namespaces are the host's.
+    }
+  }
+  return host;
+}
+
+/** The first directory above path (parent up to "/"), as root sees it here, that root does not control. */
 function directoriesProblem(
   path: string,
-  tree: Tree,
   read: ProcReader,
   cache: GenuineCache,
   allowStickyRoot = false,
 ): string | undefined {
   for (const directory of parentDirectories(path)) {
-    const key = `${tree.key} ${directory}`;
-    let problem = cache.directories.get(key);
+    let problem = cache.directories.get(directory);
     if (problem === undefined) {
-      const facts = read.stat(directory === '/' && tree.base !== '' ? tree.base : `${tree.base}${directory}`);
+      const facts = read.stat(directory);
       problem = facts.isDirectory
         ? allowStickyRoot && facts.uid === 0 && (facts.mode & 0o1000) !== 0
           ? null
           : (ownershipProblem('directory', directory, facts) ?? null)
         : `${directory} is not a directory`;
-      cache.directories.set(key, problem);
+      cache.directories.set(directory, problem);
     }
     if (problem !== null) return problem;
   }
@@ -240,10 +319,7 @@ export function rootOnlyPathProblem(path: string, reader: ProcReader, label = 'f
   }
   const cache = createGenuineCache();
   try {
-    return (
-      fileProblem(label, path, facts) ??
-      directoriesProblem(path, { base: '', key: 'self' }, reader, cache, true)
-    );
+    return fileProblem(label, path, facts) ?? directoriesProblem(path, reader, cache, true);
   } catch (error) {
     return `a directory above ${path} cannot be read (${errnoCode(error) ?? String(error)})`;
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { checkGenuine, type GenuineCache, type GenuineVerdict } from './genuine.ts';
+import { checkGenuine, type GenuineCache, type GenuineOptions, type GenuineVerdict } from './genuine.ts';
 import type { ProcReader } from './proc-reader.ts';
 import { parseStat, parseStatus } from './process.ts';
 
@@ -43,7 +43,7 @@ export interface ProcessMemory {
   /** The remembered verdict of pid if it still holds, else undefined (and the entry is dropped). */
   recall(pid: number, reader: ProcReader): Recalled | undefined;
   /** checkGenuine, remembering a genuine verdict with what it was judged on. */
-  check(pid: number, reader: ProcReader, serverNames: string[], cache: GenuineCache): GenuineVerdict;
+  check(pid: number, reader: ProcReader, options: GenuineOptions, cache: GenuineCache): GenuineVerdict;
   /** Records the client address read for a remembered pid. */
   noteClientAddress(pid: number, address: string | undefined): void;
   /** Drops every entry but those of `pids` (the holders the last scan saw). */
@@ -104,7 +104,7 @@ export function createProcessMemory(): ProcessMemory {
       return undefined;
     },
 
-    check(pid, reader, serverNames, cache) {
+    check(pid, reader, options, cache) {
       const stat = statOf(pid, reader);
       const mapsFile = `/proc/${pid}/maps`;
       let maps: string | undefined;
@@ -116,7 +116,7 @@ export function createProcessMemory(): ProcessMemory {
           return text;
         },
       };
-      const verdict = checkGenuine(pid, recording, { serverNames }, cache);
+      const verdict = checkGenuine(pid, recording, options, cache);
       if (verdict.genuine && maps !== undefined && stat !== undefined) {
         entries.set(pid, { ...stat, exe: verdict.exe, maps: digest(maps) });
       } else entries.delete(pid);

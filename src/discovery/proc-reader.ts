@@ -1,7 +1,9 @@
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 
-/** What discovery needs to know of a file: owner, permission bits and kind. */
+/** What discovery needs to know of a file: owner, permission bits, kind and identity. */
 export interface FileFacts {
+  /** "device:inode" (decimal, exact: read as bigint): which file this is, whatever path reached it. */
+  identity: string;
   uid: number;
   gid: number;
   /** Permission bits only (mode & 0o7777). */
@@ -30,11 +32,12 @@ export function createHostProcReader(): ProcReader {
     readLink: (path) => readlinkSync(path),
     listDir: (path) => readdirSync(path),
     stat: (path) => {
-      const facts = statSync(path);
+      const facts = statSync(path, { bigint: true });
       return {
-        uid: facts.uid,
-        gid: facts.gid,
-        mode: facts.mode & 0o7777,
+        identity: `${facts.dev}:${facts.ino}`,
+        uid: Number(facts.uid),
+        gid: Number(facts.gid),
+        mode: Number(facts.mode & 0o7777n),
         isFile: facts.isFile(),
         isDirectory: facts.isDirectory(),
       };

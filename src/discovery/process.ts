@@ -101,6 +101,16 @@ export function parseStatus(text: string, source = '/proc/PID/status'): ProcStat
   return { realUid, effectiveUid, realGid, effectiveGid, groups, tracerPid, parentPid };
 }
 
+/** The real, effective, saved and filesystem uid of /proc/PID/status, without repeats. */
+export function parseUids(text: string, source = '/proc/PID/status'): number[] {
+  const line = linesOf(text).find((candidate) => candidate.startsWith('Uid:'));
+  const parts = line?.slice('Uid:'.length).trim().split(/\s+/) ?? [];
+  if (parts.length !== 4 || !parts.every((part) => /^\d+$/.test(part))) {
+    throw malformed('status (Uid line)', source, line ?? '(no Uid line)');
+  }
+  return [...new Set(parts.map(Number))];
+}
+
 /** Every mapping of /proc/PID/maps, " (deleted)" split off the pathname into `deleted`. */
 export function parseMaps(text: string, source = '/proc/PID/maps'): MapEntry[] {
   return linesOf(text).map((line, index) => {

@@ -1,5 +1,14 @@
 import { ProcError } from '../errors.ts';
-import type { Family, MoshSession, PortRange, RefusedHolder, ScanResult, UdpSocket } from '../model.ts';
+import type {
+  Family,
+  MoshSession,
+  PortRange,
+  RefusedHolder,
+  ScanResult,
+  UdpSocket,
+  UninspectedProcess,
+} from '../model.ts';
+import { isLoopback } from '../net.ts';
 import { readProcessDetails, readRealUid } from './details.ts';
 import { errnoCode } from './errno.ts';
 import { checkGenuine, createGenuineCache, type GenuineVerdict } from './genuine.ts';
@@ -13,10 +22,17 @@ import { parsePasswd } from './users.ts';
 export interface ScanOptions {
   range: PortRange;
   serverNames: string[];
+  /** Accept holders in another user or mount namespace than the host's (allow_foreign_namespaces). */
+  allowForeignNamespaces?: boolean;
   /** sysconf(_SC_CLK_TCK): the unit of the start time in /proc/PID/stat. Default 100. */
   clockTicksPerSecond?: number;
   /** Genuine verdicts kept from earlier scans (the daemon's; see memory.ts); none by default. */
   memory?: ProcessMemory;
+  /**
+   * Inodes of the UDP sockets with IPV6_V6ONLY set (not in /proc: the edge asks `ss`); throws when that
+   * cannot be known. Called only when a refused "::" holder shares a port with a session.
+   */
+  v6Only?: () => ReadonlySet<number>;
 }
 
 /**
@@ -31,7 +47,8 @@ const UDP_FILES: Record<Family, string> = { v4: '/proc/net/udp', v6: '/proc/net/
 /**
  * The mosh sessions in the range: UDP sockets in range whose every holder is a genuine mosh-server,
  * and a RefusedHolder for every other holder (or for a socket nobody visible holds). Holders that
- * exit mid-scan are not counted. Throws ProcError when the socket tables or the process table cannot
+ * exit mid-scan are not counted. A socket owned by a uid of a non-root process whose fds could not be
+ * read is refused (that process may hold it). Throws ProcError when the socket tables or /proc cannot
  * be read: a failed scan must never read as "no sessions".
  */
 export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResult {
@@ -41,17 +58,22 @@ export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResu
     .sort(bySocket);
   if (sockets.length === 0) {
     options.memory?.keepOnly(new Set());
-    return { sessions: [], refused: [] };
+    return { sessions: [], refused: [], uninspected: [] };
   }
 
   const scan = startScan(reader, options);
-  const holders = holdersOf(reader, new Set(sockets.map((socket) => socket.inode)));
-  const result: ScanResult = { sessions: [], refused: [] };
+  const { holders, uninspected } = holdersOf(reader, new Set(sockets.map((socket) => socket.inode)));
+  const result: ScanResult = { sessions: [], refused: [], uninspected };
+  const held = new Map<number, number>();
+  for (const pids of holders.values()) for (const pid of pids) held.set(pid, (held.get(pid) ?? 0) + 1);
   for (const socket of sockets) {
-    const { session, refused } = judgeSocket(scan, socket, holders.get(socket.inode) ?? []);
-    if (session !== undefined) result.sessions.push(session);
-    result.refused.push(...refused);
+    const judged = judgeSocket(scan, socket, holders.get(socket.inode) ?? [], held);
+    const blocked = blindSpotRefusals(scan, socket, uninspected);
+    if (judged.session !== undefined && blocked.length === 0) result.sessions.push(judged.session);
+    result.refused.push(...judged.refused, ...blocked);
   }
+  markUnreachable(reader, result.refused);
+  markV6Only(options, sockets, result);
   options.memory?.keepOnly(new Set([...holders.values()].flat()));
   result.sessions.sort(byPlace);
   result.refused.sort(byPlace);
@@ -78,14 +100,18 @@ function startScan(reader: ProcReader, options: ScanOptions): Scan {
   const recalled = new Map<number, Recalled>();
   const { memory } = options;
   /** The verdict on pid: recalled from memory when it still holds, else a full check. */
+  const genuineOptions = {
+    serverNames: options.serverNames,
+    allowForeignNamespaces: options.allowForeignNamespaces === true,
+  };
   const judge = (pid: number): GenuineVerdict => {
-    if (memory === undefined) return checkGenuine(pid, reader, { serverNames: options.serverNames }, cache);
+    if (memory === undefined) return checkGenuine(pid, reader, genuineOptions, cache);
     const known = memory.recall(pid, reader);
     if (known !== undefined) {
       recalled.set(pid, known);
       return known.verdict;
     }
-    return memory.check(pid, reader, options.serverNames, cache);
+    return memory.check(pid, reader, genuineOptions, cache);
   };
   let names: Map<number, string> | undefined;
   let bootTime: number | undefined;
@@ -112,7 +138,7 @@ function startScan(reader: ProcReader, options: ScanOptions): Scan {
     },
     isHelperOf(pid, parents) {
       if (parents.length === 0) return false;
-      const helper = checkGenuine(pid, reader, { serverNames: HELPER_NAMES }, cache);
+      const helper = checkGenuine(pid, reader, { ...genuineOptions, serverNames: HELPER_NAMES }, cache);
       if (!helper.genuine) return false;
       try {
         const file = `/proc/${pid}/status`;
@@ -134,12 +160,16 @@ function startScan(reader: ProcReader, options: ScanOptions): Scan {
 
 /**
  * One socket in range: a session when every holder still present is genuine; otherwise a refusal
- * for each holder that is not (or for the socket itself when no holder was found).
+ * for each holder that is not (or for the socket itself when no holder was found). A genuine
+ * mosh-server binds exactly one socket; one holding several in the range (`held`: pid → count) was
+ * handed the others by a process that may keep a copy where /proc cannot show it (an io_uring ring
+ * whose fd was closed), so none of them counts.
  */
 function judgeSocket(
   scan: Scan,
   socket: UdpSocket,
   pids: number[],
+  held: ReadonlyMap<number, number>,
 ): { session?: MoshSession; refused: RefusedHolder[] } {
   const place = { port: socket.localPort, family: socket.family, localAddress: socket.localAddress };
   const refusal = (pid: number, uid: number, exe: string, reason: string): RefusedHolder => ({
@@ -166,6 +196,19 @@ function judgeSocket(
       : [refusal(pid, readRealUid(scan.reader, pid) ?? socket.uid, verdict.exe, verdict.reason)],
   );
   if (refused.length > 0) return { refused };
+  const handed = present.filter(({ pid, verdict }) => verdict.genuine && (held.get(pid) ?? 0) > 1);
+  if (handed.length > 0) {
+    return {
+      refused: handed.map(({ pid, verdict }) =>
+        refusal(
+          pid,
+          readRealUid(scan.reader, pid) ?? socket.uid,
+          verdict.exe,
+          `mosh-server pid ${pid} holds ${held.get(pid)} UDP sockets in the range; it binds one itself, so another process handed it the others and may keep a copy /proc cannot show`,
+        ),
+      ),
+    };
+  }
   // mosh-server's parent exits right after forking: the first holder still readable is the session.
   let holder: (typeof present)[number] | undefined;
   let details: ReturnType<typeof readProcessDetails>;
@@ -191,6 +234,87 @@ function judgeSocket(
   };
   if (details.clientAddress !== undefined) session.clientAddress = details.clientAddress;
   return { session, refused: [] };
+}
+
+/**
+ * Refusals of a socket that a process we could not read may hold: a non-root uninspected process whose
+ * uids include the socket's owner (or whose uids are unknown). Root ones are ignored: root gains nothing
+ * from holding a socket, it can change the firewall itself.
+ */
+function blindSpotRefusals(
+  scan: Scan,
+  socket: UdpSocket,
+  uninspected: UninspectedProcess[],
+): RefusedHolder[] {
+  return uninspected
+    .filter((blind) => !blind.root && (blind.uids.length === 0 || blind.uids.includes(socket.uid)))
+    .map((blind) => ({
+      pid: blind.pid,
+      uid: blind.uids[0] ?? socket.uid,
+      user: scan.userName(blind.uids[0] ?? socket.uid),
+      port: socket.localPort,
+      family: socket.family,
+      localAddress: socket.localAddress,
+      exe: blind.exe,
+      reason: `a holder could not be inspected: pid ${blind.pid} (${uidText(blind)}) may hold this socket (uid ${socket.uid}); reading ${blind.path} failed (${blind.code})`,
+    }));
+}
+
+/** "uid 1000" / "uids 1000,0" / "uid unknown" for a reason text. */
+function uidText(blind: UninspectedProcess): string {
+  if (blind.uids.length === 0) return 'uid unknown';
+  return `${blind.uids.length === 1 ? 'uid' : 'uids'} ${blind.uids.join(',')}`;
+}
+
+/**
+ * Marks refused holders bound to a loopback address as unreachable from outside, unless some interface
+ * routes to loopback (net.ipv4.conf.*.route_localnet = 1, or unreadable: then nothing is marked).
+ * ::1 is never routed from outside.
+ */
+function markUnreachable(reader: ProcReader, refused: RefusedHolder[]): void {
+  const loopback = refused.filter((holder) => isLoopback(holder.localAddress));
+  if (loopback.length === 0) return;
+  const v4Routed = routesToLoopback(reader);
+  for (const holder of loopback) {
+    const v4 = holder.family === 'v4' || holder.localAddress.includes('.');
+    if (!v4 || !v4Routed) holder.unreachable = true;
+  }
+}
+
+/**
+ * Marks refused "::" holders whose every socket on that port is IPV6_V6ONLY, when a session shares the
+ * port: they receive no IPv4. When that cannot be known nothing is marked (they count as dual-stack).
+ */
+function markV6Only(options: ScanOptions, sockets: UdpSocket[], result: ScanResult): void {
+  const wildcard = (holder: Pick<RefusedHolder, 'family' | 'localAddress'>) =>
+    holder.family === 'v6' && holder.localAddress === '::';
+  const sessionPorts = new Set(result.sessions.map((session) => session.port));
+  const candidates = result.refused.filter((holder) => wildcard(holder) && sessionPorts.has(holder.port));
+  if (candidates.length === 0 || options.v6Only === undefined) return;
+  let v6Only: ReadonlySet<number>;
+  try {
+    v6Only = options.v6Only();
+  } catch {
+    return;
+  }
+  for (const holder of candidates) {
+    const inodes = sockets
+      .filter((socket) => wildcard(socket) && socket.localPort === holder.port)
+      .map((socket) => socket.inode);
+    if (inodes.length > 0 && inodes.every((inode) => v6Only.has(inode))) holder.v6only = true;
+  }
+}
+
+/** Whether any interface (or "all") has route_localnet on; true when that cannot be read (fail safe). */
+function routesToLoopback(reader: ProcReader): boolean {
+  const base = '/proc/sys/net/ipv4/conf';
+  try {
+    return reader
+      .listDir(base)
+      .some((name) => reader.readText(`${base}/${name}/route_localnet`).trim() !== '0');
+  } catch {
+    return true;
+  }
 }
 
 /** The sockets of /proc/net/udp or udp6; a missing udp6 is IPv6 switched off, any other failure throws. */

@@ -1,49 +1,129 @@
 import { ProcError } from '../errors.ts';
-import { errnoCode, isDenied, isGone } from './errno.ts';
+import type { UninspectedProcess } from '../model.ts';
+import { errnoCode, isGone } from './errno.ts';
 import type { ProcReader } from './proc-reader.ts';
-import { parseStatus } from './process.ts';
+import { parseStatus, parseUids } from './process.ts';
 
 const SOCKET_LINK = /^socket:\[(\d+)\]$/;
 
+/** What the walk of the process table found: who holds the wanted sockets, and whom it could not read. */
+export interface HolderWalk {
+  /** Socket inode → pids (ascending) of the processes with an fd on it. */
+  holders: Map<number, number[]>;
+  /** Processes whose fds could not be read, by pid (root ones included, marked). */
+  uninspected: UninspectedProcess[];
+}
+
+/** A read inside one process's /proc directory that failed for a reason other than the process leaving. */
+class ProcessUnreadable extends Error {
+  readonly path: string;
+  readonly code: string;
+
+  constructor(path: string, code: string, cause: unknown) {
+    super(`Cannot read ${path} (${code})`, { cause });
+    this.path = path;
+    this.code = code;
+  }
+}
+
 /**
- * Socket inode → pids (ascending) of the processes with an fd on it, for the wanted inodes only, by
- * walking /proc/[0-9]+/fd/*. A pid or fd that disappears mid-walk is skipped. A process whose fds even
- * root may not list (a container's init, say) is skipped only if it runs as root: root can change the
- * firewall itself, so its holding a socket gains it nothing. Any other failure throws, since a holder
- * we cannot see could be one that must not count.
+ * Socket inode → holders, for the wanted inodes only, by walking /proc/[0-9]+/fd/*. A pid or fd that
+ * disappears mid-walk is skipped. A process whose fds cannot be listed or read (EACCES from an LSM, a
+ * sandbox's init, EIO, …) never fails the walk: it is returned in `uninspected`, with its uids, for the
+ * scan to decide what it means (scan.ts: root ignored, anyone else's sockets refused). Only /proc itself
+ * being unreadable throws: then nothing can be known.
  */
-export function holdersOf(reader: ProcReader, inodes: ReadonlySet<number>): Map<number, number[]> {
+export function holdersOf(reader: ProcReader, inodes: ReadonlySet<number>): HolderWalk {
   const holders = new Map<number, number[]>();
-  const pids = list(reader, '/proc')
+  const uninspected: UninspectedProcess[] = [];
+  const pids = listProc(reader)
     .filter((name) => /^\d+$/.test(name))
     .map(Number)
     .sort((a, b) => a - b);
   for (const pid of pids) {
-    const fds = listFds(reader, pid);
-    for (const fd of fds) {
-      const target = linkIfPresent(reader, `/proc/${pid}/fd/${fd}`);
-      const inode = Number(SOCKET_LINK.exec(target ?? '')?.[1] ?? Number.NaN);
-      if (!inodes.has(inode)) continue;
-      const pidsOfInode = holders.get(inode) ?? [];
-      if (!pidsOfInode.includes(pid)) pidsOfInode.push(pid);
-      holders.set(inode, pidsOfInode);
+    try {
+      for (const inode of socketsOf(reader, pid, inodes)) {
+        const pidsOfInode = holders.get(inode) ?? [];
+        if (!pidsOfInode.includes(pid)) pidsOfInode.push(pid);
+        holders.set(inode, pidsOfInode);
+      }
+    } catch (error) {
+      if (!(error instanceof ProcessUnreadable)) throw error;
+      const blind = describeUninspected(reader, pid, error);
+      if (blind !== undefined) uninspected.push(blind);
     }
   }
-  return holders;
+  return { holders, uninspected };
 }
 
-/** The fd names of pid: [] if it is gone or is a root process whose fds are closed to us. */
-function listFds(reader: ProcReader, pid: number): string[] {
-  try {
-    return listIfPresent(reader, `/proc/${pid}/fd`) ?? [];
-  } catch (error) {
-    if (error instanceof ProcError && isDenied(String(error.context.code)) && runsAsRoot(reader, pid))
-      return [];
-    throw error;
+/**
+ * The wanted socket inodes in pid's fd tables; [] if it is gone; ProcessUnreadable if one cannot be
+ * read. A thread made without CLONE_FILES has a table of its own, seen only under
+ * /proc/PID/task/TID/fd: those are walked too, for processes with more than one thread that do not run
+ * as root (root gains nothing from a socket; most threads share the leader's table, but /proc cannot
+ * tell, so each is read).
+ */
+function socketsOf(reader: ProcReader, pid: number, inodes: ReadonlySet<number>): number[] {
+  const found = socketsIn(reader, `/proc/${pid}/fd`, inodes);
+  const tasks = attempt(() => reader.listDir(`/proc/${pid}/task`), `/proc/${pid}/task`) ?? [];
+  const others = tasks.filter((tid) => tid !== String(pid));
+  if (others.length === 0 || runsAsRoot(reader, pid)) return found;
+  for (const tid of others) {
+    for (const inode of socketsIn(reader, `/proc/${pid}/task/${tid}/fd`, inodes)) {
+      if (!found.includes(inode)) found.push(inode);
+    }
   }
+  return found;
 }
 
-/** True when pid's real and effective uid are both 0 (from /proc/PID/status). */
+/**
+ * The wanted socket inodes among the links of one fd directory ([] if it is gone), and among the fixed
+ * files of every io_uring in it (listed in its fdinfo: a socket registered there and then closed is in
+ * no fd table).
+ */
+function socketsIn(reader: ProcReader, directory: string, inodes: ReadonlySet<number>): number[] {
+  const found: number[] = [];
+  for (const fd of attempt(() => reader.listDir(directory), directory) ?? []) {
+    const path = `${directory}/${fd}`;
+    const target = attempt(() => reader.readLink(path), path);
+    const held =
+      target === IO_URING
+        ? ringSockets(reader, `${directory.slice(0, -'/fd'.length)}/fdinfo/${fd}`)
+        : [Number(SOCKET_LINK.exec(target ?? '')?.[1] ?? Number.NaN)];
+    for (const inode of held) if (inodes.has(inode) && !found.includes(inode)) found.push(inode);
+  }
+  return found;
+}
+
+const IO_URING = 'anon_inode:[io_uring]';
+const RING_TRIES = 3;
+
+/**
+ * The socket inodes among an io_uring's fixed files, from its fdinfo ("UserFiles:\tN" then one
+ * "  i: path" line each). The kernel lists them only when it gets the ring's lock at once: a listing
+ * still short after a few reads makes the process uninspected (EBUSY) rather than be trusted.
+ */
+function ringSockets(reader: ProcReader, path: string): number[] {
+  for (let tries = 0; tries < RING_TRIES; tries += 1) {
+    const text = attempt(() => reader.readText(path), path);
+    if (text === undefined) return [];
+    const lines = text.split('\n');
+    const start = lines.findIndex((line) => line.startsWith('UserFiles:'));
+    const count = start < 0 ? 0 : Number(lines[start]?.slice('UserFiles:'.length).trim());
+    const entries: string[] = [];
+    for (const line of lines.slice(start + 1)) {
+      const entry = /^\s*\d+: (.*)$/.exec(line);
+      if (start < 0 || entry === null) break;
+      entries.push(entry[1] ?? '');
+    }
+    if (entries.length >= count) {
+      return entries.map((entry) => Number(SOCKET_LINK.exec(entry)?.[1] ?? Number.NaN));
+    }
+  }
+  throw new ProcessUnreadable(path, 'EBUSY', new Error(`${path} lists fewer fixed files than it counts`));
+}
+
+/** True when pid's real and effective uid are both 0; false when that cannot be read. */
 function runsAsRoot(reader: ProcReader, pid: number): boolean {
   try {
     const status = parseStatus(reader.readText(`/proc/${pid}/status`), `/proc/${pid}/status`);
@@ -53,39 +133,54 @@ function runsAsRoot(reader: ProcReader, pid: number): boolean {
   }
 }
 
-/** The names in a directory that must be listable. */
-function list(reader: ProcReader, path: string): string[] {
-  const names = listIfPresent(reader, path);
-  if (names === undefined) throw walkError(path, 'ENOENT');
-  return names;
-}
-
-/** The names in a directory, or undefined if it is gone. */
-function listIfPresent(reader: ProcReader, path: string): string[] | undefined {
+/** read(), undefined when the path is gone, ProcessUnreadable for any other errno. */
+function attempt<T>(read: () => T, path: string): T | undefined {
   try {
-    return reader.listDir(path);
+    return read();
   } catch (error) {
-    if (isGone(errnoCode(error))) return undefined;
-    throw walkError(path, errnoCode(error), error);
+    const code = errnoCode(error);
+    if (isGone(code)) return undefined;
+    if (code === undefined) throw error;
+    throw new ProcessUnreadable(path, code, error);
   }
 }
 
-/** The target of a link, or undefined if it is gone. */
-function linkIfPresent(reader: ProcReader, path: string): string | undefined {
+/** The record of a process we could not read: uids and exe as far as they can be read; undefined if gone. */
+function describeUninspected(
+  reader: ProcReader,
+  pid: number,
+  failure: ProcessUnreadable,
+): UninspectedProcess | undefined {
+  const file = `/proc/${pid}/status`;
+  let uids: number[] = [];
+  let root = false;
   try {
-    return reader.readLink(path);
+    const text = reader.readText(file);
+    const status = parseStatus(text, file);
+    uids = parseUids(text, file);
+    root = status.realUid === 0 && status.effectiveUid === 0;
   } catch (error) {
     if (isGone(errnoCode(error))) return undefined;
-    throw walkError(path, errnoCode(error), error);
   }
+  let exe = '';
+  try {
+    exe = reader.readLink(`/proc/${pid}/exe`);
+  } catch {
+    // Refused as well (or a kernel thread): the record says so with ''.
+  }
+  return { pid, uids, root, exe, path: failure.path, code: failure.code };
 }
 
-/** A ProcError for a failed step of the process walk. */
-function walkError(path: string, code: string | undefined, cause?: unknown): ProcError {
-  const hint = code === 'EACCES' || code === 'EPERM' ? ' (moshwall must run as root)' : '';
-  return new ProcError(
-    `Cannot read ${path} (${code ?? String(cause)})${hint}; the holders of the sockets cannot be known`,
-    { file: path, code },
-    cause,
-  );
+/** The names in /proc, which must be listable. */
+function listProc(reader: ProcReader): string[] {
+  try {
+    return reader.listDir('/proc');
+  } catch (error) {
+    const code = errnoCode(error);
+    throw new ProcError(
+      `Cannot read /proc (${code ?? String(error)}); the holders of the sockets cannot be known`,
+      { file: '/proc', code },
+      error,
+    );
+  }
 }

@@ -94,6 +94,11 @@ source_networks = []
 # writable by others, in directories with the same property, and it is not being traced.
 mosh_server_names = ["mosh-server"]
 mosh_server = "/usr/bin/mosh-server"
+# A mosh-server counts only if its running executable (and every executable mapping) is the very
+# file, by device and inode, that root sees at its path here: a user's bind mount in a namespace of
+# their own is refused. Holders in another user or mount namespace than the host's (moshwall's own or
+# PID 1's) are refused too unless this is true (e.g. pam_namespace logins); the file checks still apply.
+allow_foreign_namespaces = false
 
 # Serializes concurrent runs; a second run waits up to lock_timeout_ms, then fails with exit 5 naming
 # who holds it. moshwall makes the file 0600 in a 0700 directory of root's (the login hook's lock and

@@ -209,3 +209,14 @@ describe('loadConfig', () => {
     }
   });
 });
+
+describe('config: allow_foreign_namespaces (issue 10 #1)', () => {
+  it('is false by default, takes a boolean, and refuses anything else with the key named', () => {
+    assert.equal(parseConfig('', '/etc/moshwall/moshwall.toml').allowForeignNamespaces, false);
+    assert.equal(parseConfig('allow_foreign_namespaces = true\n', 'f.toml').allowForeignNamespaces, true);
+    assert.throws(
+      () => parseConfig('allow_foreign_namespaces = "yes"\n', 'f.toml'),
+      /allow_foreign_namespaces/,
+    );
+  });
+});

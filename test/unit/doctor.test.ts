@@ -63,3 +63,50 @@ describe('doctor: a backend that is not installed', () => {
     });
   }
 });
+
+describe('doctor: processes whose fds cannot be read (issue 9)', () => {
+  const processFindings = (f: DoctorFacts) =>
+    diagnose(f)
+      .filter((finding) => finding.check === 'processes')
+      .map((finding) => [finding.level, finding.message]);
+  const blind = { path: '/proc/1/fd/0', code: 'EACCES', exe: '' };
+
+  it('names a root one as ignored and warns of a non-root one, saying whose sockets are refused', () => {
+    const uninspected = [
+      { ...blind, pid: 1, uids: [0], root: true },
+      { ...blind, pid: 4242, uids: [1000], root: false, exe: '/usr/bin/sandboxed', path: '/proc/4242/fd' },
+    ];
+    assert.deepEqual(processFindings(facts({ uninspected })), [
+      [
+        'warn',
+        'cannot inspect pid 4242 uid 1000 exe /usr/bin/sandboxed: reading /proc/4242/fd failed (EACCES); sockets in the range owned by uid 1000 are refused',
+      ],
+      ['ok', 'root processes whose fds cannot be read are ignored (root gains nothing from a socket): pid 1'],
+    ]);
+  });
+
+  it('fails when /proc cannot be walked at all, and says nothing when it was not walked', () => {
+    assert.deepEqual(processFindings(facts({ uninspected: new Error('Cannot read /proc (EACCES)') })), [
+      ['fail', 'cannot scan /proc: Cannot read /proc (EACCES)'],
+    ]);
+    assert.deepEqual(processFindings(facts({})), []);
+  });
+});
+
+describe('doctor: io_uring, which can hide a socket from /proc (issue 10 #11)', () => {
+  const ioUring = (value: number | null) =>
+    diagnose(facts({ ioUringDisabled: value }))
+      .filter((finding) => finding.check === 'io_uring')
+      .map((finding) => finding.level);
+
+  it('warns while every user may make a ring, and not once it is limited or off', () => {
+    assert.deepEqual(ioUring(0), ['warn']);
+    assert.deepEqual(ioUring(null), ['warn']);
+    assert.deepEqual(ioUring(1), ['ok']);
+    assert.deepEqual(ioUring(2), ['ok']);
+    assert.match(
+      diagnose(facts({ ioUringDisabled: 0 })).find((finding) => finding.check === 'io_uring')?.message ?? '',
+      /can hide a copy of its socket in a ring \/proc does not show/,
+    );
+  });
+});

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cidrContains, formatIPv6, ipFamily, isV4Mapped, parseIPv6, parseNetwork } from '../../src/net.ts';
+import {
+  cidrContains,
+  formatIPv6,
+  ipFamily,
+  isLoopback,
+  isV4Mapped,
+  parseIPv6,
+  parseNetwork,
+} from '../../src/net.ts';
 
 describe('parseNetwork', () => {
   const good: [string, string][] = [
@@ -59,5 +67,14 @@ describe('addresses', () => {
     assert.equal(cidrContains('::/0', '192.0.2.0/24'), false);
     assert.equal(cidrContains('::/0', '2001:db8::/32'), true);
     assert.equal(cidrContains('not a network', '2001:db8::/32'), false);
+  });
+});
+
+describe('isLoopback', () => {
+  it('is true for 127/8, ::1 and ::ffff:127.x only', () => {
+    for (const address of ['127.0.0.1', '127.255.0.9', '::1', '::ffff:127.0.0.1'])
+      assert.equal(isLoopback(address), true, address);
+    for (const address of ['0.0.0.0', '192.0.2.1', '::', '::2', '2001:db8::1', '::ffff:192.0.2.1', 'junk'])
+      assert.equal(isLoopback(address), false, address);
   });
 });

@@ -149,3 +149,42 @@ describe('decide', () => {
     assert.deepEqual(decision.wanted, []);
   });
 });
+
+describe('decide: a squatter outside traffic cannot reach (issue 10 #6)', () => {
+  it('opens the genuine session though an unreachable (loopback) refused holder shares its port', () => {
+    const genuine = session({ port: 60090, localAddress: '192.0.2.1' });
+    const squatter = {
+      ...session({ port: 60090, localAddress: '127.0.0.1', user: 'bob', pid: 778 }),
+      reason: 'executable /usr/bin/socat is not named mosh-server',
+      unreachable: true as const,
+    };
+    const decision = decide({ sessions: [genuine], refused: [squatter] }, DEFAULT_CONFIG, groups, true);
+    assert.deepEqual(decision.wanted, [anySpec(60090, 'v4')]);
+    assert.deepEqual(decision.refused, [squatter], 'the squatter is still listed as refused');
+    const { unreachable: _, ...reachable } = squatter;
+    assert.deepEqual(
+      decide({ sessions: [genuine], refused: [reachable] }, DEFAULT_CONFIG, groups, true).wanted,
+      [],
+      'the same holder counts when it could be reached',
+    );
+  });
+});
+
+describe('decide: a squatter on [::] with IPV6_V6ONLY (issue 10 #6)', () => {
+  it('does not keep an IPv4 session closed, and still keeps an IPv6 one closed', () => {
+    const squatter = {
+      ...session({ port: 60091, family: 'v6', localAddress: '::', user: 'bob', pid: 779 }),
+      reason: 'executable /usr/bin/python3.11 is not named mosh-server',
+      v6only: true as const,
+    };
+    const v4 = session({ port: 60091, localAddress: '192.0.2.1' });
+    assert.deepEqual(decide({ sessions: [v4], refused: [squatter] }, DEFAULT_CONFIG, groups, true).wanted, [
+      anySpec(60091, 'v4'),
+    ]);
+    const v6 = session({ port: 60091, family: 'v6', localAddress: '2001:db8::1' });
+    assert.deepEqual(
+      decide({ sessions: [v6], refused: [squatter] }, DEFAULT_CONFIG, groups, true).wanted,
+      [],
+    );
+  });
+});

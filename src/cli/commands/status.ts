@@ -1,5 +1,5 @@
 import { collectStatus } from '../../engine.ts';
-import type { StatusReport } from '../../status.ts';
+import { type StatusReport, uninspectedText } from '../../status.ts';
 import type { Command } from '../command.ts';
 import { formatAge, table } from '../format.ts';
 
@@ -42,6 +42,10 @@ function statusText(status: StatusReport): string[] {
       );
     }
   }
+  if (status.uninspected.length > 0) {
+    lines.push('', `processes whose fds could not be read (${status.uninspected.length}):`);
+    for (const blind of status.uninspected) lines.push(`  ${uninspectedText(blind)}`);
+  }
   if (status.foreignInRange.length > 0) {
     lines.push('', 'rules not ours that match UDP in the range (never changed by moshwall):');
     for (const rule of status.foreignInRange) lines.push(`  ${rule.raw}`);
@@ -57,7 +61,9 @@ export const statusCommand: Command = {
   description: `Reads /proc and the firewall and changes nothing. Each session's RULE column says:
 open (our rule is in place), missing (the next sync adds it), covered (an admin rule already allows
 it), conflict (an admin rule has the same match, e.g. a deny; moshwall leaves the port alone), or
-unfiltered (the firewall is inactive). Rules of ours with no session are marked STALE.`,
+unfiltered (the firewall is inactive). Rules of ours with no session are marked STALE. Processes
+whose open files root may not read are listed with the read that failed: a root one is ignored, any
+other one has every socket in the range owned by its uids refused.`,
   options: [{ name: 'json', kind: 'flag', description: 'print the status as JSON' }],
   needsRoot: true,
   async run(context, options) {

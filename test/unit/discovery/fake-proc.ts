@@ -1,10 +1,13 @@
 import type { FileFacts, ProcReader } from '../../../src/discovery/proc-reader.ts';
 
+/** Stat facts of a fake path; without an identity, the path itself is the file's identity. */
+export type FakeFacts = Omit<FileFacts, 'identity'> & { identity?: string };
+
 /** What the fake knows of one path: its text, its link target, its stat facts, or an errno to throw. */
 export interface FakeNode {
   text?: string;
   link?: string;
-  facts?: FileFacts;
+  facts?: FakeFacts;
   /** errno code thrown by every read of this path and of everything under it. */
   error?: string;
 }
@@ -22,8 +25,13 @@ export interface FakeProc {
   before(path: string, action: () => void): void;
 }
 
-const DIRECTORY: FileFacts = { uid: 0, gid: 0, mode: 0o555, isFile: false, isDirectory: true };
-const TEXT_FILE: FileFacts = { uid: 0, gid: 0, mode: 0o444, isFile: true, isDirectory: false };
+const DIRECTORY: FakeFacts = { uid: 0, gid: 0, mode: 0o555, isFile: false, isDirectory: true };
+const TEXT_FILE: FakeFacts = { uid: 0, gid: 0, mode: 0o444, isFile: true, isDirectory: false };
+
+/** Facts with their identity filled in from the path when the node has none. */
+function withIdentity(facts: FakeFacts, path: string): FileFacts {
+  return { ...facts, identity: facts.identity ?? `path:${path}` };
+}
 
 /** An errno error shaped like the ones node:fs throws. */
 export function errnoError(code: string, syscall: string, path: string): NodeJS.ErrnoException {
@@ -84,9 +92,9 @@ export function createFakeProc(initial: Map<string, FakeNode>): FakeProc {
     },
     stat(path) {
       const node = enter('stat', path);
-      if (node?.facts !== undefined) return node.facts;
-      if (childrenOf(path).length > 0) return DIRECTORY;
-      if (node?.text !== undefined) return TEXT_FILE;
+      if (node?.facts !== undefined) return withIdentity(node.facts, path);
+      if (childrenOf(path).length > 0) return withIdentity(DIRECTORY, path);
+      if (node?.text !== undefined) return withIdentity(TEXT_FILE, path);
       throw missing('stat', path);
     },
   };

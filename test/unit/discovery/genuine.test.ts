@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { checkGenuine, createGenuineCache, type GenuineVerdict } from '../../../src/discovery/genuine.ts';
-import type { FileFacts } from '../../../src/discovery/proc-reader.ts';
-import { createFakeProc, type FakeProc } from './fake-proc.ts';
-import { fixture, type LabProcess, labNodes, pidOf } from './lab.ts';
+import { createFakeProc, type FakeFacts, type FakeProc } from './fake-proc.ts';
+import { fixture, type LabProcess, labNodes, linksOf, pidOf } from './lab.ts';
 
 const OPTIONS = { serverNames: ['mosh-server'] };
-const ROOT_FILE: FileFacts = { uid: 0, gid: 0, mode: 0o755, isFile: true, isDirectory: false };
-const ROOT_DIR: FileFacts = { uid: 0, gid: 0, mode: 0o755, isFile: false, isDirectory: true };
+const ROOT_FILE: FakeFacts = { uid: 0, gid: 0, mode: 0o755, isFile: true, isDirectory: false };
+const ROOT_DIR: FakeFacts = { uid: 0, gid: 0, mode: 0o755, isFile: false, isDirectory: true };
 
 /** The tracer pid recorded in the traced capture (read with a regex, not the parser under test). */
 const TRACER = Number(/^TracerPid:\s*(\d+)$/m.exec(fixture('lab/pid/traced/status'))?.[1]);
@@ -198,27 +197,91 @@ describe('checkGenuine refusals from edited captures', () => {
   });
 });
 
-describe('checkGenuine across mount namespaces', () => {
-  it('judges the directories of a process in another mount namespace in its own tree', () => {
+describe('checkGenuine: what the binary is and where it lives (issue 10 #1)', () => {
+  /** mosh-v4 as it looks after `unshare -Urm` + `mount --bind /usr/bin/socat /usr/bin/mosh-server`. */
+  const boundOver = (fake: FakeProc, pid: number) => {
+    fake.set(`/proc/${pid}/ns/user`, { link: 'user:[4026532999]' });
+    fake.set(`/proc/${pid}/ns/mnt`, { link: 'mnt:[4026533000]' });
+    fake.set(`/proc/${pid}/exe`, { facts: { ...ROOT_FILE, identity: '65024:2000001' } }); // socat
+  };
+
+  it('refuses a holder in a user namespace of its own (the bind-mount disguise), naming the key', () => {
+    const verdict = verdictFor('mosh-v4', boundOver);
+    assert.equal(
+      verdict.genuine === false && verdict.reason,
+      "runs in another user namespace (user:[4026532999]) than the host's; set allow_foreign_namespaces = true to accept such holders",
+    );
+  });
+
+  it('refuses it even with allow_foreign_namespaces: the running file is not the one root sees there', () => {
+    const fake = createFakeProc(labNodes());
+    const pid = pidOf('mosh-v4');
+    boundOver(fake, pid);
+    const verdict = checkGenuine(pid, fake.reader, { ...OPTIONS, allowForeignNamespaces: true });
+    assert.match(
+      verdict.genuine === false ? verdict.reason : '',
+      /^executable \/usr\/bin\/mosh-server is not the file root sees at that path \(device:inode 65024:2000001, not maps:fe:00:\d+: a bind mount or another mount namespace\)$/,
+    );
+  });
+
+  it('refuses a holder in another mount namespace of the host user namespace unless configured', () => {
+    const edit = (fake: FakeProc, pid: number) =>
+      fake.set(`/proc/${pid}/ns/mnt`, { link: 'mnt:[4026533000]' });
+    const verdict = verdictFor('mosh-v4', edit);
+    assert.match(
+      verdict.genuine === false ? verdict.reason : '',
+      /^runs in another mount namespace \(mnt:\[4026533000\]\)/,
+    );
+    const fake = createFakeProc(labNodes());
+    edit(fake, pidOf('mosh-v4'));
+    assert.deepEqual(
+      checkGenuine(pidOf('mosh-v4'), fake.reader, { ...OPTIONS, allowForeignNamespaces: true }),
+      {
+        genuine: true,
+        exe: '/usr/bin/mosh-server',
+      },
+    );
+  });
+
+  it("accepts PID 1's mount namespace as the host's (the daemon under ProtectSystem= has its own)", () => {
     const verdict = verdictFor('mosh-v4', (fake) => {
-      fake.set('/proc/self/ns/mnt', { link: 'mnt:[4026531841]' });
-      fake.set('/usr/bin', { facts: { ...ROOT_DIR, mode: 0o777 } }); // our tree: not theirs
+      fake.set('/proc/1/ns/mnt', { link: linksOf('mosh-v4').get('ns/mnt') ?? '' });
+      fake.set('/proc/self/ns/mnt', { link: 'mnt:[4026533111]' });
     });
     assert.deepEqual(verdict, { genuine: true, exe: '/usr/bin/mosh-server' });
   });
 
-  it('refuses when its own tree has a writable directory', () => {
-    const verdict = verdictFor('mosh-v4', (fake, pid) => {
-      fake.set('/proc/self/ns/mnt', { link: 'mnt:[4026531841]' });
-      fake.set(`/proc/${pid}/root/usr/bin`, { facts: { ...ROOT_DIR, mode: 0o777 } });
-    });
-    assert.equal(
-      verdict.genuine === false && verdict.reason,
-      'directory /usr/bin is writable by group and others',
+  it('refuses a library bound over a system one (same path, another file)', () => {
+    const verdict = verdictFor('mosh-v4', (fake) =>
+      fake.set('/usr/lib/x86_64-linux-gnu/libc.so.6', { facts: { ...ROOT_FILE, identity: 'another' } }),
+    );
+    assert.match(
+      verdict.genuine === false ? verdict.reason : '',
+      /^mapped library \/usr\/lib\/x86_64-linux-gnu\/libc.so.6 is not the file root sees at that path/,
     );
   });
 
-  it('judges a process in our namespace by the paths as we see them (they are printed from our root)', () => {
+  it('refuses an exe path root does not have at all', () => {
+    const verdict = verdictFor('mosh-v4', (fake) => fake.remove('/usr/bin/mosh-server'));
+    assert.equal(
+      verdict.genuine === false && verdict.reason,
+      'executable /usr/bin/mosh-server is not a file root sees at that path (ENOENT)',
+    );
+  });
+
+  it('accepts a deleted exe (package upgrade) only from a holder in the host namespaces', () => {
+    assert.equal(verdictFor('deleted').genuine, true);
+    const fake = createFakeProc(labNodes());
+    const pid = pidOf('deleted');
+    fake.set(`/proc/${pid}/ns/mnt`, { link: 'mnt:[4026533000]' });
+    const verdict = checkGenuine(pid, fake.reader, { ...OPTIONS, allowForeignNamespaces: true });
+    assert.equal(
+      verdict.genuine === false && verdict.reason,
+      "executable /opt/mosh/bin/mosh-server was deleted and the holder is not in the host's namespaces",
+    );
+  });
+
+  it("judges directories as root sees them here, not in the holder's tree", () => {
     const verdict = verdictFor('mosh-v4', (fake, pid) => {
       fake.set(`/proc/${pid}/root/usr/bin`, { facts: { ...ROOT_DIR, mode: 0o777 } }); // e.g. a chroot's
     });

@@ -111,6 +111,7 @@ describe('scanSessions over the real lab capture', () => {
           localAddress: '::1',
           exe: '/usr/bin/python3.11',
           reason: 'executable /usr/bin/python3.11 is not named mosh-server',
+          unreachable: true,
         },
         {
           pid: pidOf('impostor'),
@@ -123,6 +124,7 @@ describe('scanSessions over the real lab capture', () => {
           reason: 'executable /usr/bin/python3.11 is not named mosh-server',
         },
       ],
+      uninspected: [],
     });
   });
 
@@ -213,7 +215,9 @@ describe('scanSessions refusals', () => {
     const pid = pidOf('impostor');
     const helper = '/usr/lib/x86_64-linux-gnu/utempter/utempter';
     const root = { uid: 0, gid: 0, isFile: false, isDirectory: true, mode: 0o755 };
-    fake.set(`/proc/${pid}/exe`, { link: helper });
+    const file = { uid: 0, gid: 0, isFile: true, isDirectory: false, mode: 0o2755, identity: 'utempter' };
+    fake.set(`/proc/${pid}/exe`, { link: helper, facts: file });
+    fake.set(helper, { facts: file });
     fake.set('/usr/lib/x86_64-linux-gnu/utempter', { facts: root });
     fake.set(`/proc/${pid}/fd/9`, { link: `socket:[${socketOf('mosh-v4')}]` });
     const status = fixture('lab/pid/impostor/status').replace(/^PPid:\s*\d+$/m, `PPid:\t${parent}`);
@@ -274,6 +278,7 @@ describe('scanSessions refusals', () => {
           reason: `no process holding socket inode ${socketOf('mosh-v4')} was found`,
         },
       ],
+      uninspected: [],
     });
   });
 
@@ -330,25 +335,96 @@ describe('scanSessions with processes that exit mid-scan', () => {
   });
 });
 
-describe('scanSessions and processes whose fds root may not list', () => {
-  it('skips a root process whose fds are closed to us (a container init) and still finds sessions', () => {
-    const { result } = scan(only(60778), (fake) =>
-      fake.set(`/proc/${pidOf('odd-comm')}/fd`, { error: 'EACCES' }),
-    );
+describe('scanSessions and processes whose fds root may not read (issue 9: the host hid this)', () => {
+  const blindRoot = pidOf('odd-comm');
+  const blindUser = pidOf('preload');
+
+  it('ignores a root process whose fd directory is closed to us (a container init) and still finds sessions', () => {
+    const { result } = scan(only(60778), (fake) => fake.set(`/proc/${blindRoot}/fd`, { error: 'EACCES' }));
     assert.deepEqual(
       result.sessions.map((session) => session.pid),
       [pidOf('mosh-v6')],
     );
+    assert.deepEqual(result.uninspected, [
+      {
+        pid: blindRoot,
+        uids: [0],
+        root: true,
+        exe: '/usr/bin/python3.11',
+        path: `/proc/${blindRoot}/fd`,
+        code: 'EACCES',
+      },
+    ]);
   });
 
-  it('fails when that process cannot be shown to run as root', () => {
-    assert.throws(
-      () =>
-        scan(only(60778), (fake) => {
-          fake.set(`/proc/${pidOf('odd-comm')}/fd`, { error: 'EACCES' });
-          fake.set(`/proc/${pidOf('odd-comm')}/status`, { error: 'EACCES' });
-        }),
-      /Cannot read \/proc\/\d+\/fd \(EACCES\)/,
+  it('ignores a root process that lets us list its fds but not read them (PID 1 of a sandboxed VM)', () => {
+    const { result } = scan({ first: 60777, last: 60778 }, (fake) => {
+      fake.set(`/proc/${pidOf('mosh-v4')}/fd/3`, { error: 'EACCES' });
+      fake.set(`/proc/${pidOf('mosh-v4')}/exe`, { error: 'EACCES' });
+    });
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v6')],
+    );
+    assert.deepEqual(result.uninspected, [
+      {
+        pid: pidOf('mosh-v4'),
+        uids: [0],
+        root: true,
+        exe: '',
+        path: `/proc/${pidOf('mosh-v4')}/fd/3`,
+        code: 'EACCES',
+      },
+    ]);
+  });
+
+  it("refuses every in-range socket of a non-root uninspected process's uid, and only those", () => {
+    const { result } = scan({ first: 60777, last: 60778 }, (fake) =>
+      fake.set(`/proc/${blindUser}/fd/0`, { error: 'EACCES' }),
+    );
+    assert.deepEqual(
+      result.sessions.map((session) => [session.pid, session.port]),
+      [[pidOf('mosh-v4'), 60777]],
+    );
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.pid, holder.port, holder.uid, holder.reason]),
+      [
+        [
+          blindUser,
+          60778,
+          1000,
+          `a holder could not be inspected: pid ${blindUser} (uid 1000) may hold this socket (uid 1000); reading /proc/${blindUser}/fd/0 failed (EACCES)`,
+        ],
+      ],
+    );
+    assert.equal(result.uninspected?.[0]?.root, false);
+  });
+
+  it("refuses every in-range socket when the uninspected process's uids cannot be read either", () => {
+    const { result } = scan({ first: 60777, last: 60778 }, (fake) => {
+      fake.set(`/proc/${blindUser}/fd`, { error: 'EIO' });
+      fake.set(`/proc/${blindUser}/status`, { error: 'EACCES' });
+    });
+    assert.deepEqual(result.sessions, []);
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.pid, holder.port]),
+      [
+        [blindUser, 60777],
+        [blindUser, 60778],
+      ],
+    );
+    assert.match(result.refused[0]?.reason ?? '', /pid \d+ \(uid unknown\).*failed \(EIO\)/);
+  });
+
+  it('forgets an uninspected process that exits before its status is read', () => {
+    const { result } = scan(only(60778), (fake) => {
+      fake.set(`/proc/${blindUser}/fd`, { error: 'EACCES' });
+      fake.before(`/proc/${blindUser}/status`, () => fake.remove(`/proc/${blindUser}`));
+    });
+    assert.deepEqual(result.uninspected, []);
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v6')],
     );
   });
 });
@@ -365,7 +441,7 @@ describe('scanSessions range and cheap path', () => {
 
   it('does not walk the process table when no socket is in range', () => {
     const { result, fake } = scan({ first: 1000, last: 2000 });
-    assert.deepEqual(result, { sessions: [], refused: [] });
+    assert.deepEqual(result, { sessions: [], refused: [], uninspected: [] });
     assert.deepEqual(fake.calls, ['readText /proc/net/udp', 'readText /proc/net/udp6']);
   });
 
@@ -399,11 +475,6 @@ describe('scanSessions failures (a failed scan never reads as "no sessions")', (
       'a malformed line in /proc/net/udp (edited capture)',
       (fake) => fake.set('/proc/net/udp', { text: fixture('edited/udp-truncated-line') }),
       /Malformed line 3 of \/proc\/net\/udp: " 4611: 00000000:ED6B/,
-    ],
-    [
-      "a non-root process's fds unlistable",
-      (fake) => fake.set(`/proc/${pidOf('preload')}/fd`, { error: 'EACCES' }),
-      /Cannot read \/proc\/\d+\/fd \(EACCES\) \(moshwall must run as root\)/,
     ],
     [
       '/proc/stat unreadable',
@@ -498,5 +569,177 @@ describe('scanSessions details', () => {
     const status = fixture('lab/pid/mosh-v6/status').replace(/^Groups:.*$/m, 'Groups:\t27 1000 100 ');
     const { result } = scan(only(60778), (fake) => fake.set(`/proc/${pid}/status`, { text: status }));
     assert.deepEqual(result.sessions[0]?.gids, [1000, 27, 100]);
+  });
+});
+
+describe('scanSessions: refused holders outside traffic can reach (issue 10 #6)', () => {
+  /** The impostor, moved onto 127.0.0.1:60777 next to mosh-v4 (0.0.0.0:60777), with route_localnet as given. */
+  const squat = (routeLocalnet: string | undefined) => (fake: FakeProc) => {
+    const udp = fixture('lab/net/udp').replace('0100007F:CF08', '0100007F:ED69');
+    fake.set('/proc/net/udp', { text: udp });
+    if (routeLocalnet !== undefined) {
+      fake.set('/proc/sys/net/ipv4/conf/all/route_localnet', { text: '0\n' });
+      fake.set('/proc/sys/net/ipv4/conf/eth0/route_localnet', { text: `${routeLocalnet}\n` });
+    }
+  };
+
+  it('marks a loopback holder unreachable when no interface routes to loopback', () => {
+    const { result } = scan(only(60777), squat('0'));
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.pid, holder.localAddress, holder.unreachable]),
+      [[pidOf('impostor'), '127.0.0.1', true]],
+    );
+  });
+
+  it('does not when route_localnet is on somewhere, or cannot be read', () => {
+    for (const edit of [squat('1'), squat(undefined)]) {
+      const { result } = scan(only(60777), edit);
+      assert.deepEqual(
+        result.refused.map((holder) => [holder.pid, holder.unreachable]),
+        [[pidOf('impostor'), undefined]],
+      );
+    }
+  });
+});
+
+describe("scanSessions: holders hidden in a thread's own fd table (issue 10 #11)", () => {
+  const holder = pidOf('user-copy'); // uid 1000, not genuine
+  const tid = holder + 1;
+  /** A second thread of `pid`, made without CLONE_FILES, whose own table holds mosh-v6's socket. */
+  const hiddenThread = (pid: number) => (fake: FakeProc) => {
+    fake.set(`/proc/${pid}/task/${pid}/fd/0`, { link: '/dev/null' });
+    fake.set(`/proc/${pid}/task/${pid + 1}/fd/7`, { link: `socket:[${socketOf('mosh-v6')}]` });
+  };
+
+  it("refuses a session whose socket a non-root process holds only in a thread's table", () => {
+    const { result } = scan(only(60778), hiddenThread(holder));
+    assert.deepEqual(result.sessions, []);
+    assert.deepEqual(
+      result.refused.map((refused) => [refused.pid, refused.reason]),
+      [[holder, 'executable /home/cloudsdk/mosh-server is owned by uid 1000, not root']],
+    );
+  });
+
+  it('does not read the thread tables of a root process, nor of a single-threaded one', () => {
+    const root = pidOf('odd-comm');
+    const { result, fake } = scan(only(60778), (edit) => {
+      hiddenThread(root)(edit);
+      edit.set(`/proc/${holder}/task/${holder}/fd/0`, { link: '/dev/null' });
+    });
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v6')],
+    );
+    assert.ok(
+      !fake.calls.some((call) => call.includes('/task/') && call.includes('/fd')),
+      fake.calls.join('\n'),
+    );
+  });
+
+  it('records a process whose thread table cannot be read as uninspected', () => {
+    const { result } = scan(only(60778), (fake) => {
+      hiddenThread(holder)(fake);
+      fake.set(`/proc/${holder}/task/${tid}/fd`, { error: 'EACCES' });
+    });
+    assert.deepEqual(
+      result.uninspected?.map((blind) => [blind.pid, blind.path, blind.root]),
+      [[holder, `/proc/${holder}/task/${tid}/fd`, false]],
+    );
+    assert.deepEqual(result.sessions, [], "mosh-v6's socket is uid 1000's, like the blind process");
+  });
+});
+
+describe('scanSessions: sockets registered as io_uring fixed files (issue 10 #11)', () => {
+  const holder = pidOf('user-copy');
+  /** user-copy holds an io_uring (fd 9) whose fixed files are as given in its fdinfo. */
+  const ring = (files: string) => (fake: FakeProc) => {
+    fake.set(`/proc/${holder}/fd/9`, { link: 'anon_inode:[io_uring]' });
+    fake.set(`/proc/${holder}/fdinfo/9`, { text: `pos:\t0\nflags:\t02000002\n${files}UserBufs:\t0\n` });
+  };
+
+  it("refuses a session whose socket sits in another process's ring (closed in its fd table)", () => {
+    const files = `UserFiles:\t2\n    0: /dev/null\n    1: socket:[${socketOf('mosh-v6')}]\n`;
+    const { result } = scan(only(60778), ring(files));
+    assert.deepEqual(result.sessions, []);
+    assert.deepEqual(
+      result.refused.map((refused) => refused.pid),
+      [holder],
+    );
+  });
+
+  it('counts nothing from a ring without fixed files', () => {
+    const { result } = scan(only(60778), ring('UserFiles:\t0\n'));
+    assert.deepEqual(
+      result.sessions.map((session) => session.pid),
+      [pidOf('mosh-v6')],
+    );
+  });
+
+  it('makes the process uninspected when the kernel keeps the listing short (ring lock busy)', () => {
+    const { result } = scan(only(60778), ring('UserFiles:\t1\n'));
+    assert.deepEqual(
+      result.uninspected?.map((blind) => [blind.pid, blind.path, blind.code]),
+      [[holder, `/proc/${holder}/fdinfo/9`, 'EBUSY']],
+    );
+    assert.deepEqual(result.sessions, []);
+  });
+});
+
+describe('scanSessions: a mosh-server handed a second socket in the range (issue 10 #11)', () => {
+  it('counts none of its sockets: another process may keep a copy /proc cannot show', () => {
+    const pid = pidOf('mosh-v6');
+    const { result } = scan({ first: 60777, last: 60778 }, (fake) => {
+      fake.set(`/proc/${pid}/fd/9`, { link: `socket:[${socketOf('mosh-v4')}]` });
+    });
+    assert.deepEqual(result.sessions, []);
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.port, holder.pid]),
+      [
+        [60777, pid],
+        [60778, pid],
+      ],
+    );
+    assert.equal(
+      result.refused[1]?.reason,
+      `mosh-server pid ${pid} holds 2 UDP sockets in the range; it binds one itself, so another process handed it the others and may keep a copy /proc cannot show`,
+    );
+  });
+});
+
+describe('scanSessions: a squatter on [::] with IPV6_V6ONLY (issue 10 #6)', () => {
+  // The impostor's [::]:5353 socket moved to mosh-v4's port 60777 (mosh-v4 is on 0.0.0.0:60777).
+  const moved = (fake: FakeProc) =>
+    fake.set('/proc/net/udp6', { text: fixture('lab/net/udp6').replace(/(0{32}):14E9/, '$1:ED69') });
+  const run = (v6Only: () => ReadonlySet<number>) => {
+    const fake = createFakeProc(labNodes());
+    moved(fake);
+    return scanSessions(fake.reader, { range: only(60777), serverNames: SERVER_NAMES, v6Only });
+  };
+
+  it('marks it v6only when every "::" socket on that port is, and asks only then', () => {
+    let asked = 0;
+    const result = run(() => {
+      asked += 1;
+      return new Set([36216]);
+    });
+    assert.equal(asked, 1);
+    assert.deepEqual(
+      result.refused.map((holder) => [holder.localAddress, holder.v6only]),
+      [['::', true]],
+    );
+  });
+
+  it('leaves it dual-stack when it is not v6only or that cannot be known', () => {
+    for (const v6Only of [
+      () => new Set<number>(),
+      () => {
+        throw new Error('ss: not found');
+      },
+    ]) {
+      assert.deepEqual(
+        run(v6Only).refused.map((holder) => holder.v6only),
+        [undefined],
+      );
+    }
   });
 });
