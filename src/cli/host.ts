@@ -16,6 +16,7 @@ import { createBackend } from '../backends/select.ts';
 import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
 import { createFlowCleaner } from '../conntrack.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
+import { createHostPeerIdentity } from '../daemon/host-identity.ts';
 import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
 import { createProcessMemory } from '../discovery/memory.ts';
@@ -190,7 +191,7 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
     onSignal: (signal, handler) => process.on(signal, handler),
     startServer: async (path, handle) => {
       ensureRuntimeDirectory(path);
-      return startSocketServer(path, handle, log);
+      return startSocketServer(path, handle, log, createHostPeerIdentity(reader, runCommand));
     },
     now: () => performance.now(),
     version: VERSION,

@@ -15,6 +15,7 @@ import { installCommand, uninstallCommand } from './commands/install.ts';
 import { shimCommand } from './commands/shim.ts';
 import { statusCommand } from './commands/status.ts';
 import { syncCommand } from './commands/sync.ts';
+import { escapeControls } from './format.ts';
 
 export const VERSION = '0.1.0';
 
@@ -120,7 +121,14 @@ ${EXIT_CODES}`;
 }
 
 /** Parses argv, runs one command, and returns the exit code; never throws. */
-export async function runMain(io: MainIo): Promise<number> {
+export async function runMain(rawIo: MainIo): Promise<number> {
+  // Every line moshwall prints goes out with control characters escaped (see escapeControls); the
+  // shim's pass-through of mosh-server's own output is not a line of ours and is never touched.
+  const io: MainIo = {
+    ...rawIo,
+    stdout: (text) => rawIo.stdout(escapeControls(text)),
+    stderr: (text) => rawIo.stderr(escapeControls(text)),
+  };
   if (io.invokedAs === 'mosh-server') {
     // Installed as /usr/local/bin/mosh-server: every argument belongs to the real mosh-server.
     return io.edges.shim({

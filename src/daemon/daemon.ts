@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import { fingerprintHasPort, readFingerprint } from './fingerprint.ts';
 import { portOutcome } from './outcome.ts';
 import { type DaemonResponse, parseRequest } from './protocol.ts';
+import { createRefusalLog } from './refusal-log.ts';
 import { createScheduler } from './scheduler.ts';
 
 /** The daemon's edges, injected: config loading, the engine, /proc/net reads, signals, the socket. */
@@ -70,22 +71,11 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   let stopping = false;
   /** The backend's change watcher (started after the first good reconcile), closed on reload and stop. */
   let watch: { close(): void } | undefined;
-  const refusalsLogged = new Set<string>();
+  const refusalLog = createRefusalLog();
 
-  /** Logs each refused holder once (per pid, port and reason), not on every reconcile. */
+  /** Logs each refused holder once while it holds its socket, within each user's share of lines. */
   const logRefusals = (report: SyncReport) => {
-    for (const holder of report.refused) {
-      const key = `${holder.pid}:${holder.port}:${holder.reason}`;
-      if (refusalsLogged.has(key)) continue;
-      refusalsLogged.add(key);
-      log.warn('refused', {
-        port: holder.port,
-        pid: holder.pid,
-        user: holder.user,
-        exe: holder.exe,
-        reason: holder.reason,
-      });
-    }
+    for (const line of refusalLog(report.refused, deps.now())) log.warn(line.event, line.fields);
     for (const warning of report.warnings) log.debug('warning', { warning });
   };
 

@@ -19,6 +19,9 @@ Restart=on-failure
 RestartSec=2s
 # Exit 3 (bad config) and 4 (no firewall) need an admin; do not restart-loop on them.
 RestartPreventExitStatus=3 4
+# A bound on what a runaway (or a client that found a way to make it grow) can take from the host.
+MemoryMax=256M
+TasksMax=256
 # /run/moshwall: the shim's socket (every user may connect); moshwall makes lock.d/ in it 0700 itself.
 RuntimeDirectory=moshwall
 RuntimeDirectoryMode=0755

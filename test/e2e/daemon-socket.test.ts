@@ -161,22 +161,32 @@ describe('daemon socket: hostile input from an unprivileged user', { skip: labSk
     });
   }
 
-  test('a flood of 20 lines on one connection: 20 error replies (rate limited after the burst)', async () => {
+  test('a flood of 20 lines on one connection: one reply, then the daemon closes it (one request each)', async () => {
     const lines = Array.from({ length: 20 }, (_, index) => `{"op":"open","port":${60500 + index}}\n`).join(
       '',
     );
     const outcome = await exchange(theLab(), lines, { user: 'alice', replies: 20 });
     const replies = replyObjects(outcome);
-    assert.equal(replies.length, 20, JSON.stringify(outcome.replies));
-    assert.ok(
-      replies.every((reply) => reply.ok === false),
-      JSON.stringify(replies),
-    );
-    assert.ok(
-      replies.some((reply) => /^rate limited/.test(String(reply.error))),
-      `some replies were rate limited: ${JSON.stringify(replies)}`,
-    );
+    assert.equal(replies.length, 1, JSON.stringify(outcome.replies));
+    assert.equal(replies[0]?.ok, false, JSON.stringify(replies));
+    assert.match(String(replies[0]?.error), /^no genuine mosh-server holds port 60500$/);
+    assert.equal(outcome.closedByServer, true, 'the daemon closed the connection after its one reply');
     assert.deepEqual(await theLab().ufwTuples(), rulesBefore, 'no rule changed');
+  });
+
+  test('an empty line is a request too: an error reply and the connection closed', async () => {
+    const outcome = await exchange(theLab(), '\n{"op":"ping"}\n', { user: 'alice', replies: 2 });
+    assert.deepEqual(replyObjects(outcome), [{ ok: false, error: 'empty request' }]);
+    assert.equal(outcome.closedByServer, true);
+  });
+
+  test('a connection that sends nothing is answered and closed at the 2 s request deadline', async () => {
+    const start = performance.now();
+    const outcome = await exchange(theLab(), '', { user: 'alice', replies: 2, timeoutMs: 8000 });
+    const tookMs = performance.now() - start;
+    assert.deepEqual(replyObjects(outcome), [{ ok: false, error: 'no request within 2000 ms' }]);
+    assert.equal(outcome.closedByServer, true);
+    assert.ok(tookMs < 7000, `closed after ${Math.round(tookMs)} ms`);
   });
 
   test('afterwards the daemon still serves, both impostors stay refused and unreachable', async () => {

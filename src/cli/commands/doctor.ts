@@ -1,10 +1,11 @@
 import { diagnose, type Finding } from '../../doctor.ts';
 import type { Command } from '../command.ts';
+import { terminalText } from '../format.ts';
 
 /** One line per finding: level, check, message, and how to fix it. */
 function findingText(finding: Finding): string {
   const mark = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' }[finding.level];
-  return `${mark}  ${finding.check.padEnd(12)} ${finding.message}${finding.fix ? `\n      ${' '.repeat(12)} fix: ${finding.fix}` : ''}`;
+  return `${mark}  ${finding.check.padEnd(12)} ${terminalText(finding.message)}${finding.fix ? `\n      ${' '.repeat(12)} fix: ${terminalText(finding.fix)}` : ''}`;
 }
 
 export const doctorCommand: Command = {

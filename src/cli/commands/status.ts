@@ -1,7 +1,7 @@
 import { collectStatus } from '../../engine.ts';
 import { type StatusReport, uninspectedText } from '../../status.ts';
 import type { Command } from '../command.ts';
-import { formatAge, table } from '../format.ts';
+import { formatAge, table, terminalText } from '../format.ts';
 
 /** Human-readable status: firewall line, sessions table, our rules, refusals, admin rules in range. */
 function statusText(status: StatusReport): string[] {
@@ -38,19 +38,19 @@ function statusText(status: StatusReport): string[] {
     lines.push('', `refused (${status.refused.length}):`);
     for (const holder of status.refused) {
       lines.push(
-        `  ${holder.port}/udp pid ${holder.pid} user ${holder.user} exe ${holder.exe}: ${holder.reason}`,
+        `  ${holder.port}/udp pid ${holder.pid} user ${terminalText(holder.user)} exe ${terminalText(holder.exe)}: ${terminalText(holder.reason)}`,
       );
     }
   }
   if (status.uninspected.length > 0) {
     lines.push('', `processes whose fds could not be read (${status.uninspected.length}):`);
-    for (const blind of status.uninspected) lines.push(`  ${uninspectedText(blind)}`);
+    for (const blind of status.uninspected) lines.push(`  ${terminalText(uninspectedText(blind))}`);
   }
   if (status.foreignInRange.length > 0) {
     lines.push('', 'rules not ours that match UDP in the range (never changed by moshwall):');
-    for (const rule of status.foreignInRange) lines.push(`  ${rule.raw}`);
+    for (const rule of status.foreignInRange) lines.push(`  ${terminalText(rule.raw)}`);
   }
-  for (const warning of status.warnings) lines.push('', `warning: ${warning}`);
+  for (const warning of status.warnings) lines.push('', `warning: ${terminalText(warning)}`);
   if (status.ptrace && !status.ptrace.injectionBlocked) lines.push('', `warning: ${status.ptrace.detail}`);
   return lines;
 }

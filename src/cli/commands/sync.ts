@@ -1,6 +1,6 @@
 import { type SyncReport, syncOnce } from '../../engine.ts';
 import type { Command } from '../command.ts';
-import { describeApplied, describeSpec } from '../format.ts';
+import { describeApplied, describeSpec, terminalText } from '../format.ts';
 
 /** The JSON shape of a sync report (documented in README "JSON output"). */
 export function syncReportJson(report: SyncReport): object {
@@ -32,7 +32,8 @@ function syncReportText(report: SyncReport, verbose: boolean): string[] {
         `leave  ${describeSpec(entry.spec)}: ${entry.kind === 'covered' ? 'already allowed by' : 'an admin rule has this match:'} ${entry.rule.raw}`,
     ),
     ...report.refused.map(
-      (holder) => `refuse ${holder.port}/udp pid ${holder.pid} (${holder.user}): ${holder.reason}`,
+      (holder) =>
+        `refuse ${holder.port}/udp pid ${holder.pid} (${terminalText(holder.user)}): ${terminalText(holder.reason)}`,
     ),
     ...report.warnings.map((warning) => `warning: ${warning}`),
   ];

@@ -1,0 +1,55 @@
+import { readlinkSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { readRealUid } from '../discovery/details.ts';
+import type { ProcReader } from '../discovery/proc-reader.ts';
+import type { Runner } from '../exec.ts';
+import { identifyPeers, socketInode } from './peer.ts';
+import type { PeerIdentity } from './server.ts';
+
+/** The file descriptor behind an accepted Unix socket (Node keeps it on the socket's handle). */
+function descriptorOf(socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** The inodes of the sockets among pid's open files, or undefined when its fd table cannot be read. */
+function socketInodesOf(reader: ProcReader, pid: number): Set<number> | undefined {
+  try {
+    const inodes = new Set<number>();
+    for (const name of reader.listDir(`/proc/${pid}/fd`)) {
+      try {
+        const inode = socketInode(reader.readLink(`/proc/${pid}/fd/${name}`));
+        if (inode !== undefined) inodes.add(inode);
+      } catch {
+        // An fd closed while we looked: not the one we want.
+      }
+    }
+    return inodes;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Peer identity from the host: our end's inode from /proc/self/fd, the peer's uid via ss and /proc. */
+export function createHostPeerIdentity(reader: ProcReader, run: Runner): PeerIdentity {
+  return {
+    inodeOf(socket) {
+      const fd = descriptorOf(socket);
+      if (fd === undefined) return undefined;
+      try {
+        return socketInode(readlinkSync(`/proc/self/fd/${fd}`));
+      } catch {
+        return undefined;
+      }
+    },
+    identify: (inodes) =>
+      identifyPeers(
+        {
+          run,
+          realUid: (pid) => readRealUid(reader, pid),
+          socketInodesOf: (pid) => socketInodesOf(reader, pid),
+        },
+        inodes,
+      ),
+  };
+}
