@@ -182,7 +182,10 @@ export function ourSpecs(rules: FirewallRule[]): RuleSpec[] {
 export async function flushOurs(deps: EngineDeps): Promise<AppliedChange[]> {
   await probeOrFail(deps.backend);
   return withLock(deps, async () => {
-    return revokeSpecs(deps, ourSpecs(await deps.backend.listRules()));
+    const revoked = await revokeSpecs(deps, ourSpecs(await deps.backend.listRules()));
+    // Then the chain, jump and sets that held them, so the admin's ruleset is as it was before us.
+    const removed = (await deps.backend.removeFootprint?.()) ?? [];
+    return [...revoked, ...removed];
   });
 }
 

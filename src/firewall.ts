@@ -36,6 +36,13 @@ export interface Backend {
   /** Removes rules of ours with exactly these specs and our tag, nothing else. Idempotent. */
   revoke(specs: RuleSpec[]): Promise<AppliedChange[]>;
   /**
+   * Removes the structures of ours that hold no rule any more (our chain, the jump into it, our sets),
+   * so that after a flush the admin's ruleset is exactly what it was before moshwall ran. Leaves all of
+   * it alone while anything of ours (or anything it did not make) is still inside. Optional: backends
+   * whose rules are the whole footprint (ufw, firewalld) need none.
+   */
+  removeFootprint?(): Promise<AppliedChange[]>;
+  /**
    * A cheap token that changes whenever the firewall's rules may have changed (e.g. the mtime of
    * ufw's rule files), so the daemon can notice an admin's change or reload without listing rules.
    * Optional: without it the daemon relies on its periodic resync.

@@ -9,6 +9,7 @@ import {
   type IptablesVariant,
   iptablesCommands,
   planIptablesAllow,
+  planIptablesFootprintRemoval,
   planIptablesRevoke,
   type RestoreBatch,
 } from './iptables/restore.ts';
@@ -27,6 +28,7 @@ export {
   type IptablesVariant,
   iptablesCommands,
   planIptablesAllow,
+  planIptablesFootprintRemoval,
   planIptablesRevoke,
   type RestoreBatch,
   restoreInputProblem,
@@ -159,6 +161,16 @@ export function createIptablesBackend(options: IptablesBackendOptions): Backend 
         // An unreadable ip6tables (no IPv6 in the kernel) holds no rule of ours to delete.
         const table = family === 'v6' ? await read(family) : await readOrFail(family);
         const batch = typeof table === 'string' ? undefined : planIptablesRevoke(table, family, specs);
+        if (batch !== undefined) batches.push(batch);
+      }
+      return apply(batches);
+    },
+
+    async removeFootprint(): Promise<AppliedChange[]> {
+      const batches: RestoreBatch[] = [];
+      for (const family of FAMILIES) {
+        const table = await read(family);
+        const batch = typeof table === 'string' ? undefined : planIptablesFootprintRemoval(table, family);
         if (batch !== undefined) batches.push(batch);
       }
       return apply(batches);

@@ -17,6 +17,7 @@ import {
   assertSafeNftScript,
   type NftBatch,
   planNftAllow,
+  planNftFootprintRemoval,
   planNftQuickAllow,
   planNftQuickRevoke,
   planNftRevoke,
@@ -43,6 +44,7 @@ export {
   type NftBatch,
   nftScriptProblem,
   planNftAllow,
+  planNftFootprintRemoval,
   planNftRevoke,
 } from './nftables/script.ts';
 export { isOurNftEvent } from './nftables/watch.ts';
@@ -106,7 +108,7 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
   };
   /** Runs one batch as one `nft -f -` transaction: all of it takes effect, or nothing. */
   const runBatch = async (batch: NftBatch): Promise<AppliedChange> => {
-    assertSafeNftScript(batch.script);
+    assertSafeNftScript(batch.script, batch.ourHandles);
     const result = await run(NFT_APPLY, batch.script);
     if (result.exitCode !== 0) {
       listing.forget();
@@ -195,6 +197,12 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
         (await quick((cached) => planNftQuickRevoke(cached, specs))) ??
         apply(planNftRevoke(await list(), specs))
       );
+    },
+
+    async removeFootprint(): Promise<AppliedChange[]> {
+      const removed = await apply(planNftFootprintRemoval(await list()));
+      listing.forget();
+      return removed;
     },
 
     ...(watcher === undefined

@@ -22,8 +22,8 @@ export function ensureRuntimeDirectory(file: string): void {
   const facts = lstatSync(directory);
   if (!facts.isDirectory() || facts.uid !== 0 || (facts.mode & 0o022) !== 0) {
     throw new MoshwallError(
-      'ELOCK',
-      `${directory} must be a directory owned by root and not writable by group or others; refusing to use it`,
+      'EUNSAFE',
+      `${directory} must be a directory owned by root and not writable by group or others; refusing to use it (remove it; moshwall makes it anew)`,
       { context: { directory, uid: facts.uid, mode: (facts.mode & 0o7777).toString(8) } },
     );
   }

@@ -56,8 +56,18 @@ async function clearStaleSocket(path: string): Promise<void> {
     return;
   }
   if (!isSocket)
-    throw new MoshwallError('EINTERNAL', `${path} exists and is not a socket; refusing to replace it`);
-  if (await answers(path)) throw new MoshwallError('EINTERNAL', `another moshwall daemon answers on ${path}`);
+    throw new MoshwallError(
+      'EUNSAFE',
+      `${path} exists and is not a socket; refusing to replace it (move it away, then start the daemon)`,
+      { context: { path } },
+    );
+  if (await answers(path)) {
+    throw new MoshwallError(
+      'ELOCK',
+      `another moshwall daemon answers on ${path}; stop it first (systemctl stop moshwall) or use that one`,
+      { context: { path } },
+    );
+  }
   unlinkSync(path);
 }
 

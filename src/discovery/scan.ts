@@ -10,7 +10,7 @@ import type {
 } from '../model.ts';
 import { isLoopback } from '../net.ts';
 import { readProcessDetails, readRealUid } from './details.ts';
-import { errnoCode } from './errno.ts';
+import { errnoCode, procReadFix } from './errno.ts';
 import { checkGenuine, createGenuineCache, type GenuineVerdict } from './genuine.ts';
 import type { ProcessMemory, Recalled } from './memory.ts';
 import type { ProcReader } from './proc-reader.ts';
@@ -355,7 +355,11 @@ function readRequired(reader: ProcReader, file: string): string {
 function readError(file: string, error: unknown): ProcError {
   const code = errnoCode(error);
   const why = code ?? (error instanceof Error ? error.message : String(error));
-  return new ProcError(`Cannot read ${file} (${why}); nothing is decided without it`, { file, code }, error);
+  return new ProcError(
+    `Cannot read ${file} (${why}); nothing is decided without it; ${procReadFix(code)}`,
+    { file, code },
+    error,
+  );
 }
 
 /** Order of sockets: port, then v4 before v6, then address. */

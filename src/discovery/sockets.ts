@@ -1,6 +1,6 @@
 import { ProcError } from '../errors.ts';
 import type { UninspectedProcess } from '../model.ts';
-import { errnoCode, isGone } from './errno.ts';
+import { errnoCode, isGone, procReadFix } from './errno.ts';
 import type { ProcReader } from './proc-reader.ts';
 import { parseStatus, parseUids } from './process.ts';
 
@@ -178,7 +178,7 @@ function listProc(reader: ProcReader): string[] {
   } catch (error) {
     const code = errnoCode(error);
     throw new ProcError(
-      `Cannot read /proc (${code ?? String(error)}); the holders of the sockets cannot be known`,
+      `Cannot read /proc (${code ?? String(error)}); the holders of the sockets cannot be known; ${procReadFix(code)}`,
       { file: '/proc', code },
       error,
     );

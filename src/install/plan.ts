@@ -120,8 +120,8 @@ function planPtraceScope(
   }
   if (facts.yama === false) {
     throw new MoshwallError(
-      'EUSAGE',
-      'this kernel has no Yama (no /proc/sys/kernel/yama/ptrace_scope): --ptrace-scope cannot work here',
+      'EINSTALL',
+      'this kernel has no Yama (no /proc/sys/kernel/yama/ptrace_scope): --ptrace-scope cannot work here; install without it (see the ptrace boundary in the README)',
     );
   }
   if (existing !== undefined && !ours) {

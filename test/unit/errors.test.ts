@@ -46,7 +46,7 @@ const EXAMPLES: Record<ErrorCode, { make: () => Promise<unknown>; value: string;
       make: () =>
         caught(() => holdersOf(createFakeProc(new Map([['/proc', { error: 'EIO' }]])).reader, new Set([7]))),
       value: '/proc (EIO)',
-      fix: undefined,
+      fix: /fix: check that procfs is mounted at \/proc/,
     },
     EFIREWALL: {
       make: () => caught(() => assertValidRuleSpecs([{ port: 60001, family: 'v4', source: '10.0.0.1/8' }])),
@@ -122,9 +122,7 @@ const EXAMPLES: Record<ErrorCode, { make: () => Promise<unknown>; value: string;
   };
 
 /** Codes whose messages give no fix yet, and why (each shows as a TODO in the test output, never passes quietly). */
-const NO_FIX_YET: Partial<Record<ErrorCode, string>> = {
-  EPROC: "src/discovery's ProcError messages say what could not be read, not what to do",
-};
+const NO_FIX_YET: Partial<Record<ErrorCode, string>> = {};
 
 /** The error runMain printed for `argv`, as an error-like value (its line and exit code). */
 async function mainError(options: { uid: number; argv: string[]; unsafe?: string }): Promise<unknown> {

@@ -1,7 +1,7 @@
 import { FirewallError } from '../../errors.ts';
 import type { Family } from '../../model.ts';
 import { assertValidRuleSpecs, type RuleSpec, specKey } from '../../rules.ts';
-import { JUMP_WORDS, OUR_CHAIN, ourChainState, ourRuleWords, specOfOurWords } from './rules.ts';
+import { isOurJump, JUMP_WORDS, OUR_CHAIN, ourChainState, ourRuleWords, specOfOurWords } from './rules.ts';
 import type { SavedTable } from './save.ts';
 
 /** Which iptables: the system's `iptables` (whatever it links to), or explicitly the nft or legacy one. */
@@ -85,8 +85,20 @@ export function planIptablesRevoke(
 }
 
 /**
+ * The restore input that removes our empty chain and every jump into it, or undefined when there is no
+ * chain of ours, or it still holds a rule (ours or anyone's): -X of a chain in use would fail the commit.
+ */
+export function planIptablesFootprintRemoval(table: SavedTable, family: Family): RestoreBatch | undefined {
+  const state = ourChainState(table, family, specKey);
+  if (!state.chainExists || state.specs.size > 0 || state.odd > 0) return undefined;
+  const jumps = table.rules.filter(isOurJump).length;
+  const lines = [...new Array<string>(jumps).fill(`-D INPUT ${JUMP_WORDS.join(' ')}`), `-X ${OUR_CHAIN}`];
+  return { kind: 'revoke', family, specs: [], input: commit(lines) };
+}
+
+/**
  * Why moshwall must not feed this input to iptables-restore --noflush, or undefined when it may: only
- * "*filter", our chain's declaration and flush, our jump, -A/-D of rules of exactly our shape for this
+ * "*filter", our chain's declaration, flush and deletion, our jump and its deletion, -A/-D of rules of exactly our shape for this
  * family, and a final COMMIT (the last guard before the Runner).
  */
 export function restoreInputProblem(input: string, family: Family): string | undefined {
@@ -94,7 +106,13 @@ export function restoreInputProblem(input: string, family: Family): string | und
   if (lines[0] !== '*filter' || lines.at(-2) !== 'COMMIT' || lines.at(-1) !== '') {
     return 'restore input must be "*filter", our lines, "COMMIT" and a final newline';
   }
-  const fixed = new Set([`:${OUR_CHAIN} - [0:0]`, `-F ${OUR_CHAIN}`, `-I INPUT 1 ${JUMP_WORDS.join(' ')}`]);
+  const fixed = new Set([
+    `:${OUR_CHAIN} - [0:0]`,
+    `-F ${OUR_CHAIN}`,
+    `-I INPUT 1 ${JUMP_WORDS.join(' ')}`,
+    `-D INPUT ${JUMP_WORDS.join(' ')}`,
+    `-X ${OUR_CHAIN}`,
+  ]);
   for (const line of lines.slice(1, -2)) {
     if (fixed.has(line)) continue;
     const words = line.split(' ');

@@ -4,6 +4,8 @@ import { assertValidRuleSpecs, portProblem, RULE_TAG, type RuleSpec, specKey } f
 import { type NftAnchor, nftNameProblem } from './anchor.ts';
 import {
   elementText,
+  isOurJump,
+  isOurSetRule,
   OUR_CHAIN,
   type OurSet,
   parseOurSetName,
@@ -20,6 +22,11 @@ export interface NftBatch {
   kind: 'allow' | 'revoke';
   specs: RuleSpec[];
   script: string;
+  /**
+   * The rules of ours this batch deletes by handle ("inet filter input handle 7"), as the listing it was
+   * planned on showed them: the guard lets a `delete rule` through only for these.
+   */
+  ourHandles?: string[];
 }
 
 /** The specs without duplicates, in order of first mention. */
@@ -138,6 +145,40 @@ export function planNftRevoke(ruleset: NftRuleset, specs: readonly RuleSpec[]): 
 }
 
 /**
+ * The script that removes everything of ours from every table where nothing of ours is left in a set:
+ * the jumps into our chain (by handle), our chain, our sets. A table whose sets still hold any element
+ * (ours, or one of a shape we never add) is left whole; undefined when there is nothing to remove.
+ */
+export function planNftFootprintRemoval(ruleset: NftRuleset): NftBatch | undefined {
+  const lines: string[] = [];
+  const ourHandles: string[] = [];
+  for (const state of ourTables(ruleset)) {
+    if (state.sets.some((set) => set.specs.length > 0 || set.odd.length > 0)) continue;
+    assertName(state.table, 'table');
+    const where = `${state.family} ${state.table}`;
+    const inTable = ruleset.rules.filter(
+      (rule) => rule.family === state.family && rule.table === state.table,
+    );
+    const ourChainRules = inTable.filter((rule) => rule.chain === OUR_CHAIN);
+    // Our chain goes only when it holds nothing but our set rules (an admin's rule in it keeps it).
+    const onlyOurs = ourChainRules.every((rule) =>
+      state.sets.some((set) => isOurSetRule(rule, set.set, state.family)),
+    );
+    if (!onlyOurs) continue;
+    for (const rule of [...inTable.filter(isOurJump), ...ourChainRules]) {
+      assertName(rule.chain, 'chain');
+      const handle = `${where} ${rule.chain} handle ${rule.handle}`;
+      ourHandles.push(handle);
+      lines.push(`delete rule ${handle}`);
+    }
+    if (state.chainExists) lines.push(`delete chain ${where} ${OUR_CHAIN}`);
+    for (const set of state.sets) lines.push(`delete set ${where} ${set.set.name}`);
+  }
+  if (lines.length === 0) return undefined;
+  return { kind: 'revoke', specs: [], script: `${lines.join('\n')}\n`, ourHandles };
+}
+
+/**
  * The quick allow, planned on a recent listing without listing again: only `add element` lines (nft's
  * add is idempotent), and only when every spec's set is in force there (typed as ours, with its rule in
  * our chain and our jump in the anchor chain) and no set of ours needs flushing; otherwise undefined,
@@ -214,6 +255,9 @@ const LINE_FORMS: RegExp[] = [
   new RegExp(`^add rule ${FAMILY} ${NAME} ${OUR_CHAIN} ip6? saddr \\. udp dport @${SET} accept ${TAG}$`),
   new RegExp(`^insert rule ${FAMILY} ${NAME} ${NAME} jump ${OUR_CHAIN} ${TAG}$`),
   new RegExp(`^flush set ${FAMILY} ${NAME} ${SET}$`),
+  // The footprint removal: our (empty) chain and sets; its rule deletions are checked by handle.
+  new RegExp(`^delete chain ${FAMILY} ${NAME} ${OUR_CHAIN}$`),
+  new RegExp(`^delete set ${FAMILY} ${NAME} ${SET}$`),
 ];
 const ELEMENT_LINE = new RegExp(`^(?:add|delete) element ${FAMILY} ${NAME} ${SET} \\{ (.+) \\}$`);
 
@@ -234,13 +278,14 @@ function elementProblem(set: OurSet, text: string): string | undefined {
 
 /**
  * Why moshwall must not feed this script to `nft -f -`, or undefined when it may: every line must be one
- * of the statements planNftAllow/planNftRevoke write, on our chain, our sets or our jump, with valid
+ * of the statements planNftAllow/planNftRevoke/planNftFootprintRemoval write, on our chain, our sets or our jump, with valid
  * elements (the last guard before the Runner).
  */
-export function nftScriptProblem(script: string): string | undefined {
+export function nftScriptProblem(script: string, ourHandles: readonly string[] = []): string | undefined {
   if (!script.endsWith('\n')) return 'a script must end with a newline';
   for (const line of script.slice(0, -1).split('\n')) {
     if (LINE_FORMS.some((form) => form.test(line))) continue;
+    if (line.startsWith('delete rule ') && ourHandles.includes(line.slice('delete rule '.length))) continue;
     const match = ELEMENT_LINE.exec(line);
     const set = match?.[3] === undefined ? undefined : parseOurSetName(match[3]);
     if (match === null || set === undefined) return `\`${line}\` is not a statement moshwall writes`;
@@ -253,7 +298,7 @@ export function nftScriptProblem(script: string): string | undefined {
 }
 
 /** Throws a FirewallError when moshwall must not run this script (see nftScriptProblem). */
-export function assertSafeNftScript(script: string): void {
-  const problem = nftScriptProblem(script);
+export function assertSafeNftScript(script: string, ourHandles: readonly string[] = []): void {
+  const problem = nftScriptProblem(script, ourHandles);
   if (problem !== undefined) throw new FirewallError(`Refusing to run nft: ${problem}`, { script });
 }
