@@ -44,6 +44,7 @@ async function helpText(args: string[]): Promise<string> {
     selfPath: 'moshwall',
     stdout: (text) => out.push(text),
     stderr: (text) => out.push(text),
+    passThrough: async () => {},
     edges: unreachable,
   });
   if (code !== 0) throw new Error(`moshwall ${args.join(' ')} exited ${code}: ${out.join('\n')}`);

@@ -1,3 +1,4 @@
+import type { Clock } from '../clock.ts';
 import { ExecError, FirewallError } from '../errors.ts';
 import type { ExecResult, LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
@@ -13,7 +14,6 @@ import { createServiceCache } from './firewalld/services.ts';
 import { FIREWALLD_WATCH_ARGV, firewalldEvent } from './firewalld/watch.ts';
 import { findZone, type ZoneChoice } from './firewalld/zone.ts';
 import { applyInOrder } from './kernel/apply.ts';
-import type { Clock } from './kernel/clock.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { keepWatching } from './kernel/watch.ts';
 

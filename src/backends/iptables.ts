@@ -1,3 +1,4 @@
+import type { Clock } from '../clock.ts';
 import { FirewallError } from '../errors.ts';
 import type { LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
@@ -17,7 +18,6 @@ import { tableRules } from './iptables/rules.ts';
 import { parseIptablesSave, type SavedTable } from './iptables/save.ts';
 import { isOurIptablesNftEvent } from './iptables/watch.ts';
 import { applyInOrder } from './kernel/apply.ts';
-import type { Clock } from './kernel/clock.ts';
 import { complaintOf, createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { watchMonitor } from './monitor.ts';
 

@@ -1,5 +1,5 @@
+import { type Clock, systemClock, type Timer } from '../clock.ts';
 import type { LineWatcher } from '../exec.ts';
-import { type Clock, systemClock, type Timer } from './kernel/clock.ts';
 import { keepWatching } from './kernel/watch.ts';
 
 /*

@@ -1,9 +1,9 @@
+import { type Clock, systemClock } from '../clock.ts';
 import { FirewallError, MoshwallError } from '../errors.ts';
 import type { LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
 import { assertValidRuleSpecs, type FirewallRule, type RuleSpec } from '../rules.ts';
 import { applyInOrder } from './kernel/apply.ts';
-import { type Clock, systemClock } from './kernel/clock.ts';
 import { createRecent } from './kernel/recent.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import { watchMonitor } from './monitor.ts';

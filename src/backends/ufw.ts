@@ -1,12 +1,12 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Clock } from '../clock.ts';
 import { errnoCode } from '../discovery/errno.ts';
 import { FirewallError } from '../errors.ts';
 import type { Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
 import { assertValidRuleSpecs, type FirewallRule, type RuleSpec } from '../rules.ts';
 import { applyInOrder } from './kernel/apply.ts';
-import type { Clock } from './kernel/clock.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
 import {
   assertNoTakeover,

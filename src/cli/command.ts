@@ -35,8 +35,8 @@ export interface CommandContext {
 export interface HostActions {
   /** Facts for install planning about this host. */
   installFacts: (layout: InstallLayout, selfPath: string) => InstallFacts;
-  /** Carries out install steps. */
-  applySteps: (steps: Step[], config: Config, log: Logger) => Promise<void>;
+  /** Carries out install steps, telling the admin each one through `say` (the command's output). */
+  applySteps: (steps: Step[], config: Config, log: Logger, say: (line: string) => void) => Promise<void>;
   /** The manifest a previous install wrote, or undefined. */
   readManifest: (layout: InstallLayout) => Manifest | undefined;
   /** `moshwall hook`: records the deadline and starts the watcher in the background. */

@@ -1,30 +1,26 @@
-import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fstatSync,
-  readFileSync,
-  realpathSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { closeSync, existsSync, fstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { constants, setPriority } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createBackend } from '../backends/select.ts';
+import { systemClock } from '../clock.ts';
 import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
 import { createFlowCleaner } from '../conntrack.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
 import { createHostPeerIdentity } from '../daemon/host-identity.ts';
 import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
+import {
+  hostHasIpv6,
+  ioUringDisabled,
+  readGroups,
+  readSocketCounts,
+  readUdp,
+} from '../discovery/host-reads.ts';
 import { createProcessMemory } from '../discovery/memory.ts';
 import { createHostProcReader, type ProcReader } from '../discovery/proc-reader.ts';
 import { scanSessions } from '../discovery/scan.ts';
 import { holdersOf } from '../discovery/sockets.ts';
 import { parseV6Only } from '../discovery/ss.ts';
-import { parseGroup } from '../discovery/users.ts';
 import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
 import { flushOurs } from '../engine.ts';
@@ -38,6 +34,7 @@ import {
   watchLines,
 } from '../exec.ts';
 import { limitOptions, parseLimits, watchUntilDeadline } from '../hook.ts';
+import { readDeadline, writeDeadline } from '../hook-deadline.ts';
 import { applySteps, pathState } from '../install/apply.ts';
 import { modeIfAny, readTextIfAny } from '../install/host-files.ts';
 import type { Manifest } from '../install/plan.ts';
@@ -50,34 +47,12 @@ import {
 } from '../lockfile.ts';
 import type { Logger } from '../log.ts';
 import type { UninspectedProcess } from '../model.ts';
-import type { GroupDirectory } from '../policy.ts';
 import { PTRACE_SCOPE_PATH, parsePtraceScope } from '../ptrace.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
 import { runShim } from '../shim/shim.ts';
 import type { HostActions } from './command.ts';
 import { type HostEdges, type ShimInvocation, VERSION } from './run.ts';
 import { ensureRuntimeDirectory } from './runtime-dir.ts';
-
-/** The group directory of this host, from /etc/group read through the reader. */
-function readGroups(reader: ProcReader): GroupDirectory {
-  const table = parseGroup(reader.readText('/etc/group'));
-  return {
-    gidOf: (name) => table.gidByName.get(name),
-    membersOf: (name) => table.membersByName.get(name) ?? [],
-  };
-}
-
-/** True when the host has an IPv6 address other than loopback (from /proc/net/if_inet6). */
-function hostHasIpv6(reader: ProcReader): boolean {
-  try {
-    return reader
-      .readText('/proc/net/if_inet6')
-      .split('\n')
-      .some((line) => line.trim() !== '' && !line.startsWith('00000000000000000000000000000001'));
-  } catch {
-    return false;
-  }
-}
 
 /** The engine's real edges: /proc, the ufw command, the flock lock. */
 function engine(config: Config, log: Logger): EngineDeps {
@@ -160,15 +135,6 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
   };
 }
 
-/** kernel.io_uring_disabled, or null when this kernel has no such setting. */
-function ioUringDisabled(reader: ProcReader): number | null {
-  try {
-    return Number(reader.readText('/proc/sys/kernel/io_uring_disabled').trim());
-  } catch {
-    return null;
-  }
-}
-
 /** The processes whose fds cannot be read now (a walk of every process, whatever sockets exist). */
 function uninspectedProcesses(reader: ProcReader): UninspectedProcess[] | Error {
   try {
@@ -193,7 +159,7 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
       ensureRuntimeDirectory(path);
       return startSocketServer(path, handle, log, createHostPeerIdentity(reader, runCommand));
     },
-    now: () => performance.now(),
+    clock: systemClock,
     version: VERSION,
   };
 }
@@ -233,79 +199,15 @@ async function shim(invocation: ShimInvocation): Promise<number> {
   const status = await runShim({
     startServer: () => spawnPipedStdout([config.moshServer, ...invocation.args], invocation.env),
     askDaemon: (port) => askDaemon(config.socketPath, { op: 'open', port }, config.shimTimeoutMs),
-    writeStdout: (data) => new Promise((resolve) => process.stdout.write(data, () => resolve())),
+    writeStdout: invocation.passThrough,
     warn: invocation.warn,
   });
   return exitCodeOf(status);
 }
 
-/** Reads /proc/net/udp and /proc/net/udp6 (the latter may be missing when IPv6 is off). */
-function readUdp(reader: ProcReader): { udp: string; udp6: string | undefined } {
-  const udp = reader.readText('/proc/net/udp');
-  let udp6: string | undefined;
-  try {
-    udp6 = reader.readText('/proc/net/udp6');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  return { udp, udp6 };
-}
-
-/**
- * The UDP lines of /proc/net/sockstat and /proc/net/sockstat6 ("UDP: inuse 3 mem 1"), which change with
- * the number of UDP sockets; undefined when sockstat cannot be read (the daemon then polls in full).
- */
-function readSocketCounts(reader: ProcReader): string | undefined {
-  const udpLines = (file: string) =>
-    reader
-      .readText(file)
-      .split('\n')
-      .filter((line) => line.startsWith('UDP'))
-      .join(';');
-  try {
-    let v6 = '';
-    try {
-      v6 = udpLines('/proc/net/sockstat6');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
-    return `${udpLines('/proc/net/sockstat')};${v6}`;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The file where hooks leave the latest deadline for the watcher, beside the lock. */
-function deadlineFile(config: Config): string {
-  return join(dirname(config.lockFile), 'hook-deadline');
-}
-
 /** The login-hook watcher's own lock, beside moshwall's lock (one watcher at most). */
 function hookLockFile(config: Config): string {
   return join(dirname(config.lockFile), 'hook.lock');
-}
-
-/** Records `deadline` atomically, through a temporary name no other hook uses at the same time. */
-function writeDeadline(config: Config, deadline: number): void {
-  const file = deadlineFile(config);
-  const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.new`;
-  writeFileSync(temporary, `${deadline}\n`, { mode: 0o600, flag: 'wx' });
-  try {
-    renameSync(temporary, file);
-  } catch (error) {
-    rmSync(temporary, { force: true });
-    throw error;
-  }
-}
-
-/** The deadline recorded there (epoch ms), or 0. */
-function readDeadline(config: Config): number {
-  try {
-    const value = Number(readFileSync(deadlineFile(config), 'utf8').trim());
-    return Number.isFinite(value) ? value : 0;
-  } catch {
-    return 0;
-  }
 }
 
 const host: HostActions = {
@@ -320,12 +222,12 @@ const host: HostActions = {
     readText: readTextIfAny,
     modeOf: modeIfAny,
   }),
-  applySteps: (steps, config, log) =>
+  applySteps: (steps, config, log, say) =>
     applySteps(steps, {
       runner: runCommand,
       timeoutMs: config.commandTimeoutMs,
       flush: async () => (await flushOurs(engine(config, log))).flatMap((change) => change.specs).length,
-      say: (line) => process.stdout.write(`${line}\n`),
+      say,
     }),
   readManifest: (layout) => {
     try {
@@ -338,7 +240,7 @@ const host: HostActions = {
     sharedSocketDirectory(config, config.lockFile);
     ensureLockDirectory(config.lockFile);
     // The deadline first, then the lock: a watcher that is ending re-reads the deadline after letting go.
-    writeDeadline(config, Math.max(readDeadline(config), Date.now() + config.hookWatchMs));
+    writeDeadline(config.lockFile, Math.max(readDeadline(config.lockFile), Date.now() + config.hookWatchMs));
     const fd = openLockFile(hookLockFile(config));
     try {
       // Taken without waiting: when a watcher holds it, that one sees the new deadline; none is started.
@@ -361,7 +263,7 @@ const host: HostActions = {
     // Keep watching while a hook has extended the deadline; exit when another watcher holds the lock.
     for (;;) {
       if (fd === undefined) {
-        if (Date.now() > readDeadline(config)) return runs;
+        if (Date.now() > readDeadline(config.lockFile)) return runs;
         const candidate = openLockFile(lockFile);
         if (!(await flockDescriptor(candidate, 0))) {
           closeSync(candidate);
@@ -374,7 +276,7 @@ const host: HostActions = {
           config,
           engine: engine(config, log),
           readUdp: () => readUdp(reader),
-          readDeadline: () => readDeadline(config),
+          readDeadline: () => readDeadline(config.lockFile),
           now: () => Date.now(),
           sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
         });

@@ -11,5 +11,6 @@ process.exitCode = await runMain({
   uid: process.getuid?.() ?? -1,
   stdout: (text) => process.stdout.write(`${text}\n`),
   stderr: (text) => process.stderr.write(`${text}\n`),
+  passThrough: (data) => new Promise((resolve) => process.stdout.write(data, () => resolve())),
   edges: hostEdges,
 });

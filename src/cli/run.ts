@@ -43,6 +43,8 @@ export interface MainIo {
   selfPath: string;
   stdout: (text: string) => void;
   stderr: (text: string) => void;
+  /** Bytes to stdout exactly as given (only the shim's pass-through of mosh-server's output uses it). */
+  passThrough: (data: Buffer) => Promise<void>;
   edges: HostEdges;
 }
 
@@ -54,6 +56,8 @@ export interface ShimInvocation {
   /** The path this program was started from, so the shim can refuse to run itself. */
   selfPath: string;
   warn: (text: string) => void;
+  /** Writes mosh-server's own output on, byte for byte. */
+  passThrough: (data: Buffer) => Promise<void>;
 }
 
 /** The factories that reach the machine: the engine's edges and doctor's fact gathering. */
@@ -137,6 +141,7 @@ export async function runMain(rawIo: MainIo): Promise<number> {
       env: io.env,
       selfPath: io.selfPath,
       warn: io.stderr,
+      passThrough: io.passThrough,
     });
   }
   let verbose = io.argv.includes('--verbose') || io.argv.includes('-v');
@@ -171,6 +176,7 @@ export async function runMain(rawIo: MainIo): Promise<number> {
         env: io.env,
         selfPath: io.selfPath,
         warn: io.stderr,
+        passThrough: io.passThrough,
       });
     }
     const options = parseOptions(global.rest, command.options, command.name);

@@ -1,7 +1,8 @@
-import type { BackendProbe } from '../backends/types.ts';
+import type { Clock, Timer } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { type EngineDeps, flushOurs, probeOrFail, type SyncReport, syncOnce } from '../engine.ts';
 import { describeError, MoshwallError } from '../errors.ts';
+import type { BackendProbe } from '../firewall.ts';
 import type { Logger } from '../log.ts';
 import { fingerprintHasPort, readFingerprint } from './fingerprint.ts';
 import { portOutcome } from './outcome.ts';
@@ -31,7 +32,8 @@ export interface DaemonDeps {
     path: string,
     handle: (line: string) => Promise<DaemonResponse>,
   ) => Promise<{ close(): void }>;
-  now: () => number;
+  /** Time and the poll's timer (the machine's clock in production, a manual one in tests). */
+  clock: Clock;
   version: string;
 }
 
@@ -75,12 +77,12 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
 
   /** Logs each refused holder once while it holds its socket, within each user's share of lines. */
   const logRefusals = (report: SyncReport) => {
-    for (const line of refusalLog(report.refused, deps.now())) log.warn(line.event, line.fields);
+    for (const line of refusalLog(report.refused, deps.clock.now())) log.warn(line.event, line.fields);
     for (const warning of report.warnings) log.debug('warning', { warning });
   };
 
   const scheduler = createScheduler(async (onAllowed) => {
-    const startedAt = deps.now();
+    const startedAt = deps.clock.now();
     if (!probe || startedAt - probedAt >= config.resyncIntervalMs) {
       probe = await probeOrFail(engine.backend);
       probedAt = startedAt;
@@ -104,7 +106,10 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         };
       }
       logRefusals(report);
-      log.debug('reconciled', { sessions: report.sessions.length, ms: Math.round(deps.now() - startedAt) });
+      log.debug('reconciled', {
+        sessions: report.sessions.length,
+        ms: Math.round(deps.clock.now() - startedAt),
+      });
       return report;
     } catch (error) {
       probe = undefined;
@@ -126,10 +131,10 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     scheduler.request().catch((error: unknown) => {
       failures++;
       lastFingerprint = undefined;
-      retryAt = deps.now() + Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
+      retryAt = deps.clock.now() + Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
       log.error('reconcile-failed', {
         error: describeError(error),
-        retryInMs: Math.round(retryAt - deps.now()),
+        retryInMs: Math.round(retryAt - deps.clock.now()),
       });
       if (isFatal(error) && !stopping) {
         fatal = error;
@@ -140,7 +145,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
 
   /** The cheap check run every poll interval: only a change (or the resync timer) costs a reconcile. */
   const tick = () => {
-    if (stopping || deps.now() < retryAt) return;
+    if (stopping || deps.clock.now() < retryAt) return;
     const counts = deps.readSocketCounts?.();
     pollsSinceFull += 1;
     const full =
@@ -160,8 +165,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     } else if (token !== lastToken) {
       lastToken = token;
       reconcile('firewall rules changed');
-    } else if (deps.now() - lastRunAt >= config.resyncIntervalMs) {
-      lastRunAt = deps.now();
+    } else if (deps.clock.now() - lastRunAt >= config.resyncIntervalMs) {
+      lastRunAt = deps.clock.now();
       reconcile('periodic resync');
     }
   };
@@ -191,13 +196,13 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   };
 
   let server: { close(): void } | undefined;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: Timer | undefined;
 
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info('stopping', { signal, onStop: config.onStop });
-    if (timer) clearInterval(timer);
+    deps.clock.clear(timer);
     watch?.close();
     server?.close();
     await scheduler.idle();
@@ -243,6 +248,6 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   });
   server = await deps.startServer(config.socketPath, handle);
   tick();
-  timer = setInterval(tick, config.pollIntervalMs);
+  timer = deps.clock.setInterval(tick, config.pollIntervalMs);
   return stopped;
 }

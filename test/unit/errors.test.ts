@@ -139,6 +139,7 @@ async function mainError(options: { uid: number; argv: string[]; unsafe?: string
     selfPath: '/opt/m/moshwall.js',
     stdout: () => {},
     stderr: (text) => lines.push(text),
+    passThrough: async () => {},
     edges,
   }).finally(() => rmSync(dir, { recursive: true }));
   return { exit, message: lines.join('\n') };

@@ -1,4 +1,4 @@
-import type { Clock } from './clock.ts';
+import type { Clock } from '../../clock.ts';
 
 /** A value the backend read from its firewall, trusted for a short while after the reading. */
 export interface Recent<T> {

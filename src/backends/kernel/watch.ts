@@ -1,5 +1,5 @@
+import { type Clock, systemClock, type Timer } from '../../clock.ts';
 import type { LineWatch, LineWatcher } from '../../exec.ts';
-import { type Clock, systemClock, type Timer } from './clock.ts';
 
 /** How to keep a firewall watcher (`nft monitor`, `dbus-monitor`) running. */
 export interface KeepWatchingOptions {

@@ -1,8 +1,8 @@
+import { type Clock, systemClock } from '../../clock.ts';
 import { FirewallError } from '../../errors.ts';
 import type { AppliedChange } from '../../firewall.ts';
 import type { Family } from '../../model.ts';
 import type { FirewallRule, RuleSpec } from '../../rules.ts';
-import { type Clock, systemClock } from '../kernel/clock.ts';
 import { createRecent } from '../kernel/recent.ts';
 import { FAST_CHAINS, type HookLiveness, ruleOfMember } from './fastpath.ts';
 import type { FastPathEdge } from './ipset.ts';

@@ -20,7 +20,7 @@ async function carryOut(context: CommandContext, steps: Step[], dryRun: boolean)
   for (const step of steps) {
     if (dryRun || step.kind !== 'note') context.out(`${dryRun ? 'would ' : ''}${describeStep(step)}`);
   }
-  if (!dryRun) await context.host.applySteps(steps, context.config, context.log);
+  if (!dryRun) await context.host.applySteps(steps, context.config, context.log, context.out);
   return 0;
 }
 

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { systemClock } from '../../../src/backends/kernel/clock.ts';
 import {
   createNftablesBackend,
   NFT_LISTING_TRUSTED_MS,
   nftScriptProblem,
 } from '../../../src/backends/nftables.ts';
+import { systemClock } from '../../../src/clock.ts';
 import { FirewallError } from '../../../src/errors.ts';
 import type { RuleSpec } from '../../../src/rules.ts';
 import { v4, v6 } from '../../support/builders.ts';

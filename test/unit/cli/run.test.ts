@@ -70,6 +70,7 @@ async function cli(
     selfPath: '/usr/local/sbin/moshwall',
     stdout: (text) => stdout.push(text),
     stderr: (text) => stderr.push(text),
+    passThrough: async () => {},
     edges,
   });
   return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n'), backend };

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import type { Clock, Timer } from '../../../src/clock.ts';
 import { type Config, DEFAULT_CONFIG } from '../../../src/config.ts';
 import { type DaemonDeps, FULL_POLL_EVERY, runDaemon } from '../../../src/daemon/daemon.ts';
 import type { DaemonResponse } from '../../../src/daemon/protocol.ts';
@@ -22,9 +23,60 @@ function udpText(ports: number[]): string {
   return `${[HEADER, ...lines].join('\n')}\n`;
 }
 
-const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * A manual clock for the daemon (its poll timer and its idea of now): time moves only when the test
+ * advances it, and each advance runs the timers that fell due, in order.
+ */
+function manualClock() {
+  let now = 0;
+  let nextId = 1;
+  const timers = new Map<number, { at: number; every?: number; fn: () => void }>();
+  const add = (fn: () => void, ms: number, every?: number): Timer => {
+    const id = nextId++;
+    timers.set(id, { at: now + ms, fn, ...(every === undefined ? {} : { every }) });
+    return id as unknown as Timer;
+  };
+  const clock: Clock & { advance(ms: number): void } = {
+    now: () => now,
+    setTimeout: (fn, ms) => add(fn, ms),
+    setInterval: (fn, ms) => add(fn, ms, ms),
+    clear: (timer) => {
+      timers.delete(timer as unknown as number);
+    },
+    advance(ms) {
+      const until = now + ms;
+      for (;;) {
+        const due = [...timers.entries()]
+          .filter(([, timer]) => timer.at <= until)
+          .sort((a, b) => a[1].at - b[1].at)[0];
+        if (due === undefined) break;
+        const [id, timer] = due;
+        now = timer.at;
+        if (timer.every === undefined) timers.delete(id);
+        else timer.at += timer.every;
+        timer.fn();
+      }
+      now = until;
+    },
+  };
+  return clock;
+}
 
-/** Polls until `check` holds (or fails the test after 2 s). */
+/** Lets the daemon's pending promises (a reconcile, a reply) settle. */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+/** The clock of the daemon under test (one test at a time). */
+let clock = manualClock();
+
+/** Advances the daemon's clock by `ms` in poll-sized steps, letting its work settle after each. */
+async function wait(ms: number): Promise<void> {
+  for (let passed = 0; passed < ms; passed += 20) {
+    clock.advance(20);
+    for (let round = 0; round < 5; round += 1) await settle();
+  }
+}
+
+/** Advances the daemon's time poll by poll until `check` holds (or fails the test after 2 s of its time). */
 async function eventually(check: () => boolean, what: string): Promise<void> {
   for (let tries = 0; tries < 200; tries++) {
     if (check()) return;
@@ -40,6 +92,7 @@ function fakeDaemon(
   socketCounts?: () => string | undefined,
   fullPollEvery?: number,
 ) {
+  clock = manualClock();
   const state = {
     udpReads: 0,
     sessions: [] as MoshSession[],
@@ -77,7 +130,7 @@ function fakeDaemon(
         },
       };
     },
-    now: () => performance.now(),
+    clock,
     version: 'test',
   };
   const exit = runDaemon(deps);
