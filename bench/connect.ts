@@ -17,17 +17,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import {
-  type Daemon,
-  installShim,
-  moshwall,
-  removeShim,
-  startDaemon,
-  waitUntil,
-} from '../test/e2e/_daemon.ts';
+import { type Daemon, installShim, moshwall, removeShim, startDaemon } from '../test/e2e/_daemon.ts';
 import { LabError, run } from '../test/e2e/_exec.ts';
 import { missingClientTools, startMoshClient } from '../test/e2e/_mosh-client.ts';
 import { ourRulePorts, serverPidsOnPort, watchPorts } from '../test/e2e/_observe.ts';
+import { waitUntil } from '../test/e2e/_poll.ts';
 import { isGone } from '../test/e2e/_procfs.ts';
 import { createLab, type Lab, type MoshServer, requireRoot } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';

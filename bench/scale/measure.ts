@@ -5,17 +5,11 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ourSpecs } from '../../src/engine.ts';
 import type { Backend } from '../../src/firewall.ts';
-import {
-  type Daemon,
-  installShim,
-  moshwall,
-  removeShim,
-  startDaemon,
-  waitUntil,
-} from '../../test/e2e/_daemon.ts';
+import { type Daemon, installShim, moshwall, removeShim, startDaemon } from '../../test/e2e/_daemon.ts';
 import { LabError } from '../../test/e2e/_exec.ts';
 import { startMoshClient } from '../../test/e2e/_mosh-client.ts';
 import { serverPidsOnPort } from '../../test/e2e/_observe.ts';
+import { waitUntil } from '../../test/e2e/_poll.ts';
 import { isGone, namespaceOf, statusField } from '../../test/e2e/_procfs.ts';
 import { createLab, type Lab, SERVER_V4 } from '../../test/e2e/lab.ts';
 import type { CountResult, Request } from '../_scale-changes.ts';

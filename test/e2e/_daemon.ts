@@ -3,9 +3,9 @@
 // its pid, install the mosh-server shim, and talk to its socket as root or as a lab user.
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { LabError, type Result } from './_exec.ts';
+import { waitUntil } from './_poll.ts';
 import { isGone, signalPid } from './_procfs.ts';
 import type { Lab, ServerProcess } from './lab.ts';
 
@@ -80,20 +80,6 @@ export function moshwallArgv(args: string[]): string[] {
 /** Runs the built CLI as root in the server host with SERVER_CONFIG (written by startDaemon or writeServerConfig). */
 export function moshwall(lab: Lab, args: string[]): Promise<Result> {
   return lab.runServer(moshwallArgv(args));
-}
-
-/** Waits (polling) until the async `check` holds or `ms` pass; true if it held. */
-export async function waitUntil(
-  check: () => boolean | Promise<boolean>,
-  ms: number,
-  everyMs = 20,
-): Promise<boolean> {
-  const deadline = performance.now() + ms;
-  for (;;) {
-    if (await check()) return true;
-    if (performance.now() >= deadline) return false;
-    await sleep(everyMs);
-  }
 }
 
 /**

@@ -5,8 +5,8 @@
 // session's rule put back; a stale rule is swept by `moshwall sync` and by the daemon's start; flush
 // removes only moshwall's; and `backend = "auto"` picks this firewall's backend, saying why.
 import assert from 'node:assert/strict';
-import { after, before, describe, type TestContext, test } from 'node:test';
-import { type Daemon, installShim, moshwall, startDaemon, waitUntil, writeServerConfig } from './_daemon.ts';
+import { before, describe, type TestContext, test } from 'node:test';
+import { type Daemon, installShim, moshwall, startDaemon, writeServerConfig } from './_daemon.ts';
 import {
   type AdminFirewall,
   type AdminFirewallKind,
@@ -14,7 +14,9 @@ import {
   createFirewallLab,
 } from './_firewalls.ts';
 import { type MoshClient, missingClientTools, startMoshClient } from './_mosh-client.ts';
-import { type Lab, labSkipReason } from './lab.ts';
+import { useLab } from './_moshwall.ts';
+import { waitUntil } from './_poll.ts';
+import { labSkipReason } from './lab.ts';
 
 /** Generous bounds for what happens within a poll or two; the figures printed say how long it took. */
 const CLOSE_BOUND_MS = 10_000;
@@ -40,14 +42,16 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
   describe(`${kind}: real mosh sessions through the admin's default-deny firewall, no UFW`, {
     skip: skipReason(firewall),
   }, () => {
-    let lab: Lab | undefined;
     let daemon: Daemon | undefined;
     let baseline = '';
     const clients: MoshClient[] = [];
-    const theLab = (): Lab => {
-      assert.ok(lab, 'createFirewallLab failed in before()');
-      return lab;
-    };
+    const theLab = useLab(
+      () => createFirewallLab(firewall),
+      async () => {
+        for (const client of clients) await client.close();
+        await daemon?.stop().catch(() => undefined);
+      },
+    );
     const theDaemon = (): Daemon => {
       assert.ok(daemon, 'the daemon is not running');
       return daemon;
@@ -92,16 +96,9 @@ export function describeFirewallScenarios(kind: AdminFirewallKind): void {
     };
 
     before(async () => {
-      lab = await createFirewallLab(firewall);
-      baseline = await firewall.adminSnapshot(lab);
-      await installShim(lab);
-      daemon = await startDaemon(lab, config);
-    });
-
-    after(async () => {
-      for (const client of clients) await client.close();
-      await daemon?.stop().catch(() => undefined);
-      await lab?.destroy();
+      baseline = await firewall.adminSnapshot(theLab());
+      await installShim(theLab());
+      daemon = await startDaemon(theLab(), config);
     });
 
     test('before any session: nothing of ours, and no mosh port reachable', async () => {

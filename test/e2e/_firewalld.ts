@@ -7,7 +7,8 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LabError, type Result, type Started, start } from './_exec.ts';
-import { isGone, waitFor } from './_procfs.ts';
+import { waitUntil } from './_poll.ts';
+import { isGone } from './_procfs.ts';
 import { commandPid } from './_server.ts';
 import type { LabState } from './_teardown.ts';
 
@@ -95,7 +96,7 @@ export async function startFirewalld(host: FirewalldHost): Promise<LabFirewalld>
     join(host.dir, 'dbus.log'),
   );
   const socket = host.serverPath('/run/dbus/system_bus_socket');
-  if (!(await waitFor(() => existsSync(socket) || isGone(dbusPid), 5000)) || isGone(dbusPid)) {
+  if (!(await waitUntil(() => existsSync(socket) || isGone(dbusPid), 5000)) || isGone(dbusPid)) {
     throw new LabError(`dbus-daemon in the lab did not listen: ${dbus.output().stderr.slice(-2000)}`);
   }
   const logFile = join(host.dir, 'firewalld.log');
@@ -104,17 +105,20 @@ export async function startFirewalld(host: FirewalldHost): Promise<LabFirewalld>
     ['firewalld', '--nofork', '--nopid', '--log-target', 'file', '--log-file', logFile],
     join(host.dir, 'firewalld.out'),
   );
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const state = await host.runServer(['firewall-cmd', '--state']);
-    if (state.exitCode === 0 && state.stdout.trim() === 'running') break;
-    if (isGone(firewalldPid) || Date.now() > deadline) {
-      throw new LabError(
-        `firewalld in the lab did not start (${state.stdout.trim()} ${state.stderr.trim()}): ` +
-          firewalld.output().stderr.slice(-2000),
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+  let state = { exitCode: -1, stdout: '', stderr: '' };
+  const running = await waitUntil(
+    async () => {
+      state = await host.runServer(['firewall-cmd', '--state']);
+      return (state.exitCode === 0 && state.stdout.trim() === 'running') || isGone(firewalldPid);
+    },
+    30_000,
+    100,
+  );
+  if (!running || isGone(firewalldPid)) {
+    throw new LabError(
+      `firewalld in the lab did not start (${state.stdout.trim()} ${state.stderr.trim()}): ` +
+        firewalld.output().stderr.slice(-2000),
+    );
   }
   return { dbusPid, firewalldPid, logFile };
 }

@@ -5,10 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BASE_ENV, BASE_PATH, LabError, run, runOk, showArgv } from './_exec.ts';
 import { labPaths } from './_files.ts';
-import { isGone, signalPid, startTimeOf, waitFor } from './_procfs.ts';
+import { pollFor, waitUntil } from './_poll.ts';
+import { isGone, signalPid, startTimeOf } from './_procfs.ts';
 import type { Lab } from './lab.ts';
 
 export interface MoshClientOptions {
@@ -83,16 +83,6 @@ export function echoCommand(nonce: string): string[] {
   return ['sh', '-c', `echo READY-${nonce}; while IFS= read -r line; do echo "echo-reply:$line"; done`];
 }
 
-/** Polls the async `check` until it holds or `ms` pass. */
-async function waitUntilAsync(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = performance.now() + ms;
-  for (;;) {
-    if (await check()) return true;
-    if (performance.now() >= deadline) return false;
-    await sleep(20);
-  }
-}
-
 /** The argv of mosh-client's process (/proc/PID/cmdline), or [] when it cannot be read. */
 function cmdlineOf(pid: number): string[] {
   try {
@@ -163,15 +153,17 @@ export async function startMoshClient(lab: Lab, options: MoshClientOptions): Pro
     },
 
     async waitForText(text, timeoutMs, everyMs = 20) {
-      const deadline = performance.now() + timeoutMs;
       let last = '';
-      for (;;) {
-        last = await client.screen();
-        const seenAt = performance.now();
-        if (typeof text === 'string' ? last.includes(text) : text.test(last)) return seenAt;
-        if (seenAt >= deadline) break;
-        await sleep(everyMs);
-      }
+      const seenAt = await pollFor(
+        async () => {
+          last = await client.screen();
+          const at = performance.now();
+          return (typeof text === 'string' ? last.includes(text) : text.test(last)) ? at : undefined;
+        },
+        timeoutMs,
+        everyMs,
+      );
+      if (seenAt !== undefined) return seenAt;
       throw new LabError(
         `"${String(text)}" did not appear in the mosh client's terminal within ${timeoutMs} ms; screen:\n${last.trimEnd()}`,
       );
@@ -211,7 +203,7 @@ export async function startMoshClient(lab: Lab, options: MoshClientOptions): Pro
         });
         return result.exitCode !== 0 || result.stdout.trim() === '1';
       };
-      if (!(await waitUntilAsync(dead, timeoutMs))) {
+      if (!(await waitUntil(dead, timeoutMs))) {
         const screen = await client.screen().catch(() => '');
         throw new LabError(`mosh did not end within ${timeoutMs} ms; screen:\n${screen.trimEnd()}`);
       }
@@ -226,8 +218,8 @@ export async function startMoshClient(lab: Lab, options: MoshClientOptions): Pro
         [panePid, identity.pane],
       ] as const) {
         const same = () => startTime !== undefined && startTimeOf(pid) === startTime && !isGone(pid);
-        if (!(await waitFor(() => !same(), 2000))) signalPid(pid, 'SIGKILL');
-        await waitFor(() => !same(), 2000);
+        if (!(await waitUntil(() => !same(), 2000))) signalPid(pid, 'SIGKILL');
+        await waitUntil(() => !same(), 2000);
       }
     },
   };

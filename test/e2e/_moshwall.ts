@@ -17,19 +17,29 @@ import {
 export type Family = 'v4' | 'v6';
 
 /**
- * Registers, on the enclosing describe, a before() that creates the lab and an after() that destroys it
- * (also after a failed createLab). Returns the lab, failing the test if createLab failed.
+ * The one lab lifecycle of the e2e tests. Registers, on the enclosing describe, a before() that makes the
+ * lab (`create`, createLab() by default) and an after() that runs `cleanup` (the file's own: stopping
+ * what it started, while the lab still exists) and then destroys the lab, also after a failed create or
+ * cleanup. Returns the lab, failing the test if it was not made. Register it before the file's own
+ * before() hooks (they run in order, so the lab exists in theirs).
  */
-export function useLab(): () => Lab {
+export function useLab(
+  create: () => Promise<Lab> = () => createLab(),
+  cleanup?: () => Promise<void>,
+): () => Lab {
   let lab: Lab | undefined;
   before(async () => {
-    lab = await createLab();
+    lab = await create();
   });
   after(async () => {
-    await lab?.destroy();
+    try {
+      if (lab !== undefined) await cleanup?.();
+    } finally {
+      await lab?.destroy();
+    }
   });
   return () => {
-    assert.ok(lab, 'createLab failed in before()');
+    assert.ok(lab, 'the lab was not made in before()');
     return lab;
   };
 }

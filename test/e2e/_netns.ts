@@ -14,6 +14,7 @@ import type { Backend } from '../../src/firewall.ts';
 import type { RuleSpec } from '../../src/rules.ts';
 import { median } from '../support/stats.ts';
 import { run, runOk, type Started, start } from './_exec.ts';
+import { waitUntil } from './_poll.ts';
 import { setUpNetwork } from './_server.ts';
 import { LAB_PREFIX, type LabState, ownerLine, teardownSync, trackLab } from './_teardown.ts';
 
@@ -143,11 +144,10 @@ function describeRealPackets(
       ]);
       state.children.push(echo);
       listeners.push(echo);
-      const deadline = Date.now() + 5000;
-      while (!echo.output().stdout.includes('ready')) {
-        assert.ok(Date.now() < deadline, `the ${family} echo did not start: ${echo.output().stderr}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      assert.ok(
+        await waitUntil(() => echo.output().stdout.includes('ready'), 5000),
+        `the ${family} echo did not start: ${echo.output().stderr}`,
+      );
     };
     /** Whether a datagram from the client (a fresh source port each time) reaches the echo and comes back. */
     const reaches = async (family: Family) => {

@@ -3,6 +3,7 @@
 // user6.rules), sampled every few milliseconds, each change stamped with performance.now(). Reads files
 // only; never changes anything.
 import { readFileSync } from 'node:fs';
+import { pollFor } from './_poll.ts';
 import type { Lab } from './lab.ts';
 
 export type WatchKind = 'bound' | 'unbound' | 'rule' | 'rule-gone';
@@ -88,14 +89,7 @@ export function watchPorts(lab: Lab, range: [number, number] = [60000, 61000], e
     events: () => [...events],
     first: (kind, port, since = 0) =>
       events.find((event) => event.kind === kind && event.port === port && event.at >= since),
-    async waitFor(kind, port, since, ms) {
-      const deadline = performance.now() + ms;
-      for (;;) {
-        const found = watch.first(kind, port, since);
-        if (found || performance.now() >= deadline) return found;
-        await new Promise((resolve) => setTimeout(resolve, everyMs));
-      }
-    },
+    waitFor: (kind, port, since, ms) => pollFor(() => watch.first(kind, port, since), ms, everyMs),
     stop: () => clearInterval(timer),
   };
   return watch;

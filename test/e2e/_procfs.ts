@@ -1,6 +1,5 @@
 // What the lab learns from /proc on the host, and how it ends its own processes (by pid, never by name).
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The inode of the namespace a pid lives in ("net:[4026532]" → 4026532), or undefined if it is gone. */
 export function namespaceOf(pid: number, kind: 'net' | 'mnt' | 'pid'): number | undefined {
@@ -100,16 +99,6 @@ export function signalPid(pid: number, signal: NodeJS.Signals): void {
     process.kill(pid, signal);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-  }
-}
-
-/** Waits (polling) until `check` holds or `ms` pass; true if it held. */
-export async function waitFor(check: () => boolean, ms: number, everyMs = 10): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (check()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(everyMs);
   }
 }
 

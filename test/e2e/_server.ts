@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LabError, runOk, type Started, start } from './_exec.ts';
 import type { LabPaths } from './_files.ts';
-import { childPids, isGone, namedNetnsInode, namespaceOf, tcpListening, waitFor } from './_procfs.ts';
+import { waitUntil } from './_poll.ts';
+import { childPids, isGone, namedNetnsInode, namespaceOf, tcpListening } from './_procfs.ts';
 import type { LabState } from './_teardown.ts';
 
 /** One side of the lab network. */
@@ -91,7 +92,7 @@ export async function startHolder(
     commOf(pid) === (pidNs ? 'python3' : 'sleep') &&
     namespaceOf(pid, 'mnt') !== own.mnt &&
     (!pidNs || namespaceOf(pid, 'pid') !== own.pid);
-  await waitFor(() => isGone(launcher.pid) || isReady(holderPid()), 5000);
+  await waitUntil(() => isGone(launcher.pid) || isReady(holderPid()), 5000);
   const pid = holderPid();
   const mnt = namespaceOf(pid, 'mnt');
   const pidNsInode = namespaceOf(pid, 'pid');
@@ -113,7 +114,7 @@ export async function commandPid(
   net: number | undefined,
 ): Promise<number | undefined> {
   let pid: number | undefined;
-  await waitFor(() => {
+  await waitUntil(() => {
     pid = forks ? childPids(launcher.pid)[0] : launcher.pid;
     return (pid !== undefined && namespaceOf(pid, 'net') === net) || isGone(launcher.pid);
   }, 5000);
@@ -166,7 +167,7 @@ export async function startSshd(
   });
   state.children.push(launcher);
   const pid = (await commandPid(launcher, forks, state.inodes.net[0])) ?? launcher.pid;
-  const listening = await waitFor(
+  const listening = await waitUntil(
     () => isGone(pid) || families.every((family) => tcpListening(pid, 22, family)),
     10_000,
   );

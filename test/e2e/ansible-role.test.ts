@@ -34,11 +34,12 @@ import {
   targetImage,
   unpack,
 } from './_chroot.ts';
-import { waitUntil } from './_daemon.ts';
+
 import { buildDeb, REPO, SHIM_LINK, SHIM_TARGET } from './_deb.ts';
 import { BASE_ENV, type Result, run, runOk } from './_exec.ts';
 import { ourRulePorts } from './_observe.ts';
-import { isGone, signalPid, tcpListening, udpArrivals, waitFor } from './_procfs.ts';
+import { waitUntil } from './_poll.ts';
+import { isGone, signalPid, tcpListening, udpArrivals } from './_procfs.ts';
 import { labSkipReason } from './lab.ts';
 
 const PLAYBOOK = join(REPO, 'ansible', 'playbook.example.yml');
@@ -289,7 +290,7 @@ describe("the Ansible role against a debootstrap'd Debian 12 over real SSH", {
     assert.match(status.stdout, /^Status: active$/m);
     assert.match(status.stdout, /^Default: deny \(incoming\)/m);
     const sshd = await chroot.start(['/usr/sbin/sshd', '-D', '-e']);
-    if (!(await waitFor(() => tcpListening(chroot.holderPid, 22, 'v4'), 10_000))) {
+    if (!(await waitUntil(() => tcpListening(chroot.holderPid, 22, 'v4'), 10_000))) {
       throw new Error(`sshd in the managed host did not listen: ${sshd.output().stderr}`);
     }
 

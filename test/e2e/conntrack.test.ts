@@ -8,14 +8,15 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, type TestContext, test } from 'node:test';
+import { before, describe, type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { deleteFlowsArgv, parseDeleteResult } from '../../src/conntrack.ts';
-import { type Daemon, installShim, moshwall, startDaemon, waitUntil } from './_daemon.ts';
+import { type Daemon, installShim, moshwall, startDaemon } from './_daemon.ts';
 import { runOk } from './_exec.ts';
 import { adminFirewall, createFirewallLab } from './_firewalls.ts';
 import { type MoshClient, missingClientTools, startMoshClient } from './_mosh-client.ts';
-import { ourTuples, parseOk } from './_moshwall.ts';
+import { ourTuples, parseOk, useLab } from './_moshwall.ts';
+import { waitUntil } from './_poll.ts';
 import { isGone } from './_procfs.ts';
 import { createLab, type Lab, labSkipReason, SERVER_V4, SERVER_V6 } from './lab.ts';
 
@@ -74,14 +75,16 @@ const KINDS = [
 
 for (const kind of KINDS) {
   describe(`${kind.name}: closed means closed (conntrack)`, { skip: skipReason() }, () => {
-    let lab: Lab | undefined;
     let daemon: Daemon | undefined;
     const clients: MoshClient[] = [];
     const config = `${kind.config}${PORT_RANGE}`;
-    const theLab = (): Lab => {
-      assert.ok(lab, 'the lab was not made in before()');
-      return lab;
-    };
+    const theLab = useLab(
+      () => kind.create(),
+      async () => {
+        for (const client of clients) await client.close();
+        await daemon?.stop().catch(() => undefined);
+      },
+    );
     const theDaemon = (): Daemon => {
       assert.ok(daemon, 'the daemon is not running');
       return daemon;
@@ -146,15 +149,8 @@ for (const kind of KINDS) {
     };
 
     before(async () => {
-      lab = await kind.create();
-      await installShim(lab);
-      daemon = await startDaemon(lab, config);
-    });
-
-    after(async () => {
-      for (const client of clients) await client.close();
-      await daemon?.stop().catch(() => undefined);
-      await lab?.destroy();
+      await installShim(theLab());
+      daemon = await startDaemon(theLab(), config);
     });
 
     /**

@@ -5,11 +5,13 @@
 // journal must not be flooded. Each of these failed on the code before the fix.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Daemon, DEFAULT_SOCKET, isPong, moshwall, ping, startDaemon } from './_daemon.ts';
-import { statusField, udpBound, waitFor } from './_procfs.ts';
-import { createLab, type Lab, labSkipReason } from './lab.ts';
+import { useLab } from './_moshwall.ts';
+import { waitUntil } from './_poll.ts';
+import { statusField, udpBound } from './_procfs.ts';
+import { createLab, labSkipReason } from './lab.ts';
 
 const HOG = fileURLToPath(new URL('./fixtures/socket-hog.mjs', import.meta.url));
 const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\n';
@@ -23,27 +25,25 @@ function rssMiB(pid: number): number {
 }
 
 describe('daemon socket and logs against a hostile local user', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
   let daemon: Daemon | undefined;
   const started: number[] = [];
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(
+    () => createLab(),
+    async () => {
+      for (const pid of started)
+        await theLab()
+          .killServerProcess(pid)
+          .catch(() => {});
+      await daemon?.stop().catch(() => undefined);
+    },
+  );
   const theDaemon = (): Daemon => {
     assert.ok(daemon, 'the daemon did not start in before()');
     return daemon;
   };
 
   before(async () => {
-    lab = await createLab();
-    daemon = await startDaemon(lab, CONFIG);
-  });
-
-  after(async () => {
-    for (const pid of started) await lab?.killServerProcess(pid).catch(() => {});
-    await daemon?.stop().catch(() => undefined);
-    await lab?.destroy();
+    daemon = await startDaemon(theLab(), CONFIG);
   });
 
   test('4 MiB of requests on one connection that never reads: the daemon does not grow', async (t) => {
@@ -95,7 +95,10 @@ describe('daemon socket and logs against a hostile local user', { skip: labSkipR
     const script = `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(("${theLab().server.v4}", 60321))\ntime.sleep(120)\n`;
     const python = await theLab().startServer([copy, '-c', script], { user: 'alice' });
     started.push(python.pid);
-    assert.ok(await waitFor(() => udpBound(theLab().server.holderPid, 60321), 10_000), 'python bound 60321');
+    assert.ok(
+      await waitUntil(() => udpBound(theLab().server.holderPid, 60321), 10_000),
+      'python bound 60321',
+    );
     const status = await moshwall(theLab(), ['status']);
     assert.equal(status.exitCode, 0, status.stderr);
     t.diagnostic(status.stdout);
@@ -112,7 +115,9 @@ describe('daemon socket and logs against a hostile local user', { skip: labSkipR
     const script = `import socket, time\nss = []\nfor p in [${ports.join(',')}]:\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("${theLab().server.v4}", p)); ss.append(s)\nprint("bound", flush=True)\ntime.sleep(120)\n`;
     const hog = await theLab().startServer(['python3', '-c', script], { user: 'alice' });
     started.push(hog.pid);
-    assert.ok(await waitFor(() => ports.every((port) => udpBound(theLab().server.holderPid, port)), 10_000));
+    assert.ok(
+      await waitUntil(() => ports.every((port) => udpBound(theLab().server.holderPid, port)), 10_000),
+    );
     const bobs = await theLab().startServer(['python3', '-c', script.replace(/\[[\d,]+\]/, '[60450]')], {
       user: 'bob',
     });

@@ -4,7 +4,7 @@
 // on_stop = "flush" and "keep".
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import {
   type Daemon,
   DEFAULT_SOCKET,
@@ -14,11 +14,11 @@ import {
   ping,
   replyObjects,
   startDaemon,
-  waitUntil,
 } from './_daemon.ts';
 import { type MoshClient, startMoshClient } from './_mosh-client.ts';
-import { adminBlocks, expectedOurs, ourTuples } from './_moshwall.ts';
-import { createLab, type Lab, labSkipReason } from './lab.ts';
+import { adminBlocks, expectedOurs, ourTuples, useLab } from './_moshwall.ts';
+import { waitUntil } from './_poll.ts';
+import { createLab, labSkipReason } from './lab.ts';
 
 const KEEP = 'backend = "ufw"\nport_range = "60000:61000"\non_stop = "keep"\n';
 /** The stale rule an admin leaves with our comment, for a port nothing holds. */
@@ -26,17 +26,18 @@ const STALE_PORT = 60999;
 const BOUND_MS = 10_000;
 
 describe('daemon recovery around a live mosh session', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
   let client: MoshClient | undefined;
   let port = 0;
   /** The daemon running now (each test leaves the next one a running daemon, or none at the end). */
   let daemon: Daemon | undefined;
   let admin: string[] = [];
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(
+    () => createLab(),
+    async () => {
+      await client?.close();
+    },
+  );
   const theDaemon = (): Daemon => {
     const current = daemon;
     assert.ok(current, 'no daemon was started (an earlier test failed)');
@@ -57,20 +58,14 @@ describe('daemon recovery around a live mosh session', { skip: labSkipReason() }
   const lineIndex = () => theDaemon().lines().length;
 
   before(async () => {
-    lab = await createLab();
-    admin = adminBlocks(lab);
-    await installShim(lab);
-    daemon = await startDaemon(lab, KEEP);
-    client = await startMoshClient(lab, { user: 'alice' });
+    admin = adminBlocks(theLab());
+    await installShim(theLab());
+    daemon = await startDaemon(theLab(), KEEP);
+    client = await startMoshClient(theLab(), { user: 'alice' });
     await client.waitReady();
     port = client.serverPort() ?? 0;
     assert.ok(port > 0, 'the mosh client reports its server port');
     assert.deepEqual(await ours(), expectedOurs([[port, 'v4']]));
-  });
-
-  after(async () => {
-    await client?.close();
-    await lab?.destroy();
   });
 
   test('(d) SIGKILL mid-session, then a restart: the live rule stays, a stale rule of ours goes', async () => {

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, type TestContext, test } from 'node:test';
-import { type Daemon, exchange, installShim, moshwall, startDaemon, waitUntil } from './_daemon.ts';
+import { before, describe, type TestContext, test } from 'node:test';
+import { type Daemon, exchange, installShim, moshwall, startDaemon } from './_daemon.ts';
 import { type MoshClient, startMoshClient } from './_mosh-client.ts';
-import { expectedOurs, ourTuples, parseOk, type StatusJson, sortTuples } from './_moshwall.ts';
+import { expectedOurs, ourTuples, parseOk, type StatusJson, sortTuples, useLab } from './_moshwall.ts';
+import { waitUntil } from './_poll.ts';
 import { isGone, udpBound } from './_procfs.ts';
 import { CLIENT_V4, createLab, type Lab, labSkipReason, type UfwTuple } from './lab.ts';
 
@@ -23,16 +24,17 @@ const ROAMED_V4 = '192.0.2.3';
 const UTEMPTER_HELPER = '/usr/lib/x86_64-linux-gnu/utempter/utempter';
 
 describe('daemon + shim: real mosh sessions through default-deny UFW', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
   let daemon: Daemon | undefined;
   /** The admin's rules the lab starts with (22/tcp), which must never change. */
   let adminRules: UfwTuple[] = [];
   const clients: MoshClient[] = [];
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(
+    () => createLab(),
+    async () => {
+      for (const client of clients) await client.close();
+    },
+  );
   const theDaemon = (): Daemon => {
     assert.ok(daemon, 'the daemon did not start in before()');
     return daemon;
@@ -85,15 +87,9 @@ describe('daemon + shim: real mosh sessions through default-deny UFW', { skip: l
   };
 
   before(async () => {
-    lab = await createLab();
     adminRules = await admins();
-    await installShim(lab);
-    daemon = await startDaemon(lab, CONFIG);
-  });
-
-  after(async () => {
-    for (const client of clients) await client.close();
-    await lab?.destroy();
+    await installShim(theLab());
+    daemon = await startDaemon(theLab(), CONFIG);
   });
 
   test('the shim holds MOSH CONNECT until the rule is in place', (t) =>

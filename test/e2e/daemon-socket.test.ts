@@ -4,10 +4,12 @@
 // request gets an error reply, the daemon keeps serving, and not one firewall rule changes.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { type Daemon, exchange, isPong, ping, replyObjects, startDaemon } from './_daemon.ts';
-import { udpBound, waitFor } from './_procfs.ts';
-import { createLab, type Lab, labSkipReason, type UfwTuple } from './lab.ts';
+import { useLab } from './_moshwall.ts';
+import { waitUntil } from './_poll.ts';
+import { udpBound } from './_procfs.ts';
+import { createLab, labSkipReason, type UfwTuple } from './lab.ts';
 
 const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\n';
 /** Ports held by alice's own copy of mosh-server and by python3 started through a link named mosh-server. */
@@ -89,53 +91,54 @@ const CASES: HostileCase[] = [
 ];
 
 describe('daemon socket: hostile input from an unprivileged user', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
   let daemon: Daemon | undefined;
   let rulesBefore: UfwTuple[] = [];
   const impostors: number[] = [];
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(
+    () => createLab(),
+    async () => {
+      for (const pid of impostors)
+        await theLab()
+          .killServerProcess(pid)
+          .catch(() => {});
+    },
+  );
   const theDaemon = (): Daemon => {
     assert.ok(daemon, 'the daemon did not start in before()');
     return daemon;
   };
 
   before(async () => {
-    lab = await createLab();
-    daemon = await startDaemon(lab, CONFIG);
-    const alice = lab.users.find((user) => user.name === 'alice');
+    daemon = await startDaemon(theLab(), CONFIG);
+    const alice = theLab().users.find((user) => user.name === 'alice');
     assert.ok(alice);
     // alice's own copy of the real mosh-server (same bytes, her file): a real session, not a genuine one.
     const copy = join(alice.home, 'mosh-server');
-    assert.equal((await lab.runServer(['cp', '/usr/bin/mosh-server', copy], { user: 'alice' })).exitCode, 0);
-    const copied = await lab.startMoshServer('alice', { via: 'local', binary: copy, port: COPY_PORT });
+    assert.equal(
+      (await theLab().runServer(['cp', '/usr/bin/mosh-server', copy], { user: 'alice' })).exitCode,
+      0,
+    );
+    const copied = await theLab().startMoshServer('alice', { via: 'local', binary: copy, port: COPY_PORT });
     impostors.push(copied.pid);
     // python3 started through a link named mosh-server: its process name says mosh-server, its exe does not.
     const link = join(alice.home, 'bin', 'mosh-server');
     assert.equal(
-      (await lab.runServer(['mkdir', '-p', join(alice.home, 'bin')], { user: 'alice' })).exitCode,
+      (await theLab().runServer(['mkdir', '-p', join(alice.home, 'bin')], { user: 'alice' })).exitCode,
       0,
     );
     assert.equal(
-      (await lab.runServer(['ln', '-s', '/usr/bin/python3', link], { user: 'alice' })).exitCode,
+      (await theLab().runServer(['ln', '-s', '/usr/bin/python3', link], { user: 'alice' })).exitCode,
       0,
     );
-    const script = `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(("${lab.server.v4}", ${PYTHON_PORT}))\nprint("bound", flush=True)\ntime.sleep(300)\n`;
-    const python = await lab.startServer([link, '-c', script], { user: 'alice' });
+    const script = `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(("${theLab().server.v4}", ${PYTHON_PORT}))\nprint("bound", flush=True)\ntime.sleep(300)\n`;
+    const python = await theLab().startServer([link, '-c', script], { user: 'alice' });
     impostors.push(python.pid);
     assert.ok(
-      await waitFor(() => udpBound(lab?.server.holderPid ?? -1, PYTHON_PORT), 10_000),
+      await waitUntil(() => udpBound(theLab().server.holderPid ?? -1, PYTHON_PORT), 10_000),
       `python did not bind ${PYTHON_PORT}: ${JSON.stringify(python.output())}`,
     );
-    rulesBefore = await lab.ufwTuples();
-  });
-
-  after(async () => {
-    for (const pid of impostors) await lab?.killServerProcess(pid).catch(() => {});
-    await lab?.destroy();
+    rulesBefore = await theLab().ufwTuples();
   });
 
   test('ping answers alice (the socket is open to every local user)', async () => {

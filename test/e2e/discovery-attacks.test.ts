@@ -9,35 +9,38 @@ import { execFileSync } from 'node:child_process';
 import { chownSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type RefusedJson, type StatusJson, spec, specKeys, statusJson, syncJson } from './_moshwall.ts';
+import {
+  type RefusedJson,
+  type StatusJson,
+  spec,
+  specKeys,
+  statusJson,
+  syncJson,
+  useLab,
+} from './_moshwall.ts';
+import { pollFor } from './_poll.ts';
 import { createLab, type Lab, type LabUser, labSkipReason } from './lab.ts';
 
 const HIDDEN_THREAD_SOURCE = fileURLToPath(new URL('./fixtures/hidden-thread.c', import.meta.url));
 const HIDDEN_RING_SOURCE = fileURLToPath(new URL('./fixtures/hidden-ring.c', import.meta.url));
-
-/** Polls `check` every 100 ms until it returns a value (returned) or 10 s pass (undefined). */
-async function eventually<T>(check: () => Promise<T | undefined>): Promise<T | undefined> {
-  for (let tries = 0; tries < 100; tries += 1) {
-    const value = await check();
-    if (value !== undefined) return value;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return undefined;
-}
 
 /**
  * The refusal status lists for `port` once a holder of it is seen, failing if it is listed as a genuine
  * session instead (what the code before the fix did) or never shows up within 10 s.
  */
 async function refusalOf(lab: Lab, port: number): Promise<RefusedJson> {
-  const seen = await eventually(async () => {
-    const status = await statusJson(lab);
-    const session = status.sessions.find((each) => each.port === port);
-    const refused = status.refused.find((holder) => holder.port === port);
-    return session === undefined && refused === undefined ? undefined : { session, refused };
-  });
+  const seen = await pollFor(
+    async () => {
+      const status = await statusJson(lab);
+      const session = status.sessions.find((each) => each.port === port);
+      const refused = status.refused.find((holder) => holder.port === port);
+      return session === undefined && refused === undefined ? undefined : { session, refused };
+    },
+    10_000,
+    100,
+  );
   assert.ok(seen, `nothing holding port ${port} showed up`);
   assert.equal(
     seen.session,
@@ -49,22 +52,12 @@ async function refusalOf(lab: Lab, port: number): Promise<RefusedJson> {
 }
 
 describe('discovery against a hostile local user (issue 10)', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(() => createLab());
   const user = (index: number): LabUser => {
     const found = theLab().users[index];
     assert.ok(found, `no lab user #${index}`);
     return found;
   };
-  before(async () => {
-    lab = await createLab();
-  });
-  after(async () => {
-    await lab?.destroy();
-  });
 
   test('#1: socat bind-mounted over mosh-server in `unshare -Urm` gets no port', async () => {
     const port = 60005;
@@ -174,7 +167,7 @@ describe('discovery against a hostile local user (issue 10)', { skip: labSkipRea
     const relay = await theLab().startServer([binary, String(hidden), ...mosh], { user: user(0).name });
     let moshPid: number | undefined;
     try {
-      const tid = await eventually(async () => /^thread (\d+)$/m.exec(relay.output().stdout)?.[1]);
+      const tid = await pollFor(async () => /^thread (\d+)$/m.exec(relay.output().stdout)?.[1], 10_000, 100);
       assert.ok(tid, `the relay did not start: ${JSON.stringify(relay.output())}`);
       moshPid = detachedPid(theLab(), relay.output());
       // The socket is in the genuine mosh-server's table and the thread's, not in the relay's own.
@@ -202,8 +195,10 @@ describe('discovery against a hostile local user (issue 10)', { skip: labSkipRea
     const relay = await theLab().startServer([binary, String(hidden), ...mosh], { user: user(0).name });
     let moshPid: number | undefined;
     try {
-      const ready = await eventually(async () =>
-        relay.output().stdout.includes('hidden') ? true : undefined,
+      const ready = await pollFor(
+        async () => (relay.output().stdout.includes('hidden') ? true : undefined),
+        10_000,
+        100,
       );
       assert.ok(ready, `the relay did not start: ${JSON.stringify(relay.output())}`);
       moshPid = detachedPid(theLab(), relay.output());

@@ -3,10 +3,10 @@
 // /proc/1/fd but refuses readlink of its entries). Issue 9: one such process failed every reconcile.
 import assert from 'node:assert/strict';
 import { readdirSync, readlinkSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { UninspectedProcess } from '../../src/model.ts';
-import { parseOk, type StatusJson, spec, specKeys, statusJson, syncJson } from './_moshwall.ts';
-import { createLab, type Lab, labSkipReason } from './lab.ts';
+import { parseOk, type StatusJson, spec, specKeys, statusJson, syncJson, useLab } from './_moshwall.ts';
+import { createLab, labSkipReason } from './lab.ts';
 
 /** The errno of reading host PID 1's first fd link as root here ('' when it reads). */
 function pid1FdError(): string {
@@ -20,17 +20,7 @@ function pid1FdError(): string {
 }
 
 describe('discovery on the host process table (issue 9)', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
-  before(async () => {
-    lab = await createLab({ pidNamespace: false });
-  });
-  after(async () => {
-    await lab?.destroy();
-  });
+  const theLab = useLab(() => createLab({ pidNamespace: false }));
 
   test('a session opens and closes though PID 1 cannot be read; status and doctor name PID 1', async () => {
     const user = theLab().users[0]?.name ?? 'alice';

@@ -5,7 +5,7 @@
 // as covering, the permanent configuration never touched, a reload dropping our rules, and the cost of
 // one allow and one revoke. Between tests every runtime rich rule the test made is removed again.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { createFirewalldBackend } from '../../src/backends/firewalld.ts';
 import { type Runner, runCommand } from '../../src/exec.ts';
 import type { Backend } from '../../src/firewall.ts';
@@ -13,19 +13,25 @@ import { planChanges } from '../../src/reconcile.ts';
 import type { RuleSpec } from '../../src/rules.ts';
 import { testBackendContract } from '../backends/contract.ts';
 import { median } from '../support/stats.ts';
-import { createLab, type Lab, labSkipReason } from './lab.ts';
+import { useLab } from './_moshwall.ts';
+import { createLab, labSkipReason } from './lab.ts';
 
 const TIMEOUT_MS = 15_000;
 
 describe('firewalld backend, real firewalld in the lab', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
   let baseline = '';
   let permanent = '';
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(
+    () => createLab({ firewall: 'firewalld', users: ['alice'] }),
+    async () => {
+      assert.equal(
+        await admin(['--permanent', '--zone=public', '--list-all']),
+        permanent,
+        "firewalld's permanent configuration changed",
+      );
+    },
+  );
   /** firewall-cmd as the lab's admin; fails the test when it fails. */
   const admin = async (args: string[]): Promise<string> => {
     const result = await theLab().runServer(['firewall-cmd', ...args], { timeoutMs: TIMEOUT_MS });
@@ -53,24 +59,9 @@ describe('firewalld backend, real firewalld in the lab', { skip: labSkipReason()
     createFirewalldBackend({ runner, timeoutMs: TIMEOUT_MS });
 
   before(async () => {
-    lab = await createLab({ firewall: 'firewalld', users: ['alice'] });
     baseline = await listing();
     permanent = await admin(['--permanent', '--zone=public', '--list-all']);
     assert.match(baseline, /services: dhcpv6-client ssh/);
-  });
-
-  after(async () => {
-    try {
-      if (lab !== undefined) {
-        assert.equal(
-          await admin(['--permanent', '--zone=public', '--list-all']),
-          permanent,
-          "firewalld's permanent configuration changed",
-        );
-      }
-    } finally {
-      await lab?.destroy();
-    }
   });
 
   testBackendContract('firewalld (real, in the e2e lab)', async () => {

@@ -5,12 +5,14 @@
 // open/close cycles, a firewalld reload is followed by the daemon putting the session's rule back, and a
 // stale rule of ours (no session) is swept by `moshwall sync`. Also: `backend = "auto"` picks firewalld.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { renderOurRule } from '../../src/backends/firewalld.ts';
-import { type Daemon, installShim, moshwall, startDaemon, waitUntil } from './_daemon.ts';
+import { type Daemon, installShim, moshwall, startDaemon } from './_daemon.ts';
 import { type MoshClient, missingClientTools, startMoshClient } from './_mosh-client.ts';
+import { useLab } from './_moshwall.ts';
+import { waitUntil } from './_poll.ts';
 import { udpBound } from './_procfs.ts';
-import { createLab, type Lab, labSkipReason } from './lab.ts';
+import { createLab, labSkipReason } from './lab.ts';
 
 const CONFIG = 'backend = "firewalld"\nport_range = "60000:61000"\n';
 const CLOSE_BOUND_MS = 15_000;
@@ -30,16 +32,22 @@ function skipReason(): string | false {
 }
 
 describe('daemon + shim: real mosh sessions through a real firewalld', { skip: skipReason() }, () => {
-  let lab: Lab | undefined;
   let daemon: Daemon | undefined;
   let adminZone = '';
   let permanent = '';
   const clients: MoshClient[] = [];
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(
+    () => createLab({ firewall: 'firewalld', users: ['alice'] }),
+    async () => {
+      for (const client of clients) await client.close();
+      assert.equal(
+        await admin(['--permanent', '--zone=public', '--list-all']),
+        permanent,
+        'moshwall changed the permanent configuration',
+      );
+    },
+  );
   const theDaemon = (): Daemon => {
     assert.ok(daemon, 'the daemon did not start in before()');
     return daemon;
@@ -81,7 +89,6 @@ describe('daemon + shim: real mosh sessions through a real firewalld', { skip: s
   };
 
   before(async () => {
-    lab = await createLab({ firewall: 'firewalld', users: ['alice'] });
     // The admin's rules, saved as the admin would (--permanent, then --reload); moshwall never does either.
     // firewall-cmd takes one kind of change per call.
     for (const rule of ADMIN_RULES) await admin(['--permanent', '--zone=public', rule]);
@@ -90,23 +97,8 @@ describe('daemon + shim: real mosh sessions through a real firewalld', { skip: s
     assert.match(adminZone, /services: dhcpv6-client http ssh/);
     assert.match(adminZone, /ports: 60990\/udp/);
     permanent = await admin(['--permanent', '--zone=public', '--list-all']);
-    await installShim(lab);
-    daemon = await startDaemon(lab, CONFIG);
-  });
-
-  after(async () => {
-    try {
-      for (const client of clients) await client.close();
-      if (lab !== undefined) {
-        assert.equal(
-          await admin(['--permanent', '--zone=public', '--list-all']),
-          permanent,
-          'moshwall changed the permanent configuration',
-        );
-      }
-    } finally {
-      await lab?.destroy();
-    }
+    await installShim(theLab());
+    daemon = await startDaemon(theLab(), CONFIG);
   });
 
   test('a real mosh session connects through the zone, works, and its rule goes when it ends (two cycles)', async () => {

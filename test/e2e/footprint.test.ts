@@ -4,9 +4,11 @@
 // tools print it (`nft list ruleset`, `iptables-save` and `ip6tables-save`), byte for byte, with only
 // what changes without anyone's edit taken out: packet counters and save's timestamp comments.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { type Daemon, startDaemon, waitUntil } from './_daemon.ts';
+import { before, describe, test } from 'node:test';
+import { type Daemon, startDaemon } from './_daemon.ts';
 import { type AdminFirewallKind, adminFirewall, createFirewallLab } from './_firewalls.ts';
+import { useLab } from './_moshwall.ts';
+import { waitUntil } from './_poll.ts';
 import { type Lab, labSkipReason } from './lab.ts';
 
 const KINDS: AdminFirewallKind[] = ['nftables-debian', 'nftables-rhel', 'iptables-nft', 'iptables-legacy'];
@@ -42,19 +44,11 @@ for (const kind of KINDS) {
   describe(`${kind}: flush leaves the admin's ruleset as it was`, {
     skip: labSkipReason() || firewall.skipReason(),
   }, () => {
-    let lab: Lab | undefined;
     let pristine = '';
-    const theLab = (): Lab => {
-      assert.ok(lab, 'the lab was not made in before()');
-      return lab;
-    };
+    const theLab = useLab(() => createFirewallLab(firewall));
 
     before(async () => {
-      lab = await createFirewallLab(firewall);
-      pristine = await wholeRuleset(lab, kind);
-    });
-    after(async () => {
-      await lab?.destroy();
+      pristine = await wholeRuleset(theLab(), kind);
     });
 
     test('sync opens a session, flush takes every trace of moshwall away', async (t) => {

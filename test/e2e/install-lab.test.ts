@@ -18,14 +18,15 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { COMMANDS } from '../../src/cli/run.ts';
 import { systemdUnit } from '../../src/install/assets.ts';
-import { waitUntil } from './_daemon.ts';
+
 import { REPO } from './_deb.ts';
-import { expectedOurs, ourTuples, sortTuples } from './_moshwall.ts';
+import { expectedOurs, ourTuples, sortTuples, useLab } from './_moshwall.ts';
+import { waitUntil } from './_poll.ts';
 import { namespaceOf } from './_procfs.ts';
-import { createLab, type Lab, labSkipReason, type MoshServer, type Result, type UfwTuple } from './lab.ts';
+import { createLab, labSkipReason, type MoshServer, type Result, type UfwTuple } from './lab.ts';
 
 const BUNDLE = join(REPO, 'dist', 'moshwall.js');
 const LIB = '/usr/local/lib/moshwall';
@@ -67,16 +68,12 @@ const ROOT_COMMANDS = COMMANDS.filter((command) => command.needsRoot).map((comma
 type Listing = Map<string, string>;
 
 describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
   let adminRules: UfwTuple[] = [];
   /** The server host's /etc and /usr/local before anything was installed. */
   let pristine: Listing = new Map();
   const sessions: MoshServer[] = [];
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(() => createLab());
   /** The built bundle run by node as root in the server host, with no --config (as an admin would). */
   const bundle = (args: string[]) =>
     theLab().runServer([process.execPath, BUNDLE, ...args], { timeoutMs: 30_000 });
@@ -153,13 +150,8 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
   };
 
   before(async () => {
-    lab = await createLab();
     adminRules = await admins();
     pristine = listing();
-  });
-
-  after(async () => {
-    await lab?.destroy();
   });
 
   test('install --dry-run lists every file and command, and changes nothing', async () => {

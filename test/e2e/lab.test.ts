@@ -4,10 +4,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { BASE_ENV, run, start } from './_exec.ts';
+import { useLab } from './_moshwall.ts';
 import { isGone, statusField, udpBound } from './_procfs.ts';
-import { createLab, LAB_PREFIX, type Lab, labSkipReason, type MoshServer } from './lab.ts';
+import { createLab, LAB_PREFIX, labSkipReason, type MoshServer } from './lab.ts';
 
 /** What must be the same on this machine before and after a lab (outside the lab's namespaces). */
 interface HostSnapshot {
@@ -106,25 +107,16 @@ function liveChildren(): number[] {
 }
 
 describe('e2e lab', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
   let hostBefore: HostSnapshot | undefined;
   let mosh: MoshServer | undefined;
 
   /** The lab built in `before` (a failed build fails every test with its reason). */
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(() => createLab());
 
   before(async () => {
     hostBefore = await hostSnapshot();
     const startedAt = performance.now();
-    lab = await createLab();
     process.stderr.write(`# createLab: ${Math.round(performance.now() - startedAt)} ms\n`);
-  });
-
-  after(async () => {
-    await lab?.destroy();
   });
 
   test('the lab has its own active UFW with default deny, and the host firewall is untouched', async () => {

@@ -39,16 +39,8 @@ import {
   writeUserDatabase,
 } from './_files.ts';
 import { type LabFirewalld, startFirewalld } from './_firewalld.ts';
-import {
-  hostPidOf,
-  isGone,
-  namespaceOf,
-  signalPid,
-  startTimeOf,
-  udpArrivals,
-  udpBound,
-  waitFor,
-} from './_procfs.ts';
+import { waitUntil } from './_poll.ts';
+import { hostPidOf, isGone, namespaceOf, signalPid, startTimeOf, udpArrivals, udpBound } from './_procfs.ts';
 import { commandPid, type Host, mountLabFiles, setUpNetwork, startHolder, startSshd } from './_server.ts';
 import {
   childrenReaped,
@@ -571,7 +563,7 @@ function makeLab(state: LabState, built: Built): Lab {
       for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
         if (!same() || isGone(pid)) return;
         signalPid(pid, signal);
-        if (await waitFor(() => isGone(pid) || !same(), 3000)) return;
+        if (await waitUntil(() => isGone(pid) || !same(), 3000)) return;
       }
       throw new LabError(`pid ${pid} survived SIGTERM and SIGKILL`);
     },
@@ -617,7 +609,7 @@ function makeLab(state: LabState, built: Built): Lab {
         // got past the firewall into the UDP layer of the server's netns (/proc/net/snmp{,6}).
         const before = udpArrivals(holderPid, family);
         const sender = startInClient(udpScript('send', address, port, timeoutMs));
-        const passed = await waitFor(() => udpArrivals(holderPid, family) > before, timeoutMs, 20);
+        const passed = await waitUntil(() => udpArrivals(holderPid, family) > before, timeoutMs, 20);
         signalPid(sender.pid, 'SIGKILL');
         await sender.done;
         return passed;
@@ -625,7 +617,7 @@ function makeLab(state: LabState, built: Built): Lab {
       const echo = await lab.startServer(udpScript('echo', address, port, timeoutMs + 10_000));
       try {
         const isReady = () => echo.output().stdout.includes('ready');
-        if (!(await waitFor(() => isReady() || isGone(echo.pid), 5000)) || !isReady()) {
+        if (!(await waitUntil(() => isReady() || isGone(echo.pid), 5000)) || !isReady()) {
           throw new LabError(`UDP echo on [${address}]:${port} did not start: ${echo.output().stderr}`);
         }
         const probe = await lab.runClient(udpScript('probe', address, port, timeoutMs), {

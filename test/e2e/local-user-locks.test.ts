@@ -5,7 +5,7 @@
 // itself holds too long makes `sync` exit 5 naming the holder, instead of waiting for ever.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { waitUntil } from './_daemon.ts';
+
 import { expectedOurs, ourTuples, parseOk, type SyncJson, spec, specKeys, useLab } from './_moshwall.ts';
 import type { MoshServer, ServerProcess } from './lab.ts';
 import { labSkipReason } from './lab.ts';
@@ -49,6 +49,8 @@ fcntl.flock(fd, fcntl.LOCK_EX)
 print('ready', flush=True)
 time.sleep(600)
 `;
+
+import { waitUntil } from './_poll.ts';
 
 const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\nlock_timeout_ms = 5000\nhook_watch_ms = 3000\n';
 

@@ -2,7 +2,7 @@
 // moshwall's lock: every one succeeds, each rule is made (and later removed) by exactly one of them,
 // and ufw ends with exactly one rule per port and family.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import {
   expectedOurs,
   ourTuples,
@@ -13,8 +13,9 @@ import {
   sortTuples,
   spec,
   specKeys,
+  useLab,
 } from './_moshwall.ts';
-import { createLab, type Lab, labSkipReason, type MoshServer, type UfwTuple } from './lab.ts';
+import { createLab, labSkipReason, type MoshServer, type UfwTuple } from './lab.ts';
 
 const RUNS = 20;
 
@@ -29,15 +30,11 @@ function counts(tuples: readonly UfwTuple[]): Map<string, number> {
 }
 
 describe('ufw: concurrent syncs', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
   let baseline: UfwTuple[] = [];
   let servers: MoshServer[] = [];
   const wanted: SpecJson[] = [spec(60201, 'v4'), spec(60202, 'v6'), spec(60203, 'v4'), spec(60203, 'v6')];
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(() => createLab());
   /** RUNS syncs started together; each must exit 0 with nothing on stderr. */
   const syncAtOnce = async (): Promise<SyncJson[]> => {
     const results = await Promise.all(
@@ -47,12 +44,7 @@ describe('ufw: concurrent syncs', { skip: labSkipReason() }, () => {
   };
 
   before(async () => {
-    lab = await createLab();
-    baseline = await lab.ufwTuples();
-  });
-
-  after(async () => {
-    await lab?.destroy();
+    baseline = await theLab().ufwTuples();
   });
 
   test(`${RUNS} syncs at once with 3 live sessions open each rule exactly once`, async () => {

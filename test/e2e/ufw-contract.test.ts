@@ -5,7 +5,7 @@
 // user6.rules and /etc/default/ufw. Between tests every rule made by the test is deleted with the lab
 // admin's ufw, our sets are emptied, and the lab is checked to be back where it began.
 import assert from 'node:assert/strict';
-import { after, before, describe } from 'node:test';
+import { before, describe } from 'node:test';
 import { createUfwBackend } from '../../src/backends/ufw.ts';
 import { testBackendContract } from '../backends/contract.ts';
 import {
@@ -17,7 +17,8 @@ import {
   labRunner,
   removeLabFastPath,
 } from './_fastpath.ts';
-import { createLab, type Lab, labSkipReason, type UfwTuple } from './lab.ts';
+import { useLab } from './_moshwall.ts';
+import { createLab, labSkipReason, type UfwTuple } from './lab.ts';
 
 /** `ufw status numbered` → [number, rule text] for every rule, in ufw's order. */
 function numberedRules(stdout: string): Array<[number, string]> {
@@ -33,15 +34,16 @@ function ufwContract(mode: 'classic' | 'fast path'): void {
   describe(`ufw backend contract (${mode}), real ufw${fast ? ' + ipset' : ''} in the lab`, {
     skip: labSkipReason(),
   }, () => {
-    let lab: Lab | undefined;
     /** What the lab starts with: the tuples, and the rule texts of `ufw status numbered`. */
     let baseline: UfwTuple[] = [];
     let baselineRules: string[] = [];
 
-    const theLab = (): Lab => {
-      assert.ok(lab, 'createLab failed in before()');
-      return lab;
-    };
+    const theLab = useLab(
+      () => createLab(),
+      async () => {
+        if (fast) await removeLabFastPath(theLab()).catch(() => undefined);
+      },
+    );
     const admin = async (args: string[]): Promise<string> => {
       const result = await theLab().ufw(args);
       assert.equal(result.exitCode, 0, `ufw ${args.join(' ')}: ${result.stdout}${result.stderr}`);
@@ -61,19 +63,13 @@ function ufwContract(mode: 'classic' | 'fast path'): void {
     };
 
     before(async () => {
-      lab = await createLab();
-      baseline = await lab.ufwTuples();
+      baseline = await theLab().ufwTuples();
       baselineRules = numberedRules(await admin(['status', 'numbered'])).map(([, text]) => text);
       assert.equal(baselineRules.length, 2, baselineRules.join('\n'));
       if (fast) {
-        await installLabFastPath(lab);
-        assert.match(await afterChains(lab), /--match-set moshwall-any4 dst -j ACCEPT/);
+        await installLabFastPath(theLab());
+        assert.match(await afterChains(theLab()), /--match-set moshwall-any4 dst -j ACCEPT/);
       }
-    });
-
-    after(async () => {
-      if (fast && lab) await removeLabFastPath(lab).catch(() => undefined);
-      await lab?.destroy();
     });
 
     testBackendContract(`ufw ${mode} (real, in the e2e lab)`, async () => {

@@ -7,8 +7,8 @@
 // after.rules, after6.rules and before.init byte-identical (around an admin's own edit) and no set behind.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
-import { installShim, removeShim, startDaemon, waitUntil } from './_daemon.ts';
+import { before, describe, test } from 'node:test';
+import { installShim, removeShim, startDaemon } from './_daemon.ts';
 import {
   afterChains,
   FAST_PATH_CONFIG,
@@ -19,21 +19,24 @@ import {
   labFastBackend,
 } from './_fastpath.ts';
 import { type MoshClient, startMoshClient } from './_mosh-client.ts';
-import { sortTuples } from './_moshwall.ts';
+import { sortTuples, useLab } from './_moshwall.ts';
+import { waitUntil } from './_poll.ts';
 import { isGone } from './_procfs.ts';
-import { createLab, type Lab, labSkipReason, type MoshServer, type UfwTuple } from './lab.ts';
+import { createLab, labSkipReason, type MoshServer, type UfwTuple } from './lab.ts';
 
 describe('UFW fast path in the lab', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
   let adminRules: UfwTuple[] = [];
   let pristine: Record<string, string> = {};
   const servers: MoshServer[] = [];
   const clients: MoshClient[] = [];
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(
+    () => createLab(),
+    async () => {
+      for (const client of clients) await client.close();
+      for (const server of servers) await theLab().killServerProcess(server.pid);
+    },
+  );
   const fastCli = (args: string[]) => theLab().moshwall(args, { config: FAST_PATH_CONFIG });
   const syncOk = async () => {
     const result = await fastCli(['sync']);
@@ -51,16 +54,9 @@ describe('UFW fast path in the lab', { skip: labSkipReason() }, () => {
   };
 
   before(async () => {
-    lab = await createLab();
     adminRules = await admins();
-    pristine = hookSnapshot(lab);
-    await installLabFastPath(lab);
-  });
-
-  after(async () => {
-    for (const client of clients) await client.close();
-    for (const server of servers) await lab?.killServerProcess(server.pid);
-    await lab?.destroy();
+    pristine = hookSnapshot(theLab());
+    await installLabFastPath(theLab());
   });
 
   test('the hook is loaded: our rules first in ufw[6]-after-input, our four sets exist', async () => {

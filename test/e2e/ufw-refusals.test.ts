@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import {
   expectedOurs,
   ourTuples,
@@ -15,8 +15,10 @@ import {
   statusJson,
   syncJson,
   tuplePort,
+  useLab,
 } from './_moshwall.ts';
-import { createLab, type Lab, type LabUser, labSkipReason } from './lab.ts';
+import { waitUntil } from './_poll.ts';
+import { createLab, type LabUser, labSkipReason } from './lab.ts';
 
 /** A system library every mosh-server can preload harmlessly, from /usr/lib/<multiarch>/ or /usr/lib. */
 function systemLibrary(): string {
@@ -73,22 +75,17 @@ function argvOf(pid: number): string[] {
 }
 
 describe('ufw: no port for anything but the genuine mosh-server', { skip: labSkipReason() }, () => {
-  let lab: Lab | undefined;
   let alice: LabUser | undefined;
   const library = systemLibrary();
 
-  const theLab = (): Lab => {
-    assert.ok(lab, 'createLab failed in before()');
-    return lab;
-  };
+  const theLab = useLab(() => createLab());
   const home = (): string => {
     assert.ok(alice, 'no lab user alice');
     return alice.home;
   };
 
   before(async () => {
-    lab = await createLab();
-    alice = lab.users.find((user) => user.name === 'alice');
+    alice = theLab().users.find((user) => user.name === 'alice');
     assert.ok(alice);
     // Everything alice makes here is hers: her own directories, symlink, copies.
     const steps = [
@@ -98,13 +95,9 @@ describe('ufw: no port for anything but the genuine mosh-server', { skip: labSki
       ['cp', library, 'lib/'],
     ];
     for (const argv of steps) {
-      const result = await lab.runServer(argv, { user: 'alice' });
+      const result = await theLab().runServer(argv, { user: 'alice' });
       assert.equal(result.exitCode, 0, `${argv.join(' ')}: ${result.stderr}`);
     }
-  });
-
-  after(async () => {
-    await lab?.destroy();
   });
 
   /**
@@ -173,7 +166,7 @@ describe('ufw: no port for anything but the genuine mosh-server', { skip: labSki
       user: 'alice',
     });
     try {
-      const bound = await waitForOutput(() => impostor.output().stdout, 'bound');
+      const bound = await waitUntil(() => impostor.output().stdout.includes('bound'), 5000, 50);
       assert.ok(bound, `the impostor did not bind: ${impostor.output().stderr}`);
       // The disguise works on everything a name check would look at.
       assert.equal(readFileSync(`/proc/${impostor.pid}/comm`, 'utf8').trim(), 'mosh-server');
@@ -223,7 +216,10 @@ describe('ufw: no port for anything but the genuine mosh-server', { skip: labSki
     let serverPid: number | undefined;
     try {
       const text = () => `${tracer.output().stdout}${tracer.output().stderr}`;
-      assert.ok(await waitForOutput(text, '[mosh-server detached'), `mosh-server did not start: ${text()}`);
+      assert.ok(
+        await waitUntil(() => text().includes('[mosh-server detached'), 5000, 50),
+        `mosh-server did not start: ${text()}`,
+      );
       const nsPid = Number(/\[mosh-server detached, pid = (\d+)\]/.exec(text())?.[1]);
       serverPid = theLab().hostPid(nsPid);
       assert.ok(serverPid !== undefined, `pid ${nsPid} is not in the lab`);
@@ -243,7 +239,10 @@ describe('ufw: no port for anything but the genuine mosh-server', { skip: labSki
       user: 'alice',
     });
     try {
-      assert.ok(await waitForOutput(() => grabber.output().stdout, '\n'), grabber.output().stderr);
+      assert.ok(
+        await waitUntil(() => grabber.output().stdout.includes('\n'), 5000, 50),
+        grabber.output().stderr,
+      );
       if (grabber.output().stdout.startsWith('errno ')) {
         t.skip(`pidfd_getfd is not allowed here (${grabber.output().stdout.trim()}; Yama ptrace_scope?)`);
         return;
@@ -267,12 +266,3 @@ describe('ufw: no port for anything but the genuine mosh-server', { skip: labSki
     }
   });
 });
-
-/** Polls `text()` until it contains `word` (true) or 5 s pass (false). */
-async function waitForOutput(text: () => string, word: string): Promise<boolean> {
-  for (let tries = 0; tries < 100; tries += 1) {
-    if (text().includes(word)) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return false;
-}
