@@ -4,12 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { createBackend } from '../../src/backends/select.ts';
 import { createUfwBackend } from '../../src/backends/ufw.ts';
 import { parseConfig } from '../../src/config.ts';
-import { type ExecOptions, type Runner, runCommand } from '../../src/exec.ts';
 import type { Backend } from '../../src/firewall.ts';
 import { LabError } from '../../test/e2e/_exec.ts';
 import { installLabFastPath, labFastBackend } from '../../test/e2e/_fastpath.ts';
 import { DEBIAN_NFTABLES_CONF, IPTABLES_RULES } from '../../test/e2e/_firewalls.ts';
-import type { Lab, LabOptions } from '../../test/e2e/lab.ts';
+import { type Lab, type LabOptions, labRunner } from '../../test/e2e/lab.ts';
 import type { Request } from '../_scale-changes.ts';
 
 export const RESULTS = fileURLToPath(new URL('../results/scale.md', import.meta.url));
@@ -238,11 +237,6 @@ export function parseOptions(): Options {
     idleS: count('idle-s', 30),
     connectRuns: count('connect-runs', 5, 0),
   };
-}
-
-/** moshwall's Runner, but in the lab's server host (nsenter), for listing from outside. */
-export function labRunner(lab: Lab): Runner {
-  return (argv: string[], options: ExecOptions) => runCommand(lab.serverArgv(argv), options);
 }
 
 /**

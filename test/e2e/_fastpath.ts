@@ -5,13 +5,12 @@
 import { readFileSync, statSync } from 'node:fs';
 import { FAST_SET_NAMES } from '../../src/backends/ufw/fastpath.ts';
 import { createUfwBackend } from '../../src/backends/ufw.ts';
-import { type Runner, runCommand } from '../../src/exec.ts';
 import type { Backend } from '../../src/firewall.ts';
 import { applySteps } from '../../src/install/apply.ts';
 import { modeIfAny, readTextIfAny } from '../../src/install/host-files.ts';
 import { type HookFacts, planHookInstall, planHookRemoval } from '../../src/install/ufw-hook.ts';
 import { LabError } from './_exec.ts';
-import type { Lab } from './lab.ts';
+import { type Lab, labRunner } from './lab.ts';
 
 /** A moshwall config with the fast path on (the defaults otherwise). */
 export const FAST_PATH_CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\nufw_fast_path = "ipset"\n';
@@ -24,11 +23,6 @@ export const HOOK_FILES = [
   '/etc/ufw/before.rules',
   '/etc/ufw/before6.rules',
 ];
-
-/** The real Runner, entering the lab's server host first; results name the argv as asked. */
-export function labRunner(lab: Lab): Runner {
-  return async (argv, options) => ({ ...(await runCommand(lab.serverArgv(argv), options)), argv });
-}
 
 /** The hook facts of the lab's server host (its /etc/ufw through /proc/<holder>/root). */
 function labHookFacts(lab: Lab): HookFacts {

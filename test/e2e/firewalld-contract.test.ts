@@ -7,14 +7,14 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { createFirewalldBackend } from '../../src/backends/firewalld.ts';
-import { type Runner, runCommand } from '../../src/exec.ts';
+import type { Runner } from '../../src/exec.ts';
 import type { Backend } from '../../src/firewall.ts';
 import { planChanges } from '../../src/reconcile.ts';
 import type { RuleSpec } from '../../src/rules.ts';
 import { testBackendContract } from '../backends/contract.ts';
 import { median } from '../support/stats.ts';
 import { useLab } from './_moshwall.ts';
-import { createLab, labSkipReason } from './lab.ts';
+import { createLab, labRunner, labSkipReason } from './lab.ts';
 
 const TIMEOUT_MS = 15_000;
 
@@ -50,11 +50,7 @@ describe('firewalld backend, real firewalld in the lab', { skip: labSkipReason()
     if (added.length > 0) await admin(['--zone=public', ...added.map((name) => `--remove-service=${name}`)]);
     assert.equal(await listing(), baseline, 'the lab is back to its baseline zone');
   };
-  /** The real Runner of src/exec.ts, entering the server host first; results name the argv as asked. */
-  const runnerInLab = (): Runner => async (argv, options) => ({
-    ...(await runCommand(theLab().serverArgv(argv), options)),
-    argv,
-  });
+  const runnerInLab = (): Runner => labRunner(theLab());
   const newBackend = (runner = runnerInLab()): Backend =>
     createFirewalldBackend({ runner, timeoutMs: TIMEOUT_MS });
 

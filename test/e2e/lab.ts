@@ -16,6 +16,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type Runner, runCommand } from '../../src/exec.ts';
 import {
   BASE_ENV,
   BASE_PATH,
@@ -652,4 +653,12 @@ function makeLab(state: LabState, built: Built): Lab {
     },
   };
   return lab;
+}
+
+/**
+ * The one Runner into a lab: moshwall's real runner (src/exec.ts), entering the lab's server host first;
+ * results name the argv as asked. Backends built in-process by tests and benches use it.
+ */
+export function labRunner(lab: Lab): Runner {
+  return async (argv, options) => ({ ...(await runCommand(lab.serverArgv(argv), options)), argv });
 }

@@ -14,11 +14,10 @@ import {
   flushFastSets,
   installLabFastPath,
   labFastBackend,
-  labRunner,
   removeLabFastPath,
 } from './_fastpath.ts';
 import { useLab } from './_moshwall.ts';
-import { createLab, labSkipReason, type UfwTuple } from './lab.ts';
+import { createLab, labRunner, labSkipReason, type UfwTuple } from './lab.ts';
 
 /** `ufw status numbered` → [number, rule text] for every rule, in ufw's order. */
 function numberedRules(stdout: string): Array<[number, string]> {
