@@ -15,6 +15,15 @@ const HOG = fileURLToPath(new URL('../test/e2e/fixtures/socket-hog.mjs', import.
 const RESULTS = fileURLToPath(new URL('./results/daemon-hogs.md', import.meta.url));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A Markdown table with every column padded to its widest cell (as the formatter writes it). */
+function markdownTable(header: string[], rows: string[][]): string[] {
+  const all = [header, ...rows];
+  const widths = header.map((_, column) => Math.max(3, ...all.map((row) => [...(row[column] ?? '')].length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((cell, column) => cell + ' '.repeat((widths[column] ?? 0) - [...cell].length)).join(' | ')} |`;
+  return [line(header), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)];
+}
+
 /** The resident memory of pid in MiB (VmRSS). */
 function rssMiB(pid: number): number {
   const kib = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN);
@@ -57,10 +66,19 @@ runBench('bench/daemon-hogs', async () => {
       '',
       `${new Date().toISOString()}, ${machine}`,
       '',
-      '| case | figure |',
-      '| ---- | ------ |',
-      `| one connection writes ${4 * 1024 * 1024} bytes of \`1\\n\`, never reads (it got ${written} bytes in) | daemon RSS ${before.toFixed(1)} → ${afterFlood.toFixed(1)} MiB |`,
-      `| 70 idle connections of one user, empty line each second; another user's ping (round trip incl. spawning the client) | median ${median(pings).toFixed(0)} ms, max ${Math.max(...pings).toFixed(0)} ms, ${pings.filter(Number.isNaN).length} of ${pings.length} failed |`,
+      ...markdownTable(
+        ['case', 'figure'],
+        [
+          [
+            `one connection writes ${4 * 1024 * 1024} bytes of \`1\\n\`, never reads (it got ${written} bytes in)`,
+            `daemon RSS ${before.toFixed(1)} → ${afterFlood.toFixed(1)} MiB`,
+          ],
+          [
+            "70 idle connections of one user, empty line each second; another user's ping (round trip incl. spawning the client)",
+            `median ${median(pings).toFixed(0)} ms, max ${Math.max(...pings).toFixed(0)} ms, ${pings.filter(Number.isNaN).length} of ${pings.length} failed`,
+          ],
+        ],
+      ),
       '',
     ].join('\n');
     process.stdout.write(text);

@@ -662,3 +662,13 @@ function makeLab(state: LabState, built: Built): Lab {
 export function labRunner(lab: Lab): Runner {
   return async (argv, options) => ({ ...(await runCommand(lab.serverArgv(argv), options)), argv });
 }
+
+/**
+ * The two places moshwall runs in the e2e suites that must hold on a real host: the lab's private PID
+ * namespace (only lab processes to scan) and the machine's own (every process of this host walked, as
+ * systemd runs moshwall, PID 1 and all). Suites run once per kind; the kind's name goes in their titles.
+ */
+export const PID_KINDS: readonly { name: string; options: Pick<LabOptions, 'pidNamespace'> }[] = [
+  { name: 'private PIDs', options: {} },
+  { name: "the host's own PIDs", options: { pidNamespace: false } },
+];
