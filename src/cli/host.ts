@@ -6,7 +6,6 @@ import { systemClock } from '../clock.ts';
 import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
 import { createFlowCleaner } from '../conntrack.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
-import { createHostPeerIdentity } from '../daemon/host-identity.ts';
 import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
 import {
@@ -51,6 +50,7 @@ import { PTRACE_SCOPE_PATH, parsePtraceScope } from '../ptrace.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
 import { runShim } from '../shim/shim.ts';
 import type { HostActions } from './command.ts';
+import { createHostPeerIdentity, hostHolderEdges } from './host-daemon.ts';
 import { type HostEdges, type ShimInvocation, VERSION } from './run.ts';
 import { ensureRuntimeDirectory } from './runtime-dir.ts';
 
@@ -159,6 +159,7 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
       ensureRuntimeDirectory(path);
       return startSocketServer(path, handle, log, createHostPeerIdentity(reader, runCommand));
     },
+    holderEdges: hostHolderEdges(reader),
     clock: systemClock,
     version: VERSION,
   };

@@ -5,6 +5,7 @@ import { describeError, MoshwallError } from '../errors.ts';
 import type { BackendProbe } from '../firewall.ts';
 import type { Logger } from '../log.ts';
 import { fingerprintHasPort, readFingerprint } from './fingerprint.ts';
+import { createHolderWatch, type HolderEdges } from './holder-watch.ts';
 import { portOutcome } from './outcome.ts';
 import { type DaemonResponse, parseRequest } from './protocol.ts';
 import { createRefusalLog } from './refusal-log.ts';
@@ -32,6 +33,11 @@ export interface DaemonDeps {
     path: string,
     handle: (line: string) => Promise<DaemonResponse>,
   ) => Promise<{ close(): void }>;
+  /**
+   * Reads of the open sessions' holders between reconciles (existence, tracer, uid); optional: without
+   * it a change of hands is noticed at the next reconcile only.
+   */
+  holderEdges?: HolderEdges;
   /** Time and the poll's timer (the machine's clock in production, a manual one in tests). */
   clock: Clock;
   version: string;
@@ -74,6 +80,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   /** The backend's change watcher (started after the first good reconcile), closed on reload and stop. */
   let watch: { close(): void } | undefined;
   const refusalLog = createRefusalLog();
+  const holders = deps.holderEdges === undefined ? undefined : createHolderWatch(deps.holderEdges);
 
   /** Logs each refused holder once while it holds its socket, within each user's share of lines. */
   const logRefusals = (report: SyncReport) => {
@@ -106,6 +113,10 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         };
       }
       logRefusals(report);
+      holders?.track(
+        report.sessions.map((allowed) => allowed.session),
+        deps.clock.now(),
+      );
       log.debug('reconciled', {
         sessions: report.sessions.length,
         ms: Math.round(deps.clock.now() - startedAt),
@@ -168,6 +179,13 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     } else if (deps.clock.now() - lastRunAt >= config.resyncIntervalMs) {
       lastRunAt = deps.clock.now();
       reconcile('periodic resync');
+    } else {
+      const changed = holders?.check(deps.clock.now());
+      if (changed !== undefined) {
+        log.info('holder-changed', { reason: changed });
+        holders?.track([], deps.clock.now());
+        reconcile(changed);
+      }
     }
   };
 

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import type { Clock, Timer } from '../../../src/clock.ts';
 import { type Config, DEFAULT_CONFIG } from '../../../src/config.ts';
 import { type DaemonDeps, FULL_POLL_EVERY, runDaemon } from '../../../src/daemon/daemon.ts';
+import type { HolderEdges } from '../../../src/daemon/holder-watch.ts';
 import type { DaemonResponse } from '../../../src/daemon/protocol.ts';
 import { ConfigError } from '../../../src/errors.ts';
 import { createLogger } from '../../../src/log.ts';
@@ -91,6 +92,7 @@ function fakeDaemon(
   backend = createMemoryBackend(),
   socketCounts?: () => string | undefined,
   fullPollEvery?: number,
+  holderEdges?: HolderEdges,
 ) {
   clock = manualClock();
   const state = {
@@ -120,6 +122,7 @@ function fakeDaemon(
     },
     ...(socketCounts === undefined ? {} : { readSocketCounts: socketCounts }),
     ...(fullPollEvery === undefined ? {} : { fullPollEvery }),
+    ...(holderEdges === undefined ? {} : { holderEdges }),
     log: createLogger((line) => lines.push(line), 'debug'),
     onSignal: (signal, handler) => handlers.set(signal, handler),
     startServer: async (_path, handler) => {
@@ -236,6 +239,38 @@ describe('runDaemon', () => {
     );
     assert.deepEqual(await daemon.ask('{"op":"ping"}'), { ok: true, op: 'ping', version: 'test' });
     assert.deepEqual(daemon.ours(), []);
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+  });
+
+  it('closes a port soon after its genuine holder ends while the socket lives on (no socket change), and says why', async () => {
+    const alive = new Set([4242]);
+    const edges: HolderEdges = {
+      alive: (pid) => alive.has(pid),
+      status: (pid) => (alive.has(pid) ? { tracerPid: 0, realUid: 1000, effectiveUid: 1000 } : undefined),
+    };
+    const daemon = fakeDaemon(
+      { resyncIntervalMs: 3_600_000 },
+      createMemoryBackend(),
+      () => 'UDP: inuse 1',
+      1000,
+      edges,
+    );
+    daemon.state.sessions = [session({ pid: 4242, port: 60001, uid: 1000 })];
+    await eventually(() => daemon.ours().includes(60001), 'opened');
+    // Another process took the socket and the server ended: the socket table and its count stand still,
+    // and the next full scan sees a holder that is not genuine (here: no session any more).
+    alive.delete(4242);
+    daemon.state.sessions = [];
+    await eventually(
+      () => !daemon.ours().includes(60001),
+      'closed by the holder watch, long before the resync',
+    );
+    assert.ok(
+      daemon.lines.some((line) =>
+        /^info holder-changed reason="holder pid 4242 of port 60001 ended"/.test(line),
+      ),
+    );
     daemon.signal('SIGTERM');
     assert.equal(await daemon.exit, 0);
   });

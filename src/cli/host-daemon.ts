@@ -1,10 +1,12 @@
 import { readlinkSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import type { HolderEdges } from '../daemon/holder-watch.ts';
+import { identifyPeers, socketInode } from '../daemon/peer.ts';
+import type { PeerIdentity } from '../daemon/server.ts';
 import { readRealUid } from '../discovery/details.ts';
 import type { ProcReader } from '../discovery/proc-reader.ts';
+import { parseStatus } from '../discovery/process.ts';
 import type { Runner } from '../exec.ts';
-import { identifyPeers, socketInode } from './peer.ts';
-import type { PeerIdentity } from './server.ts';
 
 /** The file descriptor behind an accepted Unix socket (Node keeps it on the socket's handle). */
 function descriptorOf(socket: Socket): number | undefined {
@@ -51,5 +53,28 @@ export function createHostPeerIdentity(reader: ProcReader, run: Runner): PeerIde
         },
         inodes,
       ),
+  };
+}
+
+/** The holder watch's reads of the host: a signal-0 probe for existence, /proc/PID/status for the rest. */
+export function hostHolderEdges(reader: ProcReader): HolderEdges {
+  return {
+    alive(pid) {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch (error) {
+        return (error as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    },
+    status(pid) {
+      const file = `/proc/${pid}/status`;
+      try {
+        const status = parseStatus(reader.readText(file), file);
+        return { tracerPid: status.tracerPid, realUid: status.realUid, effectiveUid: status.effectiveUid };
+      } catch {
+        return undefined;
+      }
+    },
   };
 }

@@ -1,0 +1,68 @@
+import type { MoshSession } from '../model.ts';
+
+/** What the holder watch reads of the host, per process. */
+export interface HolderEdges {
+  /** Whether pid still exists (a signal-0 probe: costs no /proc read). */
+  alive(pid: number): boolean;
+  /** The tracer and real and effective uids of pid, or undefined when it cannot be read (gone). */
+  status(pid: number): { tracerPid: number; realUid: number; effectiveUid: number } | undefined;
+}
+
+/** How often the watch looks, and how many status files it may read per second. */
+export interface HolderWatchLimits {
+  /** Every open session's holder is probed for existence this often. */
+  aliveEveryMs: number;
+  /** Status reads (tracer, uid) per second, spread round-robin over the sessions. */
+  statusReadsPerSecond: number;
+}
+
+export const DEFAULT_HOLDER_WATCH: HolderWatchLimits = { aliveEveryMs: 1000, statusReadsPerSecond: 200 };
+
+/**
+ * Watches the genuine holders of the open sessions between reconciles, cheaply, so a port does not stay
+ * open for long after its socket leaves genuine hands: each holder is probed for existence every
+ * `aliveEveryMs` (the genuine mosh-server gone while its socket lives on means someone else holds it),
+ * and its status is read round-robin within a budget of reads per second (a tracer attached, the uid
+ * changed). `check` returns why a full reconcile is due, or undefined; the reconcile then walks every
+ * holder and decides. Pure over its edges; the caller passes the time.
+ */
+export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits = DEFAULT_HOLDER_WATCH) {
+  let sessions: MoshSession[] = [];
+  let cursor = 0;
+  let lastAlive = Number.NEGATIVE_INFINITY;
+  let lastStatus = Number.NEGATIVE_INFINITY;
+  let owed = 0;
+  return {
+    /** The sessions the last reconcile opened (their holders are what is watched). */
+    track(current: readonly MoshSession[], now: number): void {
+      sessions = [...current];
+      cursor = 0;
+      lastAlive = now;
+      lastStatus = now;
+      owed = 0;
+    },
+    check(now: number): string | undefined {
+      if (sessions.length === 0) return undefined;
+      if (now - lastAlive >= limits.aliveEveryMs) {
+        lastAlive = now;
+        const gone = sessions.find((session) => !edges.alive(session.pid));
+        if (gone !== undefined) return `holder pid ${gone.pid} of port ${gone.port} ended`;
+      }
+      owed = Math.min(sessions.length, owed + ((now - lastStatus) / 1000) * limits.statusReadsPerSecond);
+      lastStatus = now;
+      for (; owed >= 1; owed -= 1) {
+        const session = sessions[cursor % sessions.length] as MoshSession;
+        cursor = (cursor + 1) % sessions.length;
+        const status = edges.status(session.pid);
+        if (status === undefined) return `holder pid ${session.pid} of port ${session.port} ended`;
+        if (status.tracerPid !== 0) {
+          return `holder pid ${session.pid} of port ${session.port} is traced by pid ${status.tracerPid}`;
+        }
+        if (status.realUid !== session.uid || status.effectiveUid !== session.uid) {
+          return `holder pid ${session.pid} of port ${session.port} changed uid`;
+        }
+      }
+      return undefined;
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createHolderWatch } from '../../../src/daemon/holder-watch.ts';
+import { session } from '../../support/builders.ts';
+
+/** Edges over a table the test edits: pid → status (absent: gone). */
+function host() {
+  const table = new Map<number, { tracerPid: number; realUid: number; effectiveUid: number }>();
+  const reads: number[] = [];
+  return {
+    table,
+    reads,
+    edges: {
+      alive: (pid: number) => table.has(pid),
+      status: (pid: number) => {
+        reads.push(pid);
+        return table.get(pid);
+      },
+    },
+  };
+}
+
+test('a genuine holder that ends while its socket lives on is noticed at the next existence probe', () => {
+  const { table, edges } = host();
+  const sessions = [
+    session({ pid: 10, port: 60001, uid: 1000 }),
+    session({ pid: 11, port: 60002, uid: 1000 }),
+  ];
+  for (const each of sessions) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
+  const watch = createHolderWatch(edges, { aliveEveryMs: 1000, statusReadsPerSecond: 0 });
+  watch.track(sessions, 0);
+  assert.equal(watch.check(500), undefined);
+  table.delete(11);
+  assert.equal(watch.check(900), undefined, 'not probed before aliveEveryMs');
+  assert.equal(watch.check(1000), 'holder pid 11 of port 60002 ended');
+});
+
+test('a tracer or a uid change is found within the status budget, round-robin over every session', () => {
+  const { table, edges, reads } = host();
+  const sessions = Array.from({ length: 10 }, (_, index) =>
+    session({ pid: 100 + index, port: 60100 + index, uid: 1000 }),
+  );
+  for (const each of sessions) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
+  const watch = createHolderWatch(edges, { aliveEveryMs: 1000, statusReadsPerSecond: 4 });
+  watch.track(sessions, 0);
+  for (let now = 250; now <= 2500; now += 250) assert.equal(watch.check(now), undefined);
+  assert.equal(reads.length, 10, '4 reads a second for 2.5 s: every session once');
+  assert.deepEqual([...new Set(reads)].length, 10);
+  table.set(103, { tracerPid: 4242, realUid: 1000, effectiveUid: 1000 });
+  let found: string | undefined;
+  for (let now = 2750; now <= 5000 && found === undefined; now += 250) found = watch.check(now);
+  assert.equal(found, 'holder pid 103 of port 60103 is traced by pid 4242');
+  table.set(103, { tracerPid: 0, realUid: 1000, effectiveUid: 0 });
+  found = undefined;
+  for (let now = 5250; now <= 8000 && found === undefined; now += 250) found = watch.check(now);
+  assert.equal(found, 'holder pid 103 of port 60103 changed uid');
+});
+
+test('no sessions, nothing read; a new track starts over', () => {
+  const { edges, reads } = host();
+  const watch = createHolderWatch(edges);
+  watch.track([], 0);
+  assert.equal(watch.check(10_000), undefined);
+  assert.deepEqual(reads, []);
+});
