@@ -1,11 +1,10 @@
 import { readlinkSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import type { HolderEdges } from '../daemon/holder-watch.ts';
+import { type HolderEdges, holderStatus } from '../daemon/holder-watch.ts';
 import { identifyPeers, socketInode } from '../daemon/peer.ts';
 import type { PeerIdentity } from '../daemon/server.ts';
 import { readRealUid } from '../discovery/details.ts';
 import type { ProcReader } from '../discovery/proc-reader.ts';
-import { parseStatus } from '../discovery/process.ts';
 import type { Runner } from '../exec.ts';
 
 /** The file descriptor behind an accepted Unix socket (Node keeps it on the socket's handle). */
@@ -68,10 +67,8 @@ export function hostHolderEdges(reader: ProcReader): HolderEdges {
       }
     },
     status(pid) {
-      const file = `/proc/${pid}/status`;
       try {
-        const status = parseStatus(reader.readText(file), file);
-        return { tracerPid: status.tracerPid, realUid: status.realUid, effectiveUid: status.effectiveUid };
+        return holderStatus(reader.readText(`/proc/${pid}/status`));
       } catch {
         return undefined;
       }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { createHolderWatch } from '../../../src/daemon/holder-watch.ts';
+import { createHolderWatch, holderStatus } from '../../../src/daemon/holder-watch.ts';
 import { session } from '../../support/builders.ts';
 
 /** Edges over a table the test edits: pid → status (absent: gone). */
@@ -62,4 +63,16 @@ test('no sessions, nothing read; a new track starts over', () => {
   watch.track([], 0);
   assert.equal(watch.check(10_000), undefined);
   assert.deepEqual(reads, []);
+});
+
+test('holderStatus reads the tracer and uids of a real /proc/PID/status, and undefined from anything else', () => {
+  const text = readFileSync(`/proc/${process.pid}/status`, 'utf8');
+  const status = holderStatus(text);
+  assert.deepEqual(status, {
+    tracerPid: Number(/\nTracerPid:\t(\d+)/.exec(text)?.[1]),
+    realUid: process.getuid?.(),
+    effectiveUid: process.geteuid?.(),
+  });
+  assert.equal(holderStatus('Name:\tx\nUid:\t1\t1\t1\t1\n'), undefined);
+  assert.equal(holderStatus(''), undefined);
 });
