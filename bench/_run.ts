@@ -1,4 +1,7 @@
-// How every bench script ends: its main's exit code (0 when it returns nothing), or 1 with the error.
+// How every bench script ends: its main's exit code (0 when it returns nothing), or 1 with the error;
+// and how it prints and keeps its result.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 /** Runs main and sets the exit code from it; a failure prints `<name> failed: <stack>` and exits 1. */
 export function runBench(name: string, main: () => Promise<unknown>): void {
@@ -13,4 +16,11 @@ export function runBench(name: string, main: () => Promise<unknown>): void {
       process.exitCode = 1;
     },
   );
+}
+
+/** Prints a bench's result text and writes it to `file` (a URL or path under bench/results/). */
+export function printAndWrite(file: string, text: string): void {
+  process.stdout.write(text);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, text);
 }

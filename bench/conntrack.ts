@@ -1,17 +1,8 @@
-// How long closing a port's flows takes: moshwall's own delete (createFlowCleaner over the real runner,
-// one `conntrack -D -p udp --orig-port-dst PORT -f ipv4` process, its output parsed) of one flow, with
-// 0, 1000 and 10000 other UDP flows in the conntrack table, in the e2e lab's server host (real UFW makes
-// the kernel track there). Each delete is checked to have removed exactly the one flow. Also the bare
-// spawn of `conntrack --version`, the floor of any run of the tool, and one forget of 100 revoked rules
-// (a flush), 4 processes at a time. Prints median and p99 per size and
-// writes results/conntrack.md. Needs root and the conntrack package (`sudo npm run bench:conntrack`;
-// BENCH_RUNS, default 50). Prints figures; never passes or fails on them.
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createLab } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';
-import { runBench } from './_run.ts';
+import { printAndWrite, runBench } from './_run.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 50);
 const SIZES = process.env.BENCH_SIZES ?? '0,1000,10000';
@@ -72,9 +63,7 @@ runBench('bench/conntrack', async () => {
       `One forget of ${inner.batch} revoked rules, one flow each (a flush; ${inner.batchMs.length} runs, ${inner.batchTable} other flows): median ${ms(median(inner.batchMs))} ms, max ${ms(Math.max(...inner.batchMs))} ms.`,
       '',
     ].join('\n');
-    process.stdout.write(text);
-    mkdirSync(fileURLToPath(new URL('./results/', import.meta.url)), { recursive: true });
-    writeFileSync(RESULTS, text);
+    printAndWrite(RESULTS, text);
   } finally {
     await lab.destroy();
   }

@@ -3,13 +3,13 @@
 // the daemon's RSS before and after is printed; (2) holds 70 connections kept alive with empty lines
 // while another user pings — each ping's round trip is printed. Writes results/daemon-hogs.md. Needs root
 // (`sudo npm run bench:daemon-hogs`). Prints figures; never passes or fails on them.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_SOCKET, ping, startDaemon } from '../test/e2e/_daemon.ts';
 import { createLab } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';
-import { runBench } from './_run.ts';
+import { printAndWrite, runBench } from './_run.ts';
 
 const HOG = fileURLToPath(new URL('../test/e2e/fixtures/socket-hog.mjs', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results/daemon-hogs.md', import.meta.url));
@@ -81,9 +81,7 @@ runBench('bench/daemon-hogs', async () => {
       ),
       '',
     ].join('\n');
-    process.stdout.write(text);
-    mkdirSync(fileURLToPath(new URL('./results/', import.meta.url)), { recursive: true });
-    writeFileSync(RESULTS, text);
+    printAndWrite(RESULTS, text);
   } finally {
     await lab.destroy();
   }

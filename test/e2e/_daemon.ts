@@ -252,3 +252,13 @@ export async function ping(lab: Lab, user?: string): Promise<Record<string, unkn
   if (!reply) throw new LabError(`No answer to ping: ${JSON.stringify(outcome)}`);
   return reply;
 }
+
+/** A file's cleanup: ends the server-host processes it started (by pid), then its daemon, if any. */
+export async function endStarted(
+  lab: Lab,
+  pids: readonly number[],
+  daemon: Daemon | undefined,
+): Promise<void> {
+  for (const pid of pids) await lab.killServerProcess(pid).catch(() => undefined);
+  await daemon?.stop().catch(() => undefined);
+}

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Daemon, DEFAULT_SOCKET, isPong, moshwall, ping, startDaemon } from './_daemon.ts';
+import { type Daemon, DEFAULT_SOCKET, endStarted, isPong, moshwall, ping, startDaemon } from './_daemon.ts';
 import { useLab } from './_moshwall.ts';
 import { waitUntil } from './_poll.ts';
 import { statusField, udpBound } from './_procfs.ts';
@@ -29,13 +29,7 @@ describe('daemon socket and logs against a hostile local user', { skip: labSkipR
   const started: number[] = [];
   const theLab = useLab(
     () => createLab(),
-    async () => {
-      for (const pid of started)
-        await theLab()
-          .killServerProcess(pid)
-          .catch(() => {});
-      await daemon?.stop().catch(() => undefined);
-    },
+    () => endStarted(theLab(), started, daemon),
   );
   const theDaemon = (): Daemon => {
     assert.ok(daemon, 'the daemon did not start in before()');

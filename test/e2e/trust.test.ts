@@ -6,6 +6,7 @@
 // stayed open 29.7 s and 14.5 s (the figures).
 import assert from 'node:assert/strict';
 import { describe, type TestContext, test } from 'node:test';
+import { GRAB_SCRIPT } from './_attacks.ts';
 import { type Daemon, startDaemon } from './_daemon.ts';
 import { ourTuples, useLab } from './_moshwall.ts';
 import { waitUntil } from './_poll.ts';
@@ -14,17 +15,6 @@ import { createLab, labSkipReason, type MoshServer } from './lab.ts';
 const CONFIG = 'backend = "ufw"\nufw_fast_path = "off"\nport_range = "60000:61000"\n';
 /** Far below the 30 s resync the port waited for before, and above a loaded machine's second or two. */
 const CLOSE_BOUND_MS = 10_000;
-
-/** Takes fd of pid's first socket by pidfd_getfd and keeps it; prints "holding FD socket:[INODE]". */
-const GRAB_SCRIPT = [
-  'import ctypes, os, sys, time',
-  'pid = int(sys.argv[1])',
-  "fds = [f for f in os.listdir(f'/proc/{pid}/fd') if os.readlink(f'/proc/{pid}/fd/{f}').startswith('socket:')]",
-  'libc = ctypes.CDLL(None, use_errno=True)',
-  'fd = libc.syscall(438, os.pidfd_open(pid), int(fds[0]), 0)  # SYS_pidfd_getfd',
-  "print(f'errno {ctypes.get_errno()}' if fd < 0 else f'holding {fd} ' + os.readlink(f'/proc/self/fd/{fd}'), flush=True)",
-  'time.sleep(60)',
-].join('\n');
 
 describe('trust that lasts: a port closes soon after its socket leaves genuine hands', {
   skip: labSkipReason(),

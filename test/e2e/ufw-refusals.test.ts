@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
+import { GRAB_SCRIPT } from './_attacks.ts';
 import {
   expectedOurs,
   ourTuples,
@@ -46,20 +47,6 @@ const BIND_SCRIPT = (port: number) =>
     'print("bound", flush=True)',
     'time.sleep(55)',
   ].join('\n');
-
-/**
- * Python that takes a copy of mosh-server's UDP socket (pid in argv[1], as the lab sees it) with
- * pidfd_getfd(2) and keeps it: prints "holding FD socket:[INODE]", or "errno N" when not allowed.
- */
-const GRAB_SCRIPT = [
-  'import ctypes, os, sys, time',
-  'pid = int(sys.argv[1])',
-  "fds = [f for f in os.listdir(f'/proc/{pid}/fd') if os.readlink(f'/proc/{pid}/fd/{f}').startswith('socket:')]",
-  'libc = ctypes.CDLL(None, use_errno=True)',
-  'fd = libc.syscall(438, os.pidfd_open(pid), int(fds[0]), 0)  # SYS_pidfd_getfd',
-  "print(f'errno {ctypes.get_errno()}' if fd < 0 else f'holding {fd} ' + os.readlink(f'/proc/self/fd/{fd}'), flush=True)",
-  'time.sleep(55)',
-].join('\n');
 
 /** Why the strace test cannot run here, or false. */
 const STRACE = existsSync('/usr/bin/strace') ? false : 'strace is not installed';
