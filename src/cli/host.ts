@@ -12,6 +12,7 @@ import {
   hostHasIpv6,
   ioUringDisabled,
   readGroups,
+  readPtraceScope,
   readSocketCounts,
   readUdp,
 } from '../discovery/host-reads.ts';
@@ -46,7 +47,7 @@ import {
 } from '../lockfile.ts';
 import type { Logger } from '../log.ts';
 import type { UninspectedProcess } from '../model.ts';
-import { PTRACE_SCOPE_PATH, parsePtraceScope } from '../ptrace.ts';
+import { PTRACE_SCOPE_PATH } from '../ptrace.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
 import { runShim } from '../shim/shim.ts';
 import type { HostActions } from './command.ts';
@@ -78,7 +79,7 @@ function engine(config: Config, log: Logger): EngineDeps {
       return holdLock(path, timeoutMs);
     },
     lockHolder: (path) => describeHolders(findLockHolders(path)),
-    readPtraceScope,
+    readPtraceScope: () => readPtraceScope(reader),
   };
 }
 
@@ -88,11 +89,6 @@ function engine(config: Config, log: Logger): EngineDeps {
  */
 function sharedSocketDirectory(config: Config, lockFile: string): void {
   if (dirname(lockFile) === dirname(config.socketPath)) ensureRuntimeDirectory(lockFile);
-}
-
-/** Yama's ptrace_scope on this host, or undefined when the kernel has no Yama. */
-function readPtraceScope(): number | undefined {
-  return parsePtraceScope(readTextIfAny(PTRACE_SCOPE_PATH));
 }
 
 /** The path with every symlink resolved, or the path itself when it cannot be (the check then says why). */
@@ -129,7 +125,7 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
     moshServerProblem: rootOnlyPathProblem(resolved(config.moshServer), reader, 'mosh-server'),
     hostHasIpv6: hostHasIpv6(reader),
     conntrack: await deps.flows?.probe(),
-    ptrace: { scope: readPtraceScope() },
+    ptrace: { scope: readPtraceScope(createHostProcReader()) },
     ...(isRoot ? { uninspected: uninspectedProcesses(reader) } : {}),
     ioUringDisabled: ioUringDisabled(reader),
   };
@@ -298,7 +294,7 @@ async function raiseOwnLimits(log: Logger): Promise<void> {
   const prlimit = (options: string[]) =>
     runCommand(['prlimit', `--pid=${process.pid}`, ...options], { timeoutMs: 5000 });
   try {
-    const current = parseLimits(readFileSync('/proc/self/limits', 'utf8'));
+    const current = parseLimits(createHostProcReader().readText('/proc/self/limits'));
     const wanted = limitOptions(current, true);
     if (wanted.length === 0 || (await prlimit(wanted)).exitCode === 0) return;
     const possible = limitOptions(current, false);

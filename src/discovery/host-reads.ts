@@ -1,4 +1,5 @@
 import type { GroupDirectory } from '../policy.ts';
+import { PTRACE_SCOPE_PATH, parsePtraceScope } from '../ptrace.ts';
 import { errnoCode } from './errno.ts';
 import type { ProcReader } from './proc-reader.ts';
 import { parseGroup } from './users.ts';
@@ -67,6 +68,15 @@ export function readSocketCounts(reader: ProcReader): string | undefined {
       if (errnoCode(error) !== 'ENOENT') throw error;
     }
     return `${udpLines('/proc/net/sockstat')};${v6}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Yama's kernel.yama.ptrace_scope, or undefined when this kernel has no Yama (or it cannot be read). */
+export function readPtraceScope(reader: ProcReader): number | undefined {
+  try {
+    return parsePtraceScope(reader.readText(PTRACE_SCOPE_PATH));
   } catch {
     return undefined;
   }

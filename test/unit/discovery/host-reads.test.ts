@@ -4,6 +4,7 @@ import {
   hostHasIpv6,
   ioUringDisabled,
   readGroups,
+  readPtraceScope,
   readSocketCounts,
   readUdp,
 } from '../../../src/discovery/host-reads.ts';
@@ -81,5 +82,12 @@ describe('host reads through the ProcReader', () => {
     assert.equal(readSocketCounts(noV6.reader), 'UDP: inuse 3 mem 1;UDPLITE: inuse 0;');
     const broken = createFakeProc(new Map([['/proc/net/sockstat', { error: 'EIO' }]]));
     assert.equal(readSocketCounts(broken.reader), undefined);
+  });
+
+  it('ptrace_scope: its value, or undefined without Yama', () => {
+    const at = (node: { text: string } | { error: string }) =>
+      createFakeProc(new Map([['/proc/sys/kernel/yama/ptrace_scope', node]])).reader;
+    assert.equal(readPtraceScope(at({ text: '2\n' })), 2);
+    assert.equal(readPtraceScope(at({ error: 'ENOENT' })), undefined);
   });
 });
