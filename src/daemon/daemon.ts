@@ -44,6 +44,14 @@ export interface DaemonDeps {
 }
 
 const MAX_BACKOFF_MS = 30000;
+/** How often, and how far apart, a shim request whose port was refused is looked at again. */
+const REFUSAL_RETRIES = 3;
+const REFUSAL_RETRY_MS = 150;
+
+/** True when the report refused a holder of `port`. */
+function refusesPort(report: SyncReport, port: number): boolean {
+  return report.refused.some((holder) => holder.port === port);
+}
 /**
  * With socket counts, the polls that read the socket tables in full: every one whose count changed, and
  * at least every FULL_POLL_EVERY-th (2 s at the default 250 ms), for a socket that closed while another
@@ -116,6 +124,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       holders?.track(
         report.sessions.map((allowed) => allowed.session),
         deps.clock.now(),
+        report.refused,
       );
       log.debug('reconciled', {
         sessions: report.sessions.length,
@@ -200,7 +209,14 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     try {
       // A reconcile that began with this port's socket already bound serves the request as well as a new one.
       const covered = () => fingerprintHasPort(runningSeen, request.port);
-      response = portOutcome(await scheduler.request(covered), request.port);
+      let report = await scheduler.request(covered);
+      // A refusal may come from a process that held the socket for a moment only (the utempter helper
+      // mosh-server runs inherits it; the parent ending after its fork): look again, shortly after.
+      for (let retry = 0; retry < REFUSAL_RETRIES && refusesPort(report, request.port); retry++) {
+        await new Promise<void>((resolve) => deps.clock.setTimeout(resolve, REFUSAL_RETRY_MS));
+        report = await scheduler.request(() => false);
+      }
+      response = portOutcome(report, request.port);
     } catch (error) {
       response = { ok: false, port: request.port, error: `reconcile failed: ${describeError(error)}` };
     }

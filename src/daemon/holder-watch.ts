@@ -1,4 +1,4 @@
-import type { MoshSession } from '../model.ts';
+import type { MoshSession, RefusedHolder } from '../model.ts';
 
 /** What the holder watch reads of the host, per process. */
 export interface HolderEdges {
@@ -41,20 +41,32 @@ export function holderStatus(
  */
 export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits = DEFAULT_HOLDER_WATCH) {
   let sessions: MoshSession[] = [];
+  let refused: RefusedHolder[] = [];
   let cursor = 0;
   let lastAlive = Number.NEGATIVE_INFINITY;
   let lastStatus = Number.NEGATIVE_INFINITY;
   let owed = 0;
   return {
-    /** The sessions the last reconcile opened (their holders are what is watched). */
-    track(current: readonly MoshSession[], now: number): void {
+    /**
+     * The sessions the last reconcile opened (their holders are what is watched), and the holders it
+     * refused: one that ends may have been the only reason (a helper that held the socket a moment).
+     */
+    track(current: readonly MoshSession[], now: number, refusedNow: readonly RefusedHolder[] = []): void {
       sessions = [...current];
+      refused = [...refusedNow];
       cursor = 0;
       lastAlive = now;
       lastStatus = now;
       owed = 0;
     },
     check(now: number): string | undefined {
+      // Every call: the few refused holders, so a transient one (mosh-server's utempter helper, which
+      // inherits the socket for a moment) costs its session a poll, not the resync.
+      const ended = refused.find((holder) => !edges.alive(holder.pid));
+      if (ended !== undefined) {
+        refused = [];
+        return `refused holder pid ${ended.pid} of port ${ended.port} ended`;
+      }
       if (sessions.length === 0) return undefined;
       if (now - lastAlive >= limits.aliveEveryMs) {
         lastAlive = now;

@@ -8,7 +8,7 @@ import type { HolderEdges } from '../../../src/daemon/holder-watch.ts';
 import type { DaemonResponse } from '../../../src/daemon/protocol.ts';
 import { ConfigError } from '../../../src/errors.ts';
 import { createLogger } from '../../../src/log.ts';
-import type { MoshSession } from '../../../src/model.ts';
+import type { MoshSession, RefusedHolder } from '../../../src/model.ts';
 import { anySpec, session } from '../../support/builders.ts';
 import { createMemoryBackend } from '../backends/memory-backend.ts';
 
@@ -98,6 +98,7 @@ function fakeDaemon(
   const state = {
     udpReads: 0,
     sessions: [] as MoshSession[],
+    scan: undefined as undefined | (() => { sessions: MoshSession[]; refused: RefusedHolder[] }),
     nextConfig: (): Config => ({ ...DEFAULT_CONFIG, ...initial }),
   };
   const handlers = new Map<string, () => void>();
@@ -112,7 +113,7 @@ function fakeDaemon(
       config: current,
       backend,
       log: createLogger((line) => lines.push(line), 'debug'),
-      scan: () => ({ sessions: state.sessions, refused: [] }),
+      scan: () => state.scan?.() ?? { sessions: state.sessions, refused: [] },
       groups: () => ({ gidOf: () => undefined, membersOf: () => [] }),
       lock: async () => async () => {},
     }),
@@ -271,6 +272,38 @@ describe('runDaemon', () => {
         /^info holder-changed reason="holder pid 4242 of port 60001 ended"/.test(line),
       ),
     );
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+  });
+
+  it('a shim request refused because of a holder that held the socket a moment (utempter) is looked at again and served', async () => {
+    const daemon = fakeDaemon();
+    await eventually(
+      () => daemon.lines.some((line) => line.startsWith('debug reconciled')),
+      'first reconcile',
+    );
+    const genuine = session({ pid: 4242, port: 60001 });
+    const helper: RefusedHolder = {
+      pid: 4300,
+      uid: 0,
+      user: 'root',
+      port: 60001,
+      family: 'v4',
+      localAddress: '0.0.0.0',
+      exe: '/usr/lib/x86_64-linux-gnu/utempter/utempter',
+      reason: 'executable /usr/lib/x86_64-linux-gnu/utempter/utempter is not named mosh-server',
+    };
+    // The first look sees the helper still holding the socket (no genuine session); the next only mosh-server.
+    let transient = true;
+    daemon.state.scan = () => {
+      if (!transient) return { sessions: [genuine], refused: [] };
+      transient = false;
+      return { sessions: [], refused: [helper] };
+    };
+    const asked = daemon.ask('{"op":"open","port":60001}');
+    await wait(1000);
+    assert.deepEqual(await asked, { ok: true, op: 'open', port: 60001, state: 'open' });
+    assert.equal(transient, false, 'the helper was seen first');
     daemon.signal('SIGTERM');
     assert.equal(await daemon.exit, 0);
   });

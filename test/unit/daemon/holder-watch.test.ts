@@ -76,3 +76,24 @@ test('holderStatus reads the tracer and uids of a real /proc/PID/status, and und
   assert.equal(holderStatus('Name:\tx\nUid:\t1\t1\t1\t1\n'), undefined);
   assert.equal(holderStatus(''), undefined);
 });
+
+test('a refused holder that ends (a helper that held the socket a moment) is noticed at the next check', () => {
+  const { table, edges } = host();
+  table.set(4300, { tracerPid: 0, realUid: 0, effectiveUid: 0 });
+  const watch = createHolderWatch(edges, { aliveEveryMs: 1000, statusReadsPerSecond: 0 });
+  const helper = {
+    pid: 4300,
+    uid: 0,
+    user: 'root',
+    port: 60001,
+    family: 'v4' as const,
+    localAddress: '0.0.0.0',
+    exe: '/usr/lib/x86_64-linux-gnu/utempter/utempter',
+    reason: 'not named mosh-server',
+  };
+  watch.track([], 0, [helper]);
+  assert.equal(watch.check(250), undefined, 'still there');
+  table.delete(4300);
+  assert.equal(watch.check(500), 'refused holder pid 4300 of port 60001 ended');
+  assert.equal(watch.check(750), undefined, 'said once');
+});
