@@ -16,8 +16,12 @@ export interface Config {
   /** nftables: the admin's table (found automatically when absent) and its input chain. */
   nftablesTable?: { family: 'inet' | 'ip' | 'ip6'; name: string };
   nftablesChain?: string;
-  /** UFW: "ipset" opens ports as members of moshwall's ipsets behind a hook in after.rules (off when absent). */
-  ufwFastPath?: 'ipset';
+  /**
+   * UFW: how ports are opened. Absent ("auto"): members of moshwall's ipsets matched by rules placed into
+   * UFW's chain at run time where ipset works, else classic rules; "runtime": that, always; "ipset": the
+   * sets matched by a hook in after.rules; "off": classic `ufw allow` rules.
+   */
+  ufwFastPath?: 'ipset' | 'runtime' | 'off';
   /** iptables: force iptables-nft or iptables-legacy; absent means the system's iptables. */
   iptablesVariant?: 'nft' | 'legacy';
   /** firewalld: the zone our rules go in; absent means the zone of the default route's interface. */
@@ -143,9 +147,9 @@ const CHECKS: Record<string, Check> = {
     return { nftablesChain: value };
   },
   ufw_fast_path: (value, fail) => {
-    if (value !== 'ipset' && value !== 'off')
-      return fail(`expected "ipset" or "off", got ${describe(value)}`);
-    return value === 'ipset' ? { ufwFastPath: value } : {};
+    if (value !== 'auto' && value !== 'runtime' && value !== 'ipset' && value !== 'off')
+      return fail(`expected "auto", "runtime", "ipset" or "off", got ${describe(value)}`);
+    return value === 'auto' ? {} : { ufwFastPath: value };
   },
   iptables_variant: (value, fail) => {
     if (value !== 'nft' && value !== 'legacy')

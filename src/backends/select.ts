@@ -13,8 +13,15 @@ import { createUfwBackend } from './ufw.ts';
  */
 export function createBackend(config: Config, runner: Runner, watcher?: LineWatcher): Backend {
   const timeoutMs = config.commandTimeoutMs;
+  // ufw_fast_path: absent means "auto"; "off" means classic rules (no fastPath option).
+  const fastPath = config.ufwFastPath ?? 'auto';
   const ufw = () =>
-    createUfwBackend({ runner, timeoutMs, ...(config.ufwFastPath ? { fastPath: config.ufwFastPath } : {}) });
+    createUfwBackend({
+      runner,
+      timeoutMs,
+      ...(fastPath === 'off' ? {} : { fastPath }),
+      ...(watcher === undefined ? {} : { watcher }),
+    });
   const nftables = () =>
     createNftablesBackend({
       runner,

@@ -3,11 +3,13 @@ import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { errnoCode } from '../discovery/errno.ts';
 import { FirewallError } from '../errors.ts';
-import type { Runner } from '../exec.ts';
+import type { LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
 import { assertValidRuleSpecs, type FirewallRule, type RuleSpec } from '../rules.ts';
+import { variantOfVersion } from './iptables/probe.ts';
 import { applyInOrder } from './kernel/apply.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
+import { watchMonitor } from './monitor.ts';
 import {
   assertNoTakeover,
   assertSafeUfwArgv,
@@ -16,6 +18,7 @@ import {
   type UfwCall,
 } from './ufw/commands.ts';
 import { createUfwFastPath } from './ufw/fast.ts';
+import { type FastMode, RUNTIME_TAG } from './ufw/fastpath.ts';
 import { createFastPathEdge } from './ufw/ipset.ts';
 import { assertUfwSucceeded, parseUfwDefaults, parseUfwStatus } from './ufw/output.ts';
 import { parseUserRules } from './ufw/tuples.ts';
@@ -47,10 +50,14 @@ export interface UfwBackendOptions {
   /** Reads a whole text file; throws an error with code ENOENT when it is missing. */
   readFile?: (path: string) => string;
   /**
-   * "ipset": our rules are members of moshwall's ipsets matched by a hook in UFW's after.rules (see
-   * ufw/fastpath.ts), one `ipset restore` per change; absent: classic `ufw allow … comment moshwall` rules.
+   * Our rules as members of moshwall's ipsets, one `ipset restore` per change (see ufw/fastpath.ts),
+   * matched by rules placed into UFW's chain at run time ("runtime"), or by a hook in UFW's after.rules
+   * ("ipset"); "auto": runtime where ipset works, else classic; absent: classic `ufw allow … comment
+   * moshwall` rules.
    */
-  fastPath?: 'ipset';
+  fastPath?: 'ipset' | 'runtime' | 'auto';
+  /** Starts `nft monitor` so a UFW reload on iptables-nft is noticed at once (runtime mode). */
+  watcher?: LineWatcher;
   /** Fast path: how often watchChanges looks at our sets' headers (default 2000 ms). */
   watchIntervalMs?: number;
   /** The fast path's listing age and watcher interval (the machine's clock by default). */
@@ -58,6 +65,9 @@ export interface UfwBackendOptions {
   /** Limit for each ufw run (ufw allow ~170 ms, delete ~300 ms, more while another ufw holds its lock). */
   timeoutMs: number;
 }
+
+/** Rule events of iptables-nft: a UFW reload deletes and adds its chains' rules. */
+export const UFW_RELOAD_MONITOR = ['nft', 'monitor', 'rules'];
 
 /** ufw prints English only under the C locale, and its words are what we check. */
 const UFW_ENV = { LANG: 'C', LC_ALL: 'C' };
@@ -79,15 +89,23 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
   const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
   const rulesFiles = { v4: join(rulesDir, 'user.rules'), v6: join(rulesDir, 'user6.rules') };
   const afterFiles = { v4: join(rulesDir, 'after.rules'), v6: join(rulesDir, 'after6.rules') };
-  const fastMode = options.fastPath === 'ipset';
+  const configured = options.fastPath;
+  /** The fast path's mode; "auto" is resolved by resolveMode (classic until then). */
+  let mode: FastMode = configured === 'ipset' ? 'hook' : configured === 'runtime' ? 'runtime' : 'off';
+  /** Why the mode is what it is, for doctor (auto only). */
+  let modeReason = configured === undefined ? 'ufw_fast_path = "off"' : `ufw_fast_path = "${configured}"`;
+  let resolved = configured !== 'auto';
+  /** The iptables variant, for the reload monitor (runtime mode on iptables-nft). */
+  let variant: 'nft' | 'legacy' | undefined;
+  const fastEdge = createFastPathEdge({
+    runner: options.runner,
+    timeoutMs: options.timeoutMs,
+    afterRulesFile: afterFiles.v4,
+    readFile,
+  });
   const fast = createUfwFastPath({
-    edge: createFastPathEdge({
-      runner: options.runner,
-      timeoutMs: options.timeoutMs,
-      afterRulesFile: afterFiles.v4,
-      readFile,
-    }),
-    fastMode,
+    edge: fastEdge,
+    mode: () => mode,
     afterFiles,
     ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
@@ -122,6 +140,30 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
   };
   const apply = (calls: UfwCall[]) => applyInOrder('ufw', calls, runCall);
 
+  /**
+   * Settles "auto" once: runtime when `ipset -n list` works (the tool and the kernel's ip_set), else
+   * classic rules. In runtime mode it also learns the iptables variant, for the reload monitor.
+   */
+  const resolveMode = async (): Promise<void> => {
+    if (!resolved) {
+      try {
+        await fastEdge.setNames();
+        mode = 'runtime';
+        modeReason = 'ufw_fast_path = "auto": ipset works here';
+      } catch (error) {
+        mode = 'off';
+        modeReason = `ufw_fast_path = "auto": classic rules, because ${error instanceof Error ? error.message : String(error)}`;
+      }
+      resolved = true;
+    }
+    if (mode === 'runtime' && variant === undefined) {
+      const version = await options
+        .runner(['iptables', '--version'], { timeoutMs: options.timeoutMs })
+        .catch(() => undefined);
+      variant = version?.exitCode === 0 ? variantOfVersion(version.stdout) : 'legacy';
+    }
+  };
+
   /** Takes out members added beside a failed liveness check; if that fails too, both are in the error. */
   const takeBack = async (specs: RuleSpec[], why: unknown): Promise<void> => {
     try {
@@ -144,9 +186,27 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       return [rulesFiles.v4, rulesFiles.v6, afterFiles.v4, afterFiles.v6].map(statToken).join(' ');
     },
 
-    /** Fast path only: our sets watched for an admin's flush or a hook no longer loaded (see ufw/fast.ts). */
+    /**
+     * Fast path only: our sets watched for an admin's flush or a hook no longer loaded (see ufw/fast.ts);
+     * in runtime mode on iptables-nft also `nft monitor`, so a UFW reload is answered at once.
+     */
     watchChanges(onChange: (what: string) => void): { close(): void } {
-      return fast.watch(onChange, options.watchIntervalMs ?? 2000);
+      const sets = fast.watch(onChange, options.watchIntervalMs ?? 2000);
+      if (mode !== 'runtime' || variant !== 'nft' || options.watcher === undefined) return sets;
+      const monitor = watchMonitor({
+        watcher: options.watcher,
+        argv: UFW_RELOAD_MONITOR,
+        // Our own runtime rules come and go with our changes; anything else may be UFW reloading.
+        isOurs: (event) => event.rest.includes(`"${RUNTIME_TAG}"`),
+        onChange,
+        ...(options.clock === undefined ? {} : { clock: options.clock }),
+      });
+      return {
+        close() {
+          sets.close();
+          monitor.close();
+        },
+      };
     },
 
     async probe(): Promise<BackendProbe> {
@@ -186,13 +246,17 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         ipv6Detail,
         `rules: ${ipv6 ? `${rulesFiles.v4}, ${rulesFiles.v6}` : rulesFiles.v4}`,
       ];
-      if (!fast.inUse()) return { installed: true, active, ipv6, detail };
+      await resolveMode();
+      await fast.lookForLeftovers();
+      if (!fast.inUse())
+        return { installed: true, active, ipv6, detail: [...detail, `fast path: ${modeReason}`] };
       const fastPath = await fast.describe(ipv6);
       detail.push(fastPath.detail);
       return { installed: true, active, ipv6, detail, problems: fastPath.problems };
     },
 
     async listRules(): Promise<FirewallRule[]> {
+      await resolveMode();
       const ipv6 = ipv6Enabled();
       return [...readRules(ipv6), ...(await fast.effectiveMembers(ipv6))];
     },
@@ -209,7 +273,8 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
         );
       }
       assertNoTakeover(readRules(ipv6), specs);
-      if (!fastMode) return apply(planUfwCalls('allow', specs));
+      await resolveMode();
+      if (mode === 'off') return apply(planUfwCalls('allow', specs));
       // The liveness check runs beside the change: while the hook is not loaded a member opens nothing,
       // so adding it at once is harmless, and it is taken out again before the error is thrown.
       const [live, change] = await Promise.allSettled([
@@ -229,12 +294,22 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       if (specs.length === 0) return [];
       // With IPV6=no ufw ignores user6.rules (and refuses v6 deletes): no v6 rule of ours is in force.
       const ipv6 = ipv6Enabled();
+      await resolveMode();
       const wanted = ipv6 ? specs : specs.filter((spec) => spec.family === 'v4');
       // Deleting a member that is not there is a no-op under `ipset -exist`: one restore, no listing first.
       const setChange = fast.inUse() && wanted.length > 0 ? [await fast.change('revoke', wanted)] : [];
       // In fast-path mode only our classic rules that exist are deleted (each `ufw delete` reloads UFW).
-      const classic = fastMode ? oursAmong(readRules(ipv6), wanted) : wanted;
-      return [...setChange, ...(classic.length > 0 ? await apply(planUfwCalls('revoke', classic)) : [])];
+      const classic = mode !== 'off' ? oursAmong(readRules(ipv6), wanted) : wanted;
+      const deleted = classic.length > 0 ? await apply(planUfwCalls('revoke', classic)) : [];
+      // Back on classic rules: the fast path's sets and rules go once their last member has.
+      const retired = setChange.length > 0 ? await fast.retireLeftovers() : [];
+      return [...setChange, ...deleted, ...retired];
+    },
+
+    /** Runtime mode (or sets left from it): our rules out of UFW's chains and our sets gone, once empty. */
+    async removeFootprint(): Promise<AppliedChange[]> {
+      await resolveMode();
+      return fast.removeFootprint();
     },
   };
 }

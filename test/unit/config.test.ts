@@ -67,9 +67,11 @@ describe('parseConfig', () => {
     assert.equal(parseConfig('backend = "firewalld"\n', '/c.toml').firewalldZone, undefined);
   });
 
-  it('reads ufw_fast_path: "ipset" turns it on, "off" and absence leave it off', () => {
+  it('reads ufw_fast_path: absence and "auto" leave the choice to the host, the rest are kept', () => {
     assert.equal(parseConfig('ufw_fast_path = "ipset"\n', '/c.toml').ufwFastPath, 'ipset');
-    assert.equal(parseConfig('ufw_fast_path = "off"\n', '/c.toml').ufwFastPath, undefined);
+    assert.equal(parseConfig('ufw_fast_path = "runtime"\n', '/c.toml').ufwFastPath, 'runtime');
+    assert.equal(parseConfig('ufw_fast_path = "off"\n', '/c.toml').ufwFastPath, 'off');
+    assert.equal(parseConfig('ufw_fast_path = "auto"\n', '/c.toml').ufwFastPath, undefined);
     assert.equal(parseConfig('', '/c.toml').ufwFastPath, undefined);
   });
 
@@ -125,7 +127,7 @@ describe('parseConfig', () => {
     [
       'ufw fast path',
       'backend = "ufw"\nufw_fast_path = "nft"',
-      /:2: ufw_fast_path: expected "ipset" or "off", got "nft"/,
+      /:2: ufw_fast_path: expected "auto", "runtime", "ipset" or "off", got "nft"/,
       2,
       'ufw_fast_path',
     ],

@@ -4,8 +4,11 @@ import { anywhere, parseCidr } from '../../net.ts';
 import { type FirewallRule, RULE_TAG, type RuleSpec, ruleOfSpec, specKey } from '../../rules.ts';
 
 /*
- * The UFW fast path (config `ufw_fast_path = "ipset"`): two rules per family in UFW's after-rules match
- * four kernel ipsets, and opening or closing a port is one `ipset restore` instead of a UFW reload.
+ * The UFW fast path: two rules per family in UFW's chain ufw-after-input match four kernel ipsets, and
+ * opening or closing a port is one `ipset restore` instead of a UFW reload. The rules get there either at
+ * run time (mode "runtime", the default where ipset works: moshwall appends them, tagged, and places them
+ * again whenever a UFW reload drops them; no file of UFW's is edited) or from a hook block in UFW's
+ * after.rules (mode "hook", config `ufw_fast_path = "ipset"`, kept for admins who chose it).
  *   moshwall-any4 / moshwall-any6  bitmap:port 0-65535        ports open from anywhere
  *   moshwall-net4 / moshwall-net6  hash:net,port (inet/inet6) "CIDR,udp:PORT" for source-restricted specs
  * hash:net,port rejects a /0 prefix, so "from anywhere" lives in the bitmap sets (cheapest set type).
@@ -46,6 +49,22 @@ export function fastPathRules(family: Family): string[] {
     `-A ${chain} -p udp -m set --match-set ${net} src,dst -j ACCEPT`,
   ];
 }
+
+/** The comment that marks the match rules moshwall places into UFW's chain at run time (mode "runtime"). */
+export const RUNTIME_TAG = 'moshwall-runtime';
+
+/**
+ * The match rules moshwall appends at run time to the family's UFW chain (iptables -S syntax): the same
+ * matches as the after-rules hook, tagged so they are told apart from it and removed by exact text.
+ */
+export function runtimeRules(family: Family): string[] {
+  return fastPathRules(family).map((rule) =>
+    rule.replace(/ -j ACCEPT$/, ` -m comment --comment ${RUNTIME_TAG} -j ACCEPT`),
+  );
+}
+
+/** How our fast path reaches UFW's chain: the after-rules hook, rules placed at run time, or not at all. */
+export type FastMode = 'hook' | 'runtime' | 'off';
 
 /** The set a spec is a member of, and its member text ("60001" or "192.0.2.0/24,udp:60001"). */
 export function memberOfSpec(spec: RuleSpec): { set: FastSetName; member: string } {
@@ -137,7 +156,36 @@ export function parseHookLiveness(
     );
   }
   const lines = new Set(stdout.split('\n').map((line) => line.trim()));
-  return fastPathRules(family).every((rule) => lines.has(rule)) ? 'live' : 'missing';
+  const complete = (rules: string[]) => rules.every((rule) => lines.has(rule));
+  return complete(fastPathRules(family)) || complete(runtimeRules(family)) ? 'live' : 'missing';
+}
+
+/** How many of the chain's lines (from `iptables -S CHAIN`) are runtime rules of ours, each as its words. */
+export function runtimeRulesIn(family: Family, stdout: string): string[][] {
+  const ours = new Set(runtimeRules(family));
+  return stdout
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => ours.has(line))
+    .map((line) => line.split(' '));
+}
+
+/** The names of our sets in `ipset -n list` output (one name per line; other sets ignored). */
+export function ourSetNames(stdout: string): FastSetName[] {
+  const present = new Set(stdout.split('\n').map((line) => line.trim()));
+  return FAST_SET_NAMES.filter((name) => present.has(name));
+}
+
+/**
+ * The families whose hook a `ipset -t list` digest says is not loaded though its sets hold members
+ * (references 0, entries > 0): after a UFW reload dropped runtime rules, or before UFW is enabled again.
+ */
+export function familiesWithIdleMembers(digest: string): Family[] {
+  const families = new Set<Family>();
+  for (const match of digest.matchAll(/moshwall-(?:any|net)([46]) refs=0 entries=(\d+)/g)) {
+    if (Number(match[2]) > 0) families.add(match[1] === '4' ? 'v4' : 'v6');
+  }
+  return [...families].sort();
 }
 
 /**

@@ -11,8 +11,11 @@ import {
   type FastSetName,
   type HookLiveness,
   ipsetScript,
+  ourSetNames,
   parseHookLiveness,
   parseIpsetSave,
+  runtimeRules,
+  runtimeRulesIn,
   setHeadersDigest,
 } from './fastpath.ts';
 
@@ -28,6 +31,14 @@ export interface FastPathEdge {
   headers(): Promise<string>;
   /** True when UFW's after.rules holds our hook block (a file read, no command). */
   hookInFiles(): boolean;
+  /** Which of our sets exist (`ipset -n list`); throws when ipset is missing or cannot talk to the kernel. */
+  setNames(): Promise<FastSetName[]>;
+  /** Appends our runtime rules to the family's UFW chain (the caller saw them missing). */
+  placeRuntime(family: Family): Promise<AppliedChange>;
+  /** Deletes every runtime rule of ours from the family's UFW chain (none when the chain is not loaded). */
+  removeRuntime(family: Family): Promise<AppliedChange[]>;
+  /** Destroys our sets that exist; a set still referenced by a loaded rule stays and is named in the error. */
+  destroySets(): Promise<AppliedChange[]>;
 }
 
 /** The `-exist create` lines for our sets, so a change never fails on a set an admin destroyed. */
@@ -60,7 +71,7 @@ export function createFastPathEdge(options: {
     } catch (error) {
       if (!isNotInstalled(error)) throw error;
       throw new FirewallError(
-        `${argv[0]} is not installed, and ufw_fast_path = "ipset" needs it (apt-get install ${argv[0] === 'ipset' ? 'ipset' : 'iptables'})`,
+        `${argv[0]} is not installed, and UFW's fast path needs it (apt-get install ${argv[0] === 'ipset' ? 'ipset' : 'iptables'})`,
         { command: argv.join(' ') },
         error,
       );
@@ -103,6 +114,56 @@ export function createFastPathEdge(options: {
       const result = await runner(['ipset', '-t', 'list'], { timeoutMs });
       assertOk(result, 'ipset -t list');
       return setHeadersDigest(result.stdout);
+    },
+
+    async setNames() {
+      const result = await runner(['ipset', '-n', 'list'], { timeoutMs });
+      assertOk(result, 'ipset -n list');
+      return ourSetNames(result.stdout);
+    },
+
+    async placeRuntime(family) {
+      const tool = family === 'v4' ? 'iptables' : 'ip6tables';
+      let output = '';
+      let argv: string[] = [];
+      for (const rule of runtimeRules(family)) {
+        argv = [tool, '-w', ...rule.split(' ')];
+        const result = await runner(argv, { timeoutMs });
+        assertOk(result, `${tool} -A ${FAST_CHAINS[family]} (moshwall's runtime rule)`);
+        output += outputOf(result);
+      }
+      return { kind: 'allow', specs: [], argv, output };
+    },
+
+    async removeRuntime(family) {
+      const tool = family === 'v4' ? 'iptables' : 'ip6tables';
+      const listed = await runner([tool, '-w', '-S', FAST_CHAINS[family]], { timeoutMs });
+      if (parseHookLiveness(family, listed) === 'no-chain') return [];
+      const removed: AppliedChange[] = [];
+      for (const words of runtimeRulesIn(family, listed.stdout)) {
+        const argv = [tool, '-w', '-D', ...words.slice(1)];
+        const result = await runner(argv, { timeoutMs });
+        assertOk(result, `${tool} -D ${FAST_CHAINS[family]} (moshwall's runtime rule)`);
+        removed.push({ kind: 'revoke', specs: [], argv, output: outputOf(result) });
+      }
+      return removed;
+    },
+
+    async destroySets() {
+      const names = ourSetNames(
+        await runner(['ipset', '-n', 'list'], { timeoutMs }).then((result) => {
+          assertOk(result, 'ipset -n list');
+          return result.stdout;
+        }),
+      );
+      const destroyed: AppliedChange[] = [];
+      for (const name of names) {
+        const argv = ['ipset', 'destroy', name];
+        const result = await runner(argv, { timeoutMs });
+        assertOk(result, `ipset destroy ${name}`);
+        destroyed.push({ kind: 'revoke', specs: [], argv, output: outputOf(result) });
+      }
+      return destroyed;
     },
 
     hookInFiles() {

@@ -8,16 +8,25 @@ import {
   memberOfSpec,
   parseHookLiveness,
   parseIpsetSave,
+  runtimeRules,
+  runtimeRulesIn,
   setHeadersDigest,
   specOfMember,
 } from '../../../src/backends/ufw/fastpath.ts';
 import { assertSafeUfwArgv, createUfwBackend } from '../../../src/backends/ufw.ts';
 import { FirewallError } from '../../../src/errors.ts';
 import { v4, v6 } from '../../support/builders.ts';
-import { type CannedAnswer, notInstalled, recordedBackend } from './recording-runner.ts';
+import {
+  type CannedAnswer,
+  capturedRuns,
+  createRecordingRunner,
+  notInstalled,
+  recordedBackend,
+} from './recording-runner.ts';
 
 const FIXTURES = new URL('../../fixtures/ufw/', import.meta.url);
 const fixture = (path: string) => readFileSync(new URL(path, FIXTURES), 'utf8');
+const { real } = capturedRuns(FIXTURES);
 const HOOKED_AFTER = `# BEGIN moshwall fast path (…)\n${fastPathRules('v4').join('\n')}\n# END moshwall fast path\n`;
 
 /** /etc/ufw and /etc/default/ufw: the mixed rules (classic rules of ours on 60013, 60014, 60016 from 10/8). */
@@ -232,9 +241,7 @@ describe('ufw fast path: golden argv', () => {
       backend.listRules(),
       (error: unknown) =>
         error instanceof FirewallError &&
-        /ipset is not installed, and ufw_fast_path = "ipset" needs it \(apt-get install ipset\)/.test(
-          error.message,
-        ),
+        /ipset is not installed, and UFW.s fast path needs it \(apt-get install ipset\)/.test(error.message),
     );
   });
 
@@ -293,7 +300,7 @@ describe('ufw fast path: golden argv', () => {
     const probe = await backend.probe();
     assert.match(
       probe.detail.at(-1) ?? '',
-      /^fast path: ipset; hook in \/etc\/ufw\/after\.rules: no; in the kernel: v4 missing, v6 live; sets: none; members: 0$/,
+      /^fast path: ipset sets matched by the hook in \/etc\/ufw\/after\.rules; hook in \/etc\/ufw\/after\.rules: no; in the kernel: v4 missing, v6 live; sets: none; members: 0$/,
     );
     assert.deepEqual(probe.problems, [
       'ufw_fast_path = "ipset" but /etc/ufw/after.rules has no moshwall hook: run `moshwall install`',
@@ -487,5 +494,175 @@ describe('the ufw guard for install', () => {
       assert.throws(() => assertSafeInstallUfwArgv(argv), FirewallError, argv.join(' '));
     }
     assert.doesNotThrow(() => assertSafeInstallUfwArgv(['ufw', 'status']));
+  });
+});
+
+describe('ufw fast path at run time (no UFW file edited)', () => {
+  const RUNTIME4 = chain('v4', runtimeRules('v4'));
+  const runtimeBackend = (answers: CannedAnswer[], fastPath: 'runtime' | 'auto' = 'runtime') =>
+    recordedBackend(answers, (runner) =>
+      createUfwBackend({ runner, readFile: files(), timeoutMs: 4321, fastPath }),
+    );
+
+  it('runtime rules are the hook rules tagged moshwall-runtime, and either set makes the chain live', () => {
+    assert.deepEqual(runtimeRules('v4'), [
+      '-A ufw-after-input -p udp -m set --match-set moshwall-any4 dst -m comment --comment moshwall-runtime -j ACCEPT',
+      '-A ufw-after-input -p udp -m set --match-set moshwall-net4 src,dst -m comment --comment moshwall-runtime -j ACCEPT',
+    ]);
+    assert.equal(parseHookLiveness('v4', RUNTIME4 as never), 'live');
+    assert.equal(parseHookLiveness('v4', LIVE4 as never), 'live');
+    const half = chain('v4', [runtimeRules('v4')[0] ?? '']);
+    assert.equal(parseHookLiveness('v4', half as never), 'missing');
+    assert.deepEqual(
+      runtimeRulesIn('v4', (RUNTIME4 as { stdout: string }).stdout).map((words) => words.slice(0, 2)),
+      [
+        ['-A', 'ufw-after-input'],
+        ['-A', 'ufw-after-input'],
+      ],
+    );
+    assert.deepEqual(runtimeRulesIn('v4', (LIVE4 as { stdout: string }).stdout), []);
+  });
+
+  it('allow into a chain UFW loaded without our rules places them, then adds the member', async () => {
+    const { backend, calls } = runtimeBackend([ok(), BARE4, ok(), ok(), ok()]);
+    await backend.allow([v4(60040)]);
+    assert.deepEqual(
+      calls.map((call) => call.argv.join(' ')),
+      [
+        'iptables --version',
+        'iptables -w -S ufw-after-input',
+        'ipset -exist restore',
+        `iptables -w ${runtimeRules('v4')[0]}`,
+        `iptables -w ${runtimeRules('v4')[1]}`,
+      ],
+    );
+    assert.equal(calls[2]?.options.input, `${CREATES}add moshwall-any4 60040\n`);
+  });
+
+  it('allow with our rules live runs only the ipset restore after the check; nothing placed twice', async () => {
+    const { backend, calls } = runtimeBackend([ok(), RUNTIME4, ok()]);
+    await backend.allow([v4(60040)]);
+    assert.deepEqual(
+      calls.map((call) => call.argv.join(' ')),
+      ['iptables --version', 'iptables -w -S ufw-after-input', 'ipset -exist restore'],
+    );
+  });
+
+  it('auto: ipset working means runtime; ipset missing means classic `ufw allow`', async () => {
+    const fast = runtimeBackend([ok('moshwall-any4\n'), ok(), RUNTIME4, ok()], 'auto');
+    await fast.backend.allow([v4(60040)]);
+    assert.deepEqual(fast.calls[0]?.argv, ['ipset', '-n', 'list']);
+    assert.deepEqual(fast.calls.at(-1)?.argv, ['ipset', '-exist', 'restore']);
+    const classic = runtimeBackend(
+      [notInstalled(['ipset', '-n', 'list']), { exitCode: 0, stdout: 'Rule added\n', stderr: '' }],
+      'auto',
+    );
+    await classic.backend.allow([v4(60040)]);
+    assert.deepEqual(classic.calls.at(-1)?.argv.slice(0, 3), ['ufw', 'allow', 'proto']);
+  });
+
+  it('flush: runtime rules deleted by their exact words, then our sets destroyed, once no member is left', async () => {
+    const { backend, calls } = runtimeBackend([
+      ok(),
+      ...SAVES.map(() => NO_SET),
+      NO_SET,
+      NO_SET,
+      NO_SET,
+      NO_SET,
+    ]);
+    calls.length = 0;
+    const setsNone = await backend.removeFootprint?.();
+    assert.deepEqual(setsNone, []);
+    const second = runtimeBackend([
+      ok(),
+      ok('moshwall-any4\nf2b\n'),
+      ...SAVES.map(() => NO_SET),
+      RUNTIME4,
+      ok(),
+      ok(),
+      NO_CHAIN,
+      ok('moshwall-any4\n'),
+      ok(),
+    ]);
+    const removed = (await second.backend.removeFootprint?.()) ?? [];
+    assert.deepEqual(
+      second.calls.slice(1).map((call) => call.argv.join(' ')),
+      [
+        'ipset -n list',
+        ...SAVES.map((argv) => argv.join(' ')),
+        'iptables -w -S ufw-after-input',
+        `iptables -w ${(runtimeRules('v4')[0] ?? '').replace('-A', '-D')}`,
+        `iptables -w ${(runtimeRules('v4')[1] ?? '').replace('-A', '-D')}`,
+        'ip6tables -w -S ufw6-after-input',
+        'ipset -n list',
+        'ipset destroy moshwall-any4',
+      ],
+    );
+    assert.equal(removed.length, 3);
+  });
+
+  it('classic mode empties sets left by an earlier fast mode, then removes its rules and sets', async () => {
+    let members = ['60040'];
+    const runtimeLines = [...runtimeRules('v4')];
+    const { runner, calls } = createRecordingRunner((argv) => {
+      const text = argv.join(' ');
+      if (text === 'ufw version') return real('version');
+      if (text === 'ufw status') return real('status-active');
+      if (text.startsWith('ufw delete')) return ok('Could not delete non-existent rule\n');
+      if (text === 'ipset -n list') return ok('moshwall-any4\nf2b\n');
+      if (text === 'ipset save moshwall-any4') return saved('moshwall-any4', members);
+      if (text.startsWith('ipset save')) return NO_SET;
+      if (text === 'iptables -w -S ufw-after-input') return chain('v4', runtimeLines);
+      if (text === 'ip6tables -w -S ufw6-after-input') return NO_CHAIN;
+      if (text === 'ipset -exist restore') {
+        members = [];
+        return ok();
+      }
+      if (argv[2] === '-D') runtimeLines.shift();
+      return ok();
+    });
+    const backend = createUfwBackend({ runner, readFile: files(), timeoutMs: 4321 });
+    await backend.probe();
+    const rules = await backend.listRules();
+    assert.ok(rules.some((rule) => rule.ours && rule.raw.includes('moshwall-any4 60040')));
+    calls.length = 0;
+    await backend.revoke([v4(60040)]);
+    const run = calls.map((call) => call.argv.join(' '));
+    assert.deepEqual(run.slice(0, 1), ['ipset -exist restore']);
+    assert.deepEqual(run.slice(-6), [
+      'iptables -w -S ufw-after-input',
+      `iptables -w ${(runtimeRules('v4')[0] ?? '').replace('-A', '-D')}`,
+      `iptables -w ${(runtimeRules('v4')[1] ?? '').replace('-A', '-D')}`,
+      'ip6tables -w -S ufw6-after-input',
+      'ipset -n list',
+      'ipset destroy moshwall-any4',
+    ]);
+    assert.equal(run.filter((text) => text.startsWith('ufw delete')).length, 1, 'classic mode deletes as ever');
+  });
+
+  it('the watch reports members whose chain came back without our rules though the digest stayed the same', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const seen: string[] = [];
+    const watched = createUfwBackend({
+      runner: async (argv) => {
+        const text = argv.join(' ');
+        const answer = (
+          text === 'ipset -t list' ? headers(0, 1) : text.startsWith('iptables -w -S') ? BARE4 : ok()
+        ) as { exitCode: number; stdout: string; stderr: string };
+        return { argv, durationMs: 1, ...answer };
+      },
+      readFile: files(),
+      timeoutMs: 1,
+      fastPath: 'runtime',
+      watchIntervalMs: 1000,
+    });
+    const watch = watched.watchChanges?.((what) => seen.push(what));
+    await settled();
+    assert.deepEqual(seen, [], 'the first look only takes a baseline');
+    t.mock.timers.tick(1000);
+    await settled();
+    await settled();
+    watch?.close();
+    assert.deepEqual(seen, ["ufw-after-input loaded without moshwall's rules"]);
   });
 });

@@ -52,6 +52,8 @@ const IPV6_OFF = files({
 });
 
 const TAIL = ['comment', 'moshwall'];
+/** `ipset -n list` on a host without sets of ours (classic mode's look for leftovers). */
+const NO_SETS: CannedAnswer = { exitCode: 0, stdout: 'f2b-sshd\n', stderr: '' };
 
 function backendWith(answers: CannedAnswer[], readFile = MIXED, timeoutMs = 4321) {
   return recordedBackend(answers, (runner) => createUfwBackend({ runner, readFile, timeoutMs }));
@@ -127,6 +129,7 @@ describe('ufw backend: golden argv over a lifecycle', () => {
     const { backend, calls } = backendWith([
       real('version'),
       real('status-active'),
+      NO_SETS,
       real('allow-active-new'),
       real('delete-active-found'),
       real('delete-active-missing'),
@@ -138,7 +141,7 @@ describe('ufw backend: golden argv over a lifecycle', () => {
     await backend.revoke([v4(60040), v6(60040)]);
     assert.deepEqual(
       calls.map((call) => call.argv.slice(0, 3).join(' ')),
-      ['ufw version', 'ufw status', 'ufw allow proto', 'ufw delete allow', 'ufw delete allow'],
+      ['ufw version', 'ufw status', 'ipset -n list', 'ufw allow proto', 'ufw delete allow', 'ufw delete allow'],
     );
     const words = calls.flatMap((call) => call.argv);
     for (const forbidden of [
@@ -463,7 +466,7 @@ describe('ufw backend: IPv6 setting', () => {
 
 describe('ufw backend: probe', () => {
   it('reports an active firewall with IPv6', async () => {
-    const { backend, calls } = backendWith([real('version'), real('status-verbose-active')]);
+    const { backend, calls } = backendWith([real('version'), real('status-verbose-active'), NO_SETS]);
     assert.deepEqual(await backend.probe(), {
       installed: true,
       active: true,
@@ -473,19 +476,22 @@ describe('ufw backend: probe', () => {
         'status: active',
         'IPv6: yes (IPV6= in /etc/default/ufw)',
         'rules: /etc/ufw/user.rules, /etc/ufw/user6.rules',
+        'fast path: ufw_fast_path = "off"',
       ],
     });
+    // Classic mode looks once for sets an earlier fast mode left (none here).
     assert.deepEqual(
       calls.map((call) => call.argv),
       [
         ['ufw', 'version'],
         ['ufw', 'status'],
+        ['ipset', '-n', 'list'],
       ],
     );
   });
 
   it('reports an inactive firewall without IPv6', async () => {
-    const { backend } = backendWith([real('version'), real('status-inactive')], IPV6_OFF);
+    const { backend } = backendWith([real('version'), real('status-inactive'), NO_SETS], IPV6_OFF);
     const probe = await backend.probe();
     assert.equal(probe.active, false);
     assert.equal(probe.ipv6, false);
@@ -493,6 +499,7 @@ describe('ufw backend: probe', () => {
       'status: inactive',
       'IPv6: no (IPV6= in /etc/default/ufw)',
       'rules: /etc/ufw/user.rules',
+      'fast path: ufw_fast_path = "off"',
     ]);
   });
 
