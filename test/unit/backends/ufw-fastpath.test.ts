@@ -637,7 +637,11 @@ describe('ufw fast path at run time (no UFW file edited)', () => {
       'ipset -n list',
       'ipset destroy moshwall-any4',
     ]);
-    assert.equal(run.filter((text) => text.startsWith('ufw delete')).length, 1, 'classic mode deletes as ever');
+    assert.equal(
+      run.filter((text) => text.startsWith('ufw delete')).length,
+      1,
+      'classic mode deletes as ever',
+    );
   });
 
   it('the watch reports members whose chain came back without our rules though the digest stayed the same', async (t) => {

@@ -141,7 +141,14 @@ describe('ufw backend: golden argv over a lifecycle', () => {
     await backend.revoke([v4(60040), v6(60040)]);
     assert.deepEqual(
       calls.map((call) => call.argv.slice(0, 3).join(' ')),
-      ['ufw version', 'ufw status', 'ipset -n list', 'ufw allow proto', 'ufw delete allow', 'ufw delete allow'],
+      [
+        'ufw version',
+        'ufw status',
+        'ipset -n list',
+        'ufw allow proto',
+        'ufw delete allow',
+        'ufw delete allow',
+      ],
     );
     const words = calls.flatMap((call) => call.argv);
     for (const forbidden of [
