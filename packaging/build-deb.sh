@@ -84,8 +84,8 @@ Architecture: all
 Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: nodejs (>= 18)
-Recommends: mosh, conntrack, ufw | nftables | iptables | firewalld
-Suggests: sudo, ipset
+Recommends: mosh, conntrack, ipset, ufw | nftables | iptables | firewalld
+Suggests: sudo
 Section: net
 Priority: optional
 Description: firewall ports for genuine mosh sessions only

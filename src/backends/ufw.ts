@@ -251,7 +251,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       if (!fast.inUse())
         return { installed: true, active, ipv6, detail: [...detail, `fast path: ${modeReason}`] };
       const fastPath = await fast.describe(ipv6);
-      detail.push(fastPath.detail);
+      detail.push(fastPath.detail, `fast path chosen by: ${modeReason}`);
       return { installed: true, active, ipv6, detail, problems: fastPath.problems };
     },
 

@@ -66,11 +66,13 @@ backend = "ufw"
 # stock Debian/Ubuntu/RHEL layouts). nftables and iptables rules are runtime-only: the daemon re-adds.
 # nftables_table = "inet filter"
 # nftables_chain = "input"
-# UFW only: "ipset" opens and closes a port with one ipset change (a few ms) instead of a UFW reload
-# (~170 ms to add, ~300 ms to delete, one at a time). \`moshwall install\` then adds a marked block to /etc/ufw/after.rules, after6.rules and
-# before.init (\`moshwall uninstall\` removes exactly it) and runs \`ufw reload\`; run install again after
-# switching this on or off. Admin rules keep precedence as with "off" (our match comes after them).
-# ufw_fast_path = "off"
+# UFW only: "auto" (the default) opens and closes a port with one ipset change (a few ms) instead of a
+# UFW reload (~170 ms to add, ~300 ms to delete), matched by rules moshwall places into UFW's chain at
+# run time (no UFW file edited), where ipset is installed; else classic \`ufw allow\` rules. "runtime"
+# forces the sets; "ipset" matches them from a hook \`moshwall install\` adds to /etc/ufw/after.rules,
+# after6.rules and before.init (run install again after switching); "off" means classic rules.
+# Admin rules keep precedence in every mode (our match comes after them).
+# ufw_fast_path = "auto"
 # iptables only: force "nft" or "legacy" (default: the system's iptables).
 # iptables_variant = "nft"
 # firewalld only: the zone our runtime rich rules go in (default: the zone of the interface that

@@ -226,4 +226,4 @@ export async function writeSshFiles(
 }
 
 /** The default moshwall config of a lab (tests may write their own TOML next to it). */
-export const DEFAULT_LAB_CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\n';
+export const DEFAULT_LAB_CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\nufw_fast_path = "off"\n';

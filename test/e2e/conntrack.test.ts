@@ -60,7 +60,7 @@ function skipReason(): string | false {
 const KINDS = [
   {
     name: 'ufw',
-    config: 'backend = "ufw"\n',
+    config: 'backend = "ufw"\nufw_fast_path = "off"\n',
     create: () => createLab(),
     ours: async (lab: Lab) =>
       ourTuples(await lab.ufwTuples()).map((tuple) => `${tuple.family} ${tuple.tuple}`),

@@ -14,7 +14,7 @@ import { statusField, udpBound } from './_procfs.ts';
 import { createLab, labSkipReason } from './lab.ts';
 
 const HOG = fileURLToPath(new URL('./fixtures/socket-hog.mjs', import.meta.url));
-const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\n';
+const CONFIG = 'backend = "ufw"\nufw_fast_path = "off"\nport_range = "60000:61000"\n';
 
 /** The daemon's resident memory in MiB. */
 function rssMiB(pid: number): number {

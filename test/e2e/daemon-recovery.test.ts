@@ -20,7 +20,7 @@ import { adminBlocks, expectedOurs, ourTuples, useLab } from './_moshwall.ts';
 import { waitUntil } from './_poll.ts';
 import { createLab, labSkipReason } from './lab.ts';
 
-const KEEP = 'backend = "ufw"\nport_range = "60000:61000"\non_stop = "keep"\n';
+const KEEP = 'backend = "ufw"\nufw_fast_path = "off"\nport_range = "60000:61000"\non_stop = "keep"\n';
 /** The stale rule an admin leaves with our comment, for a port nothing holds. */
 const STALE_PORT = 60999;
 const BOUND_MS = 10_000;
@@ -191,7 +191,7 @@ describe('daemon recovery around a live mosh session', { skip: labSkipReason() }
 
   test('(g) SIGHUP with a good config applies it; SIGTERM with on_stop = "flush" removes our rules', async () => {
     const from = lineIndex();
-    theDaemon().rewriteConfig('port_range = "60000:61000"\non_stop = "flush"\n');
+    theDaemon().rewriteConfig('ufw_fast_path = "off"\nport_range = "60000:61000"\non_stop = "flush"\n');
     theDaemon().signal('SIGHUP');
     await theDaemon().waitForLine(/^info reloaded /, { from });
     assert.match(String((await askOpen(60600)).error), /^no genuine mosh-server holds port 60600$/);

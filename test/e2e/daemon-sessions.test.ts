@@ -16,7 +16,7 @@ import { isGone, udpBound } from './_procfs.ts';
 import { CLIENT_V4, createLab, type Lab, labSkipReason, PID_KINDS, type UfwTuple } from './lab.ts';
 
 /** The daemon's config in these tests: the defaults, spelled out. */
-const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\n';
+const CONFIG = 'backend = "ufw"\nufw_fast_path = "off"\nport_range = "60000:61000"\n';
 /** Generous bounds for things that happen within a poll or two; the bench measures how long they take. */
 const CLOSE_BOUND_MS = 10_000;
 const ROAMED_V4 = '192.0.2.3';

@@ -11,7 +11,7 @@ import { waitUntil } from './_poll.ts';
 import { udpBound } from './_procfs.ts';
 import { createLab, labSkipReason, type UfwTuple } from './lab.ts';
 
-const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\n';
+const CONFIG = 'backend = "ufw"\nufw_fast_path = "off"\nport_range = "60000:61000"\n';
 /** Ports held by alice's own copy of mosh-server and by python3 started through a link named mosh-server. */
 const COPY_PORT = 60300;
 const PYTHON_PORT = 60301;

@@ -41,7 +41,7 @@ describe('the .deb built by packaging/build-deb.sh', () => {
     assert.equal(await field('Version'), VERSION);
     assert.equal(await field('Architecture'), 'all');
     assert.equal(await field('Depends'), 'nodejs (>= 18)');
-    assert.equal(await field('Recommends'), 'mosh, conntrack, ufw | nftables | iptables | firewalld');
+    assert.equal(await field('Recommends'), 'mosh, conntrack, ipset, ufw | nftables | iptables | firewalld');
     assert.equal(await field('Section'), 'net');
     assert.match(await field('Maintainer'), /^.+ <[^@\s]+@[^@\s]+>$/);
     const info = (await runOk(['dpkg-deb', '--info', deb], { env: BASE_ENV })).stdout;

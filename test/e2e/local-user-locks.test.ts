@@ -52,7 +52,8 @@ time.sleep(600)
 
 import { waitUntil } from './_poll.ts';
 
-const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\nlock_timeout_ms = 5000\nhook_watch_ms = 3000\n';
+const CONFIG =
+  'backend = "ufw"\nufw_fast_path = "off"\nport_range = "60000:61000"\nlock_timeout_ms = 5000\nhook_watch_ms = 3000\n';
 
 describe('a local user and moshwall locks', { skip: labSkipReason() }, () => {
   const theLab = useLab();

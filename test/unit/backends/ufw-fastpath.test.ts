@@ -298,8 +298,9 @@ describe('ufw fast path: golden argv', () => {
       NO_SET,
     ]);
     const probe = await backend.probe();
+    assert.equal(probe.detail.at(-1), 'fast path chosen by: ufw_fast_path = "ipset"');
     assert.match(
-      probe.detail.at(-1) ?? '',
+      probe.detail.at(-2) ?? '',
       /^fast path: ipset sets matched by the hook in \/etc\/ufw\/after\.rules; hook in \/etc\/ufw\/after\.rules: no; in the kernel: v4 missing, v6 live; sets: none; members: 0$/,
     );
     assert.deepEqual(probe.problems, [
