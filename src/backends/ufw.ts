@@ -250,7 +250,12 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       await fast.lookForLeftovers();
       if (!fast.inUse())
         return { installed: true, active, ipv6, detail: [...detail, `fast path: ${modeReason}`] };
-      const fastPath = await fast.describe(ipv6);
+      // A fast path that cannot be looked at is a finding, never a failed probe (with UFW inactive, another
+      // firewall may own the tables its chains would be in: auto must still be able to pick that one).
+      const fastPath = await fast.describe(ipv6).catch((error: unknown) => {
+        const why = `fast path: cannot be looked at: ${error instanceof Error ? error.message : String(error)}`;
+        return { detail: why, problems: active ? [why] : [] };
+      });
       detail.push(fastPath.detail, `fast path chosen by: ${modeReason}`);
       return { installed: true, active, ipv6, detail, problems: fastPath.problems };
     },

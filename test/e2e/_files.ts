@@ -70,15 +70,6 @@ function takenIds(file: string): Set<number> {
   );
 }
 
-/** Names (field 1) already taken in a passwd- or group-format file. */
-function takenNames(file: string): Set<string> {
-  return new Set(
-    readFileSync(file, 'utf8')
-      .split('\n')
-      .map((line) => line.split(':')[0] ?? ''),
-  );
-}
-
 /** The next id from `from` upward that is not in `taken` (and marks it taken). */
 function nextFree(taken: Set<number>, from: number): number {
   let id = from;
@@ -87,15 +78,15 @@ function nextFree(taken: Set<number>, from: number): number {
   return id;
 }
 
-/** Users and groups for the lab: fresh ids that the host does not use, names checked against the host's. */
+/**
+ * Users and groups for the lab: fresh ids that the host does not use. A name the host has too (a real
+ * "alice") is no obstacle: the lab's own passwd and group, seen only inside its mount namespace, leave
+ * the host's entry of that name out (see writeUserDatabase), so inside the lab the name means the lab
+ * user alone, and the host's user keeps its own uid, which the lab names nothing.
+ */
 export function planUsers(names: string[], groups: Record<string, string[]>, homes: string): LabUser[] {
-  const hostUsers = takenNames('/etc/passwd');
-  const hostGroups = takenNames('/etc/group');
   for (const name of [...names, ...Object.keys(groups)]) {
     if (!NAME.test(name)) throw new LabError(`Lab user/group name "${name}" must match ${NAME}`);
-    if (hostUsers.has(name) || hostGroups.has(name)) {
-      throw new LabError(`Lab user/group name "${name}" already exists on this host; pick another`);
-    }
   }
   if (new Set(names).size !== names.length) throw new LabError(`Lab user names repeat: ${names.join(', ')}`);
   for (const [group, members] of Object.entries(groups)) {
@@ -117,10 +108,16 @@ export function planUsers(names: string[], groups: Record<string, string[]>, hom
   });
 }
 
-/** Copies `from` to `to` with the original's mode and group (shadow must stay root:shadow 0640). */
-function copyAppending(from: string, to: string, lines: string[]): void {
+/**
+ * Copies `from` to `to` without the entries named in `shadowed` (the lab's own names), appending
+ * `lines`, with the original's mode and group (shadow must stay root:shadow 0640).
+ */
+function copyAppending(from: string, to: string, lines: string[], shadowed: ReadonlySet<string>): void {
   const original = statSync(from);
-  const text = readFileSync(from, 'utf8');
+  const text = readFileSync(from, 'utf8')
+    .split('\n')
+    .filter((line) => !shadowed.has(line.split(':')[0] ?? ''))
+    .join('\n');
   writeFileSync(
     to,
     `${text}${text.endsWith('\n') || text === '' ? '' : '\n'}${lines.map((line) => `${line}\n`).join('')}`,
@@ -133,22 +130,30 @@ function copyAppending(from: string, to: string, lines: string[]): void {
 export function writeUserDatabase(paths: LabPaths, users: LabUser[], groups: Record<string, string[]>): void {
   const gids = takenIds('/etc/group');
   for (const user of users) gids.add(user.gid);
+  const shadowed = new Set([...users.map((user) => user.name), ...Object.keys(groups)]);
   copyAppending(
     '/etc/passwd',
     paths.passwd,
     users.map((user) => `${user.name}:x:${user.uid}:${user.gid}:moshwall lab:${user.home}:/bin/bash`),
+    shadowed,
   );
-  copyAppending('/etc/group', paths.group, [
-    ...users.map((user) => `${user.name}:x:${user.gid}:`),
-    ...Object.entries(groups).map(
-      ([group, members]) => `${group}:x:${nextFree(gids, FIRST_GROUP_GID)}:${members.join(',')}`,
-    ),
-  ]);
+  copyAppending(
+    '/etc/group',
+    paths.group,
+    [
+      ...users.map((user) => `${user.name}:x:${user.gid}:`),
+      ...Object.entries(groups).map(
+        ([group, members]) => `${group}:x:${nextFree(gids, FIRST_GROUP_GID)}:${members.join(',')}`,
+      ),
+    ],
+    shadowed,
+  );
   // "*": no password, yet not "locked" in sshd's eyes (a leading "!" would be).
   copyAppending(
     '/etc/shadow',
     paths.shadow,
     users.map((user) => `${user.name}:*:19000:0:99999:7:::`),
+    shadowed,
   );
   mkdirSync(paths.homes, { mode: 0o755 });
   chmodSync(paths.homes, 0o755);

@@ -329,6 +329,9 @@ describe("the Ansible role against a debootstrap'd Debian 12 over real SSH", {
         moshwall_allow_users: ['alice'],
         moshwall_max_sessions_per_user: 3,
         moshwall_enable_sudoers_hook: true,
+        // Classic rules first (this file follows them into the hook and back); the runtime fast path a
+        // plain install gets is proven in ufw-runtime.test.ts.
+        moshwall_ufw_fast_path: 'off',
       }),
     );
     ansibleEnv = {

@@ -185,6 +185,21 @@ describe('e2e lab', { skip: labSkipReason() }, () => {
     assert.equal(removed.exitCode, 0, removed.stderr);
   });
 
+  test("a lab user named like one of the host's users (games) is the lab's user inside, the host's stays", async () => {
+    const lab = await createLab({ users: ['games'] });
+    try {
+      const inside = await lab.runServer(['getent', 'passwd', 'games']);
+      assert.equal(inside.exitCode, 0, inside.stderr);
+      const uid = Number(inside.stdout.split(':')[2]);
+      assert.ok(uid >= 61001, `inside the lab, games is the lab user: ${inside.stdout}`);
+      const who = await lab.ssh('games', ['id', '-un']);
+      assert.equal(who.stdout.trim(), 'games', who.stderr);
+      assert.match(readFileSync('/etc/passwd', 'utf8'), /^games:x:5:/m, "the host's games untouched");
+    } finally {
+      await lab.destroy();
+    }
+  });
+
   test('killServerProcess ends a lab process and refuses any other', async () => {
     const [, bob] = theLab().users;
     assert.ok(bob);

@@ -645,6 +645,30 @@ describe('ufw fast path at run time (no UFW file edited)', () => {
     );
   });
 
+  it('probe of an inactive UFW whose chains another firewall owns reports, never throws (auto can pick that one)', async () => {
+    const { runner } = createRecordingRunner((argv) => {
+      const text = argv.join(' ');
+      if (text === 'ufw version') return real('version');
+      if (text === 'ufw status') return real('status-inactive');
+      if (text.startsWith('ip6tables'))
+        return {
+          exitCode: 1,
+          stdout: '',
+          stderr:
+            "ip6tables v1.8.9 (nf_tables): chain `ufw6-after-input' in table `filter' is incompatible, use 'nft' tool.\n",
+        };
+      if (text.startsWith('iptables -w -S')) return BARE4;
+      if (text.startsWith('ipset save')) return NO_SET;
+      return ok('iptables v1.8.9 (nf_tables)\n');
+    });
+    const backend = createUfwBackend({ runner, readFile: files(), timeoutMs: 1, fastPath: 'auto' });
+    const probe = await backend.probe();
+    assert.equal(probe.installed, true);
+    assert.equal(probe.active, false);
+    assert.match(probe.detail.join('\n'), /fast path: cannot be looked at: .*incompatible/);
+    assert.deepEqual(probe.problems, []);
+  });
+
   it('the watch reports members whose chain came back without our rules though the digest stayed the same', async (t) => {
     t.mock.timers.enable({ apis: ['setInterval'] });
     const seen: string[] = [];
