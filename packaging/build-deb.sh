@@ -50,7 +50,8 @@ install -d -m 0755 "$root/DEBIAN" "$root/usr/lib/moshwall" "$root/usr/sbin" "$ro
 chmod 0755 "$root/usr/lib/moshwall/moshwall.js"
 printf '{ "type": "module" }\n' >"$root/usr/lib/moshwall/package.json"
 chmod 0644 "$root/usr/lib/moshwall/package.json"
-ln -s moshwall.js "$root/usr/lib/moshwall/mosh-server"
+# The shim: perl (perl-base is Essential), a few ms per connect where Node takes 50-70 (src/shim/mosh-server.pl).
+install -m 0755 "$repo/src/shim/mosh-server.pl" "$root/usr/lib/moshwall/mosh-server"
 ln -s ../lib/moshwall/moshwall.js "$root/usr/sbin/moshwall"
 
 install -m 0644 "$repo/deploy/moshwall.service" "$root/lib/systemd/system/moshwall.service"

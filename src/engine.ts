@@ -16,6 +16,8 @@ export interface EngineDeps {
   config: Config;
   backend: Backend;
   scan: () => ScanResult;
+  /** The same scan narrowed to one port's sockets and their likely holders (scan.ts `port`); optional. */
+  scanPort?: (port: number) => ScanResult;
   groups: () => GroupDirectory;
   lock: (path: string, timeoutMs: number) => Promise<ReleaseLock | undefined>;
   /** Yama's ptrace_scope (undefined: no Yama), for status; status leaves it out without this. */
@@ -114,6 +116,52 @@ export async function syncOnce(deps: EngineDeps, options: SyncOptions): Promise<
     return report;
   };
   return options.dryRun ? run() : withLock(deps, run);
+}
+
+export interface QuickOpenOptions {
+  /** The daemon's recent probe. */
+  firewall: BackendProbe;
+  /** The ports of ours each uid is known to hold (the last full reconcile, and quick opens since). */
+  knownPorts: (uid: number) => ReadonlySet<number>;
+}
+
+/**
+ * The shim's quick path: one port's sockets and holders are checked (every genuineness and policy rule,
+ * on a narrowed scan), its rules are added, nothing is revoked. Undefined when only a full reconcile
+ * may answer: no narrowed scan here, or a per-user cap this port could cross (the full reconcile's
+ * oldest-first order decides then). The daemon runs a full reconcile right after either way.
+ */
+export async function openPortQuickly(
+  deps: EngineDeps,
+  port: number,
+  options: QuickOpenOptions,
+): Promise<SyncReport | undefined> {
+  const { firewall } = options;
+  if (deps.scanPort === undefined || !firewall.active) return undefined;
+  const decision = decide(deps.scanPort(port), deps.config, deps.groups(), firewall.ipv6);
+  const cap = deps.config.maxSessionsPerUser;
+  const crossesCap = decision.allowed.some(({ session }) => {
+    const others = [...options.knownPorts(session.uid)].filter((known) => known !== port);
+    return cap > 0 && others.length + 1 > cap;
+  });
+  if (crossesCap) return undefined;
+  return withLock(deps, async () => {
+    const rules = await deps.backend.listRules();
+    // The narrowed scan knows nothing of other ports: only this port's missing rules are added.
+    const planned = planChanges(decision.wanted, rules);
+    const plan: Plan = { ...planned, revoke: [] };
+    const report: SyncReport = {
+      firewall,
+      dryRun: false,
+      ...decision,
+      sessions: decision.allowed,
+      plan,
+      applied: [],
+    };
+    if (plan.allow.length > 0) report.applied.push(...(await deps.backend.allow(plan.allow)));
+    logSpecs(deps.log, 'opened', plan.allow, decision.allowed);
+    return report;
+  });
 }
 
 /**

@@ -95,7 +95,7 @@ export const PROFILES: Profile[] = [
   {
     name: 'ufw',
     setBased: false,
-    config: ['backend = "ufw"'],
+    config: ['backend = "ufw"', 'ufw_fast_path = "off"'],
     async setUp() {},
     async wideOpen(lab, open) {
       await inLab(lab, ['ufw', ...(open ? [] : ['delete']), 'allow', `${RANGE}/udp`]);
@@ -162,6 +162,26 @@ export const PROFILES: Profile[] = [
     },
     preload: 'api',
     listing: labFastBackend,
+  },
+  {
+    // What a plain install gives UFW users where ipset works (ufw_fast_path absent = "auto"): the sets,
+    // matched by rules moshwall places into UFW's chain at run time; no UFW file edited.
+    name: 'ufw-runtime',
+    setBased: true,
+    config: ['backend = "ufw"'],
+    async setUp() {},
+    async wideOpen(lab, open) {
+      await inLab(lab, ['ufw', ...(open ? [] : ['delete']), 'allow', `${RANGE}/udp`]);
+    },
+    preload: 'api',
+    listing: (lab) =>
+      createUfwBackend({
+        runner: labRunner(lab),
+        timeoutMs: 30_000,
+        rulesDir: lab.serverPath('/etc/ufw'),
+        defaultsFile: lab.serverPath('/etc/default/ufw'),
+        fastPath: 'runtime',
+      }),
   },
   {
     name: 'firewalld',

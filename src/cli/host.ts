@@ -60,19 +60,20 @@ function engine(config: Config, log: Logger): EngineDeps {
   const reader = createHostProcReader();
   // Genuine verdicts kept across this engine's scans (a daemon's many reconciles; see memory.ts).
   const memory = createProcessMemory();
+  const scanOptions = {
+    range: config.portRange,
+    serverNames: config.moshServerNames,
+    allowForeignNamespaces: config.allowForeignNamespaces,
+    memory,
+    v6Only: () => parseV6Only(runCommandSync(['ss', '-Hluna', '-e'], config.commandTimeoutMs)),
+  };
   return {
     config,
     log,
     backend: createBackend(config, runCommand, watchLines),
     flows: createFlowCleaner(runCommand, config.commandTimeoutMs),
-    scan: () =>
-      scanSessions(reader, {
-        range: config.portRange,
-        serverNames: config.moshServerNames,
-        allowForeignNamespaces: config.allowForeignNamespaces,
-        memory,
-        v6Only: () => parseV6Only(runCommandSync(['ss', '-Hluna', '-e'], config.commandTimeoutMs)),
-      }),
+    scan: () => scanSessions(reader, scanOptions),
+    scanPort: (port) => scanSessions(reader, { ...scanOptions, port }),
     groups: () => readGroups(reader),
     lock: (path, timeoutMs) => {
       sharedSocketDirectory(config, path);
@@ -202,6 +203,9 @@ async function shim(invocation: ShimInvocation): Promise<number> {
   return exitCodeOf(status);
 }
 
+/** Debian's perl (perl-base, Essential): the installed shim runs under it where it exists. */
+const PERL = '/usr/bin/perl';
+
 /** The login-hook watcher's own lock, beside moshwall's lock (one watcher at most). */
 function hookLockFile(config: Config): string {
   return join(dirname(config.lockFile), 'hook.lock');
@@ -215,6 +219,7 @@ const host: HostActions = {
     nodeProblem: rootOnlyPathProblem(realpathSync(process.execPath), createHostProcReader(), 'node'),
     state: pathState,
     systemdRunning: existsSync('/run/systemd/system'),
+    perl: existsSync(PERL) ? PERL : undefined,
     yama: existsSync(PTRACE_SCOPE_PATH),
     readText: readTextIfAny,
     modeOf: modeIfAny,

@@ -1,6 +1,13 @@
 import type { Clock, Timer } from '../clock.ts';
 import type { Config } from '../config.ts';
-import { type EngineDeps, flushOurs, probeOrFail, type SyncReport, syncOnce } from '../engine.ts';
+import {
+  type EngineDeps,
+  flushOurs,
+  openPortQuickly,
+  probeOrFail,
+  type SyncReport,
+  syncOnce,
+} from '../engine.ts';
 import { describeError, MoshwallError } from '../errors.ts';
 import type { BackendProbe } from '../firewall.ts';
 import type { Logger } from '../log.ts';
@@ -89,6 +96,15 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   let watch: { close(): void } | undefined;
   const refusalLog = createRefusalLog();
   const holders = deps.holderEdges === undefined ? undefined : createHolderWatch(deps.holderEdges);
+  /** The ports of ours per uid: the last full reconcile's, and the quick opens since (per-user caps). */
+  let knownPorts = new Map<number, Set<number>>();
+  /** One firewall change at a time: full reconciles and the shim's quick opens take turns. */
+  let turn: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
+    const mine = turn.then(work, work);
+    turn = mine.catch(() => undefined);
+    return mine;
+  };
 
   /** Logs each refused holder once while it holds its socket, within each user's share of lines. */
   const logRefusals = (report: SyncReport) => {
@@ -96,7 +112,10 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     for (const warning of report.warnings) log.debug('warning', { warning });
   };
 
-  const scheduler = createScheduler(async (onAllowed) => {
+  const scheduler = createScheduler((onAllowed) => exclusive(() => fullReconcile(onAllowed)));
+
+  /** One full reconcile (see runDaemon): probe when due, scan, change the firewall, track the holders. */
+  async function fullReconcile(onAllowed: (report: SyncReport) => void): Promise<SyncReport> {
     const startedAt = deps.clock.now();
     if (!probe || startedAt - probedAt >= config.resyncIntervalMs) {
       probe = await probeOrFail(engine.backend);
@@ -121,6 +140,12 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         };
       }
       logRefusals(report);
+      knownPorts = new Map();
+      for (const { session } of report.sessions) {
+        const ports = knownPorts.get(session.uid) ?? new Set<number>();
+        ports.add(session.port);
+        knownPorts.set(session.uid, ports);
+      }
       holders?.track(
         report.sessions.map((allowed) => allowed.session),
         deps.clock.now(),
@@ -137,7 +162,38 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     } finally {
       runningSeen = undefined;
     }
-  });
+  }
+
+  /**
+   * The shim's quick path (engine openPortQuickly): its one port checked and opened, no full scan; a
+   * full reconcile follows at once. Undefined when the full path must answer (no probe yet, a cap, a
+   * refusal or no session on the port: the full path looks again, with its retries).
+   */
+  const openQuickly = async (port: number): Promise<SyncReport | undefined> => {
+    const firewall = probe;
+    if (firewall === undefined || fingerprintHasPort(runningSeen, port)) return undefined;
+    try {
+      const report = await exclusive(() =>
+        openPortQuickly(engine, port, {
+          firewall,
+          knownPorts: (uid) => knownPorts.get(uid) ?? new Set(),
+        }),
+      );
+      if (report === undefined || !report.sessions.some(({ session }) => session.port === port))
+        return undefined;
+      for (const { session } of report.sessions) {
+        const ports = knownPorts.get(session.uid) ?? new Set<number>();
+        ports.add(session.port);
+        knownPorts.set(session.uid, ports);
+      }
+      return report;
+    } catch (error) {
+      log.debug('quick-open-failed', { port, error: describeError(error) });
+      return undefined;
+    } finally {
+      reconcile(`full check after the shim's request for port ${port}`);
+    }
+  };
 
   let fatal: unknown;
   let stop: (code: number) => void = () => {};
@@ -207,6 +263,16 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     if (request.op === 'ping') return { ok: true, op: 'ping', version: deps.version };
     let response: DaemonResponse;
     try {
+      const quick = await openQuickly(request.port);
+      if (quick !== undefined) {
+        response = portOutcome(quick, request.port);
+        log.debug('quick-open', { port: request.port });
+        log.info('request-served', {
+          port: request.port,
+          state: 'state' in response ? response.state : undefined,
+        });
+        return response;
+      }
       // A reconcile that began with this port's socket already bound serves the request as well as a new one.
       const covered = () => fingerprintHasPort(runningSeen, request.port);
       let report = await scheduler.request(covered);

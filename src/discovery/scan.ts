@@ -33,6 +33,28 @@ export interface ScanOptions {
    * cannot be known. Called only when a refused "::" holder shares a port with a session.
    */
   v6Only?: () => ReadonlySet<number>;
+  /**
+   * Only this port's sockets, and only the processes that can hold them without another user's help
+   * (see holderCandidates): the shim's quick look at its one port. The daemon's full scans follow it.
+   */
+  port?: number;
+}
+
+/**
+ * The processes a narrowed scan walks: those whose /proc directory belongs to one of the sockets'
+ * owners, or to root (a process that made itself non-dumpable shows as root there, so it is walked
+ * too). Another user's process holds such a socket only if the owner handed it over (SCM_RIGHTS, a
+ * tracer): the full scan right after sees it. A pid that cannot be stat'ed is walked (the walk decides).
+ */
+function holderCandidates(reader: ProcReader, owners: ReadonlySet<number>): (pid: number) => boolean {
+  return (pid) => {
+    try {
+      const { uid } = reader.stat(`/proc/${pid}`);
+      return uid === 0 || owners.has(uid);
+    } catch {
+      return true;
+    }
+  };
 }
 
 /**
@@ -53,16 +75,22 @@ const UDP_FILES: Record<Family, string> = { v4: '/proc/net/udp', v6: '/proc/net/
  */
 export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResult {
   const { first, last } = options.range;
+  const { port } = options;
   const sockets = [...readSockets(reader, 'v4'), ...readSockets(reader, 'v6')]
     .filter((socket) => socket.localPort >= first && socket.localPort <= last)
+    .filter((socket) => port === undefined || socket.localPort === port)
     .sort(bySocket);
   if (sockets.length === 0) {
-    options.memory?.keepOnly(new Set());
+    if (port === undefined) options.memory?.keepOnly(new Set());
     return { sessions: [], refused: [], uninspected: [] };
   }
 
   const scan = startScan(reader, options);
-  const { holders, uninspected } = holdersOf(reader, new Set(sockets.map((socket) => socket.inode)));
+  const { holders, uninspected } = holdersOf(
+    reader,
+    new Set(sockets.map((socket) => socket.inode)),
+    port === undefined ? undefined : holderCandidates(reader, new Set(sockets.map((socket) => socket.uid))),
+  );
   const result: ScanResult = { sessions: [], refused: [], uninspected };
   const held = new Map<number, number>();
   for (const pids of holders.values()) for (const pid of pids) held.set(pid, (held.get(pid) ?? 0) + 1);
@@ -74,7 +102,8 @@ export function scanSessions(reader: ProcReader, options: ScanOptions): ScanResu
   }
   markUnreachable(reader, result.refused);
   markV6Only(options, sockets, result);
-  options.memory?.keepOnly(new Set([...holders.values()].flat()));
+  // A narrowed scan saw a few holders only: what the memory knows of the others stays.
+  if (port === undefined) options.memory?.keepOnly(new Set([...holders.values()].flat()));
   result.sessions.sort(byPlace);
   result.refused.sort(byPlace);
   return result;

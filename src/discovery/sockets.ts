@@ -27,18 +27,24 @@ class ProcessUnreadable extends Error {
 }
 
 /**
- * Socket inode → holders, for the wanted inodes only, by walking /proc/[0-9]+/fd/*. A pid or fd that
+ * Socket inode → holders, for the wanted inodes only, by walking /proc/[0-9]+/fd/* (of the pids `only`
+ * keeps; all by default). A pid or fd that
  * disappears mid-walk is skipped. A process whose fds cannot be listed or read (EACCES from an LSM, a
  * sandbox's init, EIO, …) never fails the walk: it is returned in `uninspected`, with its uids, for the
  * scan to decide what it means (scan.ts: root ignored, anyone else's sockets refused). Only /proc itself
  * being unreadable throws: then nothing can be known.
  */
-export function holdersOf(reader: ProcReader, inodes: ReadonlySet<number>): HolderWalk {
+export function holdersOf(
+  reader: ProcReader,
+  inodes: ReadonlySet<number>,
+  only: (pid: number) => boolean = () => true,
+): HolderWalk {
   const holders = new Map<number, number[]>();
   const uninspected: UninspectedProcess[] = [];
   const pids = listProc(reader)
     .filter((name) => /^\d+$/.test(name))
     .map(Number)
+    .filter(only)
     .sort((a, b) => a - b);
   for (const pid of pids) {
     try {

@@ -1,5 +1,6 @@
 import { MoshwallError } from '../errors.ts';
 import { isOurSysctlFile, PTRACE_SYSCTL_FILE, PTRACE_SYSCTL_TEXT } from '../ptrace.ts';
+import { PERL_SHIM } from '../shim/perl-shim.generated.ts';
 import { EXAMPLE_CONFIG, systemdUnit } from './assets.ts';
 import type { Step } from './steps.ts';
 import { type HookFacts, hookInstalled, planHookInstall, planHookRemoval } from './ufw-hook.ts';
@@ -14,6 +15,8 @@ export interface InstallLayout {
   moduleMarker: string;
   command: string;
   shim: string;
+  /** The perl shim the shim link points at where perl is (see src/shim/mosh-server.pl). */
+  perlShim: string;
   unit: string;
   configDir: string;
   config: string;
@@ -34,6 +37,7 @@ export function layoutFor(prefix = '/usr/local'): InstallLayout {
     moduleMarker: `${libDir}/package.json`,
     command: `${prefix}/sbin/moshwall`,
     shim: `${prefix}/bin/mosh-server`,
+    perlShim: `${libDir}/mosh-server`,
     unit: '/etc/systemd/system/moshwall.service',
     configDir: '/etc/moshwall',
     config: '/etc/moshwall/moshwall.toml',
@@ -67,6 +71,11 @@ export interface InstallFacts {
   nodeProblem?: string | undefined;
   state: (path: string) => PathState;
   systemdRunning: boolean;
+  /**
+   * The perl that runs the shim (Debian's perl-base, Essential), or absent where there is none: then
+   * the shim is the bundle itself under Node (50-70 ms slower per connect).
+   */
+  perl?: string | undefined;
   /** Whether the kernel has Yama (kernel.yama.ptrace_scope); absent: not known, taken as yes. */
   yama?: boolean;
   /** Text and mode of a file (UFW's hook files), undefined when missing; absent: no such file anywhere. */
@@ -138,9 +147,26 @@ function planPtraceScope(
   return { paths: [path], steps };
 }
 
-/** True when path is missing or a link moshwall made (pointing at our bundle). */
-function isOursOrMissing(state: PathState, bundle: string): boolean {
-  return state.kind === 'missing' || (state.kind === 'symlink' && state.target === bundle);
+/** True when path is missing or a link moshwall made (pointing at our bundle or our perl shim). */
+function isOursOrMissing(state: PathState, layout: InstallLayout): boolean {
+  return (
+    state.kind === 'missing' ||
+    (state.kind === 'symlink' && (state.target === layout.bundle || state.target === layout.perlShim))
+  );
+}
+
+/**
+ * The shim: the perl script (its first line naming the perl found) and the link to it, or, without
+ * perl, the link to the bundle (which runs as the shim when started as mosh-server).
+ */
+function shimSteps(facts: InstallFacts): Step[] {
+  const { layout, perl } = facts;
+  if (perl === undefined) return [{ kind: 'symlink', target: layout.bundle, path: layout.shim }];
+  const script = PERL_SHIM.replace(/^#!.*\n/, `#!${perl}\n`);
+  return [
+    { kind: 'write', path: layout.perlShim, content: script, mode: 0o755 },
+    { kind: 'symlink', target: layout.perlShim, path: layout.shim },
+  ];
 }
 
 /** The steps of `moshwall install`; refuses to replace a mosh-server or command that is not ours. */
@@ -157,7 +183,7 @@ export function planInstall(
     );
   }
   for (const path of [layout.shim, layout.command]) {
-    if (!isOursOrMissing(facts.state(path), layout.bundle)) {
+    if (!isOursOrMissing(facts.state(path), layout)) {
       throw new MoshwallError(
         'EINSTALL',
         `${path} exists and is not moshwall's; refusing to overwrite it (move it away first)`,
@@ -171,6 +197,7 @@ export function planInstall(
     layout.bundle,
     layout.moduleMarker,
     layout.command,
+    ...(facts.perl === undefined ? [] : [layout.perlShim]),
     layout.shim,
     layout.unit,
     ...(options.sudoers ? [layout.sudoers] : []),
@@ -184,7 +211,7 @@ export function planInstall(
     // The bundle is an ES module: Node 18 reads a .js file as one only under {"type":"module"}.
     { kind: 'write', path: layout.moduleMarker, content: '{ "type": "module" }\n', mode: 0o644 },
     { kind: 'symlink', target: layout.bundle, path: layout.command },
-    { kind: 'symlink', target: layout.bundle, path: layout.shim },
+    ...shimSteps(facts),
     { kind: 'write', path: layout.unit, content: systemdUnit(facts.nodePath, layout.bundle), mode: 0o644 },
     { kind: 'mkdir', path: layout.configDir, mode: 0o755 },
   ];
@@ -243,7 +270,7 @@ export function planUninstall(
   for (const path of manifest.paths) {
     const state = facts.state(path);
     if (state.kind === 'missing') continue;
-    if (state.kind === 'symlink' && state.target !== layout.bundle) {
+    if (state.kind === 'symlink' && !isOursOrMissing(state, layout)) {
       steps.push({ kind: 'note', text: `${path} now points elsewhere (${state.target}): left alone` });
       continue;
     }

@@ -179,9 +179,12 @@ export async function startDaemon(lab: Lab, toml: string, options: DaemonOptions
   return daemon;
 }
 
-/** Installs the shim in the server host: /usr/local/bin/mosh-server → dist/moshwall.js (sshd finds it first). */
-export async function installShim(lab: Lab): Promise<void> {
-  const result = await lab.runServer(['ln', '-sf', join(REPO, 'dist', 'moshwall.js'), SHIM_PATH]);
+/** Installs the shim in the server host as /usr/local/bin/mosh-server (sshd finds it first): perl by default. */
+export async function installShim(lab: Lab, kind: 'perl' | 'node' = 'perl'): Promise<void> {
+  // What `moshwall install` links where perl is (the perl shim), or the bundle itself (Node).
+  const target =
+    kind === 'perl' ? join(REPO, 'src', 'shim', 'mosh-server.pl') : join(REPO, 'dist', 'moshwall.js');
+  const result = await lab.runServer(['ln', '-sf', target, SHIM_PATH]);
   if (result.exitCode !== 0) throw new LabError(`Cannot install the shim: ${result.stderr}`);
 }
 

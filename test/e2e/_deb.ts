@@ -65,7 +65,7 @@ export const EXPECTED_CONTENTS: DebEntry[] = [
     '/usr/share/man/man8/moshwall.8.gz',
   ].map((path): DebEntry => ({ path, type: '-', mode: 'rw-r--r--', owner: 'root/root' })),
   { path: '/usr/lib/moshwall/moshwall.js', type: '-', mode: 'rwxr-xr-x', owner: 'root/root' },
-  { path: SHIM_TARGET, type: 'l', mode: 'rwxrwxrwx', owner: 'root/root', target: 'moshwall.js' },
+  { path: SHIM_TARGET, type: '-', mode: 'rwxr-xr-x', owner: 'root/root' },
   {
     path: '/usr/sbin/moshwall',
     type: 'l',

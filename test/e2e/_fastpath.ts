@@ -10,7 +10,8 @@ import { applySteps } from '../../src/install/apply.ts';
 import { modeIfAny, readTextIfAny } from '../../src/install/host-files.ts';
 import { type HookFacts, planHookInstall, planHookRemoval } from '../../src/install/ufw-hook.ts';
 import { LabError } from './_exec.ts';
-import { type Lab, labRunner } from './lab.ts';
+import { ourTuple } from './_moshwall.ts';
+import { type Lab, labRunner, type UfwTuple } from './lab.ts';
 
 /** A moshwall config with the fast path on (the defaults otherwise). */
 export const FAST_PATH_CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\nufw_fast_path = "ipset"\n';
@@ -111,4 +112,15 @@ export async function afterChains(lab: Lab): Promise<string> {
   const v4 = await lab.runServer(['iptables', '-S', 'ufw-after-input']);
   const v6 = await lab.runServer(['ip6tables', '-S', 'ufw6-after-input']);
   return `${v4.stdout}${v6.stdout}`;
+}
+
+/**
+ * The ports open from anywhere as members of our sets, written as the classic UFW tuple of ours that
+ * would open them, so a test can say "these ports are open by moshwall" whichever way UFW does it.
+ */
+export async function memberTuples(lab: Lab): Promise<UfwTuple[]> {
+  return (await fastSetMembers(lab)).flatMap((line) => {
+    const match = /^add moshwall-any([46]) (\d+)$/.exec(line);
+    return match ? [ourTuple(Number(match[2]), match[1] === '4' ? 'v4' : 'v6')] : [];
+  });
 }

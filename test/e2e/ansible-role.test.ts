@@ -530,7 +530,7 @@ describe("the Ansible role against a debootstrap'd Debian 12 over real SSH", {
     assert.equal(on.failed, 0, on.output);
     for (const task of [
       'moshwall : Write /etc/moshwall/moshwall.toml',
-      'moshwall : Install ipset for the UFW fast path',
+      'moshwall : Install ipset for the UFW fast path ("auto" uses it where it is installed)',
       "moshwall : Add the UFW fast path's hook",
     ]) {
       assert.ok(on.changedTasks.includes(task), `"${task}" changed: ${on.changedTasks.join(' | ')}`);

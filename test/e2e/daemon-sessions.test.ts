@@ -123,6 +123,23 @@ for (const pids of PID_KINDS) {
         await assertClosedByDaemon([60050]);
       }));
 
+    test('the Node shim (hosts without perl) holds MOSH CONNECT the same way', (t) =>
+      runScenario(t, async () => {
+        await installShim(theLab(), 'node');
+        try {
+          const server = await theLab().startMoshServer('alice', { port: 60051 });
+          try {
+            assert.deepEqual(await ours(), expectedOurs([[60051, 'v4']]), 'rule present at MOSH CONNECT');
+            assert.match(server.output, /^MOSH CONNECT 60051 [A-Za-z0-9/+]{22}\r?$/m);
+          } finally {
+            await theLab().killServerProcess(server.pid);
+          }
+          await assertClosedByDaemon([60051]);
+        } finally {
+          await installShim(theLab());
+        }
+      }));
+
     test('(a) a real mosh session connects through the shim, works, and its rule goes when it ends', (t) =>
       runScenario(t, async () => {
         const from = theDaemon().lines().length;

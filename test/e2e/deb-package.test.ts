@@ -87,6 +87,11 @@ describe('the .deb built by packaging/build-deb.sh', () => {
     assert.equal(shipped.slice(shipped.indexOf('\n')), bundle.slice(bundle.indexOf('\n')));
     assert.deepEqual(JSON.parse(text('usr/lib/moshwall/package.json')), { type: 'module' });
     assert.equal(
+      text('usr/lib/moshwall/mosh-server'),
+      readFileSync(join(REPO, 'src', 'shim', 'mosh-server.pl'), 'utf8'),
+      'the perl shim',
+    );
+    assert.equal(
       text('lib/systemd/system/moshwall.service'),
       readFileSync(join(REPO, 'deploy', 'moshwall.service'), 'utf8'),
     );

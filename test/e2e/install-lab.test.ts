@@ -23,6 +23,7 @@ import { COMMANDS } from '../../src/cli/run.ts';
 import { systemdUnit } from '../../src/install/assets.ts';
 
 import { REPO } from './_deb.ts';
+import { memberTuples } from './_fastpath.ts';
 import { expectedOurs, ourTuples, sortTuples, useLab } from './_moshwall.ts';
 import { waitUntil } from './_poll.ts';
 import { namespaceOf } from './_procfs.ts';
@@ -36,6 +37,8 @@ const SHIM = '/usr/local/bin/mosh-server';
 const UNIT = '/etc/systemd/system/moshwall.service';
 const CONFIG = '/etc/moshwall/moshwall.toml';
 const MANIFEST = `${LIB}/installed.json`;
+/** The perl shim (perl-base is on every Debian host) the mosh-server link points at. */
+const PERL_SHIM = `${LIB}/mosh-server`;
 /** Marks the bundle an ES module for Node 18, which reads a plain .js file as CommonJS otherwise. */
 const MODULE_MARKER = `${LIB}/package.json`;
 const SUDOERS = '/etc/sudoers.d/moshwall';
@@ -56,7 +59,8 @@ const INSTALLED_ENTRIES: Record<string, string> = {
   [MODULE_MARKER]: 'file 644 0:0',
   [MANIFEST]: 'file 644 0:0',
   [COMMAND]: `link 0:0 -> ${INSTALLED}`,
-  [SHIM]: `link 0:0 -> ${INSTALLED}`,
+  [PERL_SHIM]: 'file 755 0:0',
+  [SHIM]: `link 0:0 -> ${PERL_SHIM}`,
   [UNIT]: 'file 644 0:0',
   '/etc/moshwall': 'dir 755 0:0',
   [CONFIG]: 'file 644 0:0',
@@ -79,7 +83,9 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     theLab().runServer([process.execPath, BUNDLE, ...args], { timeoutMs: 30_000 });
   /** The installed command, as root in the server host. */
   const installed = (args: string[]) => theLab().runServer([COMMAND, ...args], { timeoutMs: 30_000 });
-  const ours = async () => ourTuples(await theLab().ufwTuples());
+  /** Ports of ours, as classic tuples: the installed config is the example's (UFW fast path "auto"). */
+  const ours = async () =>
+    sortTuples([...ourTuples(await theLab().ufwTuples()), ...(await memberTuples(theLab()))]);
   const admins = async () =>
     sortTuples((await theLab().ufwTuples()).filter((tuple) => tuple.comment !== 'moshwall'));
   /** A real mosh-server as alice over ssh; `binary` /usr/bin/mosh-server bypasses the shim. */
@@ -173,7 +179,8 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
       lines.includes(`would install -m 755 ${BUNDLE} ${INSTALLED} (first line #!/usr/bin/node)`),
       dryRun.stdout,
     );
-    assert.ok(lines.includes(`would ln -sfn ${INSTALLED} ${SHIM}`), dryRun.stdout);
+    assert.ok(lines.includes(`would ln -sfn ${PERL_SHIM} ${SHIM}`), dryRun.stdout);
+    assert.ok(lines.some((line) => line.startsWith(`would write ${PERL_SHIM} (mode 755, `)), dryRun.stdout);
     assert.ok(
       lines.some((line) => line.includes('visudo -c')),
       dryRun.stdout,
@@ -237,7 +244,7 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     );
     assert.deepEqual(JSON.parse(inServer(MANIFEST).toString()), {
       version: 1,
-      paths: [INSTALLED, MODULE_MARKER, COMMAND, SHIM, UNIT],
+      paths: [INSTALLED, MODULE_MARKER, COMMAND, PERL_SHIM, SHIM, UNIT],
       configCreated: true,
     });
     const version = await installed(['--version']);
@@ -610,7 +617,7 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     const before = listing(true);
     const dryRun = await installed(['uninstall', '--dry-run']);
     assert.equal(dryRun.exitCode, 0, shown(dryRun));
-    for (const path of [COMMAND, SHIM, UNIT, SUDOERS, PTRACE_CONF, MANIFEST, INSTALLED]) {
+    for (const path of [COMMAND, PERL_SHIM, SHIM, UNIT, SUDOERS, PTRACE_CONF, MANIFEST, INSTALLED]) {
       assert.match(dryRun.stdout, new RegExp(`^would rm ${path} `, 'm'), dryRun.stdout);
     }
     assert.match(dryRun.stdout, /^would remove every firewall rule of ours/m);

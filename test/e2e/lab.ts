@@ -595,8 +595,19 @@ function makeLab(state: LabState, built: Built): Lab {
     },
 
     async ufwTuples() {
-      const read = (file: string) => readFileSync(lab.serverPath(`/etc/ufw/${file}`), 'utf8');
-      return [...parseTuples(read('user.rules'), 'v4'), ...parseTuples(read('user6.rules'), 'v6')];
+      // ufw rewrites user.rules in place (truncate, then write) while a change of moshwall's runs: a
+      // read is trusted once the same bytes are read twice, 30 ms apart.
+      const read = () =>
+        ['user.rules', 'user6.rules'].map((file) => readFileSync(lab.serverPath(`/etc/ufw/${file}`), 'utf8'));
+      let seen = read();
+      for (let tries = 0; tries < 50; tries += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        const again = read();
+        if (again.join('\0') === seen.join('\0')) break;
+        seen = again;
+      }
+      const [v4 = '', v6 = ''] = seen;
+      return [...parseTuples(v4, 'v4'), ...parseTuples(v6, 'v6')];
     },
 
     async udpReachable(port, family, opts = {}) {

@@ -82,7 +82,7 @@ describe('UFW fast path in the lab', { skip: labSkipReason() }, () => {
     const status = await fastCli(['status']);
     assert.match(
       status.stdout,
-      /fast path: ipset; hook in \/etc\/ufw\/after\.rules: yes; in the kernel: v4 live, v6 live/,
+      /fast path: ipset sets matched by the hook in \/etc\/ufw\/after\.rules; hook in \/etc\/ufw\/after\.rules: yes; in the kernel: v4 live, v6 live/,
     );
     await theLab().killServerProcess(server.pid);
     await syncOk();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_CONFIG } from '../../src/config.ts';
-import { collectStatus, type EngineDeps, flushOurs, syncOnce } from '../../src/engine.ts';
+import { collectStatus, type EngineDeps, flushOurs, openPortQuickly, syncOnce } from '../../src/engine.ts';
 import { ProcError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log.ts';
 import type { ScanResult } from '../../src/model.ts';
@@ -152,5 +152,36 @@ describe('collectStatus', () => {
     );
     assert.equal(status.foreignInRange.length, 1);
     assert.deepEqual(backend.calls.length, 1, 'status changes nothing');
+  });
+});
+
+describe('openPortQuickly (the shim quick path)', () => {
+  const firewall = { installed: true, active: true, ipv6: true, detail: [] };
+  const none = () => new Set<number>();
+
+  it("opens the port's session from the narrowed scan and revokes nothing, though other rules of ours have no session in it", async () => {
+    const { deps, backend } = harness(() => ({ sessions: [session({ port: 60001 })], refused: [] }));
+    await syncOnce(deps, { dryRun: false });
+    deps.scanPort = (port) => ({ sessions: [session({ port })], refused: [] });
+    const report = await openPortQuickly(deps, 60002, { firewall, knownPorts: none });
+    assert.ok(report);
+    assert.deepEqual(report.plan.allow, [anySpec(60002)]);
+    assert.deepEqual(report.plan.revoke, []);
+    assert.deepEqual(ours(backend), [
+      'v4:[{"first":60001,"last":60001}]',
+      'v4:[{"first":60002,"last":60002}]',
+    ]);
+  });
+
+  it('leaves the answer to a full reconcile when a per-user cap could be crossed, or without a narrowed scan', async () => {
+    const { deps, backend } = harness(() => ({ sessions: [], refused: [] }));
+    assert.equal(await openPortQuickly(deps, 60002, { firewall, knownPorts: none }), undefined);
+    deps.scanPort = (port) => ({ sessions: [session({ port })], refused: [] });
+    deps.config = { ...DEFAULT_CONFIG, maxSessionsPerUser: 2 };
+    const full = () => new Set([60010, 60011]);
+    assert.equal(await openPortQuickly(deps, 60002, { firewall, knownPorts: full }), undefined);
+    assert.deepEqual(backend.calls, []);
+    const report = await openPortQuickly(deps, 60002, { firewall, knownPorts: () => new Set([60010]) });
+    assert.deepEqual(report?.plan.allow, [anySpec(60002)]);
   });
 });

@@ -96,6 +96,38 @@ describe('planInstall', () => {
   });
 });
 
+describe('the shim: perl where there is perl, else the bundle', () => {
+  it('writes the perl shim under the interpreter found and links mosh-server to it, recorded for uninstall', () => {
+    const steps = planInstall({ ...facts(), perl: '/usr/bin/perl' }, { sudoers: false });
+    const listed = kinds(steps);
+    assert.ok(listed.includes('write /usr/local/lib/moshwall/mosh-server'), listed.join('\n'));
+    const link = steps.find((step) => step.kind === 'symlink' && step.path === layout.shim);
+    assert.deepEqual(link, { kind: 'symlink', target: layout.perlShim, path: layout.shim });
+    const script = steps.find((step) => step.kind === 'write' && step.path === layout.perlShim);
+    assert.ok(script && script.kind === 'write');
+    assert.equal(script.mode, 0o755);
+    assert.equal(script.content.split('\n')[0], '#!/usr/bin/perl');
+    assert.match(script.content, /MOSH CONNECT/);
+    const manifest = steps.find((step) => step.kind === 'write' && step.path.endsWith('installed.json'));
+    assert.ok(manifest && manifest.kind === 'write');
+    assert.ok((JSON.parse(manifest.content) as { paths: string[] }).paths.includes(layout.perlShim));
+  });
+
+  it('an older install whose shim links to the bundle is ours: reinstalled onto the perl shim', () => {
+    const steps = planInstall(
+      { ...facts({ [layout.shim]: { kind: 'symlink', target: layout.bundle } }), perl: '/usr/bin/perl' },
+      { sudoers: false },
+    );
+    assert.ok(steps.some((step) => step.kind === 'symlink' && step.target === layout.perlShim));
+    const uninstall = planUninstall(
+      facts({ [layout.shim]: { kind: 'symlink', target: layout.perlShim } }),
+      { version: 1, paths: [layout.perlShim, layout.shim], configCreated: true },
+      { purge: false },
+    );
+    assert.ok(kinds(uninstall).includes(`remove ${layout.shim}`), 'a link to our perl shim is removed');
+  });
+});
+
 describe('planUninstall', () => {
   const manifest = {
     version: 1 as const,

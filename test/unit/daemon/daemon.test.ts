@@ -97,6 +97,12 @@ function fakeDaemon(
   clock = manualClock();
   const state = {
     udpReads: 0,
+    fullScans: 0,
+    portScans: [] as number[],
+    /** "full" and "port N", in the order the scans ran. */
+    scans: [] as string[],
+    /** Give the engine a narrowed scan (the shim's quick path). */
+    quick: false,
     sessions: [] as MoshSession[],
     scan: undefined as undefined | (() => { sessions: MoshSession[]; refused: RefusedHolder[] }),
     nextConfig: (): Config => ({ ...DEFAULT_CONFIG, ...initial }),
@@ -113,7 +119,17 @@ function fakeDaemon(
       config: current,
       backend,
       log: createLogger((line) => lines.push(line), 'debug'),
-      scan: () => state.scan?.() ?? { sessions: state.sessions, refused: [] },
+      scan: () => {
+        state.fullScans += 1;
+        state.scans.push('full');
+        return state.scan?.() ?? { sessions: state.sessions, refused: [] };
+      },
+      scanPort: (port) => {
+        if (!state.quick) throw new Error('no quick path in this test');
+        state.portScans.push(port);
+        state.scans.push(`port ${port}`);
+        return { sessions: state.sessions.filter((entry) => entry.port === port), refused: [] };
+      },
       groups: () => ({ gidOf: () => undefined, membersOf: () => [] }),
       lock: async () => async () => {},
     }),
@@ -174,6 +190,29 @@ describe('runDaemon', () => {
     assert.equal(daemon.isClosed(), true);
     assert.ok(daemon.lines.some((line) => /^info opened port=60002/.test(line)));
     assert.ok(daemon.lines.some((line) => /^info closed port=60001/.test(line)));
+  });
+
+  it("serves a shim request from its port's narrowed scan, before any full scan, then runs the full one", async () => {
+    const daemon = fakeDaemon();
+    daemon.state.quick = true;
+    await eventually(
+      () => daemon.lines.some((line) => line.startsWith('debug reconciled')),
+      'first reconcile',
+    );
+    const fullBefore = daemon.state.fullScans;
+    const from = daemon.state.scans.length;
+    daemon.state.sessions = [session({ port: 60001 })];
+    const answer = await daemon.ask('{"op":"open","port":60001}');
+    assert.deepEqual(answer, { ok: true, op: 'open', port: 60001, state: 'open' });
+    assert.deepEqual(daemon.state.portScans, [60001]);
+    assert.equal(daemon.state.scans[from], 'port 60001', 'the narrowed scan ran first');
+    assert.deepEqual(daemon.ours(), [60001]);
+    await eventually(() => daemon.state.fullScans > fullBefore, 'the full check follows');
+    // A port whose narrowed scan finds no session is left to the full path (which refuses it here).
+    const refused = await daemon.ask('{"op":"open","port":60005}');
+    assert.equal(refused.ok, false);
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
   });
 
   it('with socket counts, reads the socket tables when the count changes and every FULL_POLL_EVERY polls', async () => {

@@ -743,3 +743,40 @@ describe('scanSessions: a squatter on [::] with IPV6_V6ONLY (issue 10 #6)', () =
     }
   });
 });
+
+describe('scanSessions narrowed to one port (the shim quick path)', () => {
+  it("sees only that port's sockets and walks only processes of the sockets' owners and root", () => {
+    const port = 60777;
+    const fake = createFakeProc(labNodes());
+    const impostor = pidOf('impostor');
+    // The impostor runs as another user: its /proc directory is theirs.
+    fake.set(`/proc/${impostor}`, {
+      facts: { uid: 4242, gid: 4242, mode: 0o555, isFile: false, isDirectory: true },
+    });
+    const result = scanSessions(fake.reader, { range: MOSH_RANGE, serverNames: SERVER_NAMES, port });
+    assert.deepEqual(
+      result.sessions.map((session) => [session.pid, session.port]),
+      [[pidOf('mosh-v4'), port]],
+    );
+    assert.ok(result.refused.every((holder) => holder.port === port));
+    assert.ok(!fake.calls.includes(`listDir /proc/${impostor}/fd`), "another user's process is not walked");
+    assert.ok(fake.calls.includes(`listDir /proc/${pidOf('mosh-v4')}/fd`));
+    const full = scanSessions(createFakeProc(labNodes()).reader, {
+      range: MOSH_RANGE,
+      serverNames: SERVER_NAMES,
+    });
+    assert.ok(full.sessions.length > result.sessions.length, 'the full scan sees the other ports');
+  });
+
+  it("refuses (fails closed) a port whose socket only another user's process holds", () => {
+    const port = 60777;
+    const fake = createFakeProc(labNodes());
+    const mosh = pidOf('mosh-v4');
+    fake.set(`/proc/${mosh}`, {
+      facts: { uid: 4242, gid: 4242, mode: 0o555, isFile: false, isDirectory: true },
+    });
+    const result = scanSessions(fake.reader, { range: MOSH_RANGE, serverNames: SERVER_NAMES, port });
+    assert.deepEqual(result.sessions, []);
+    assert.ok(result.refused.some((holder) => holder.port === port));
+  });
+});
