@@ -191,7 +191,7 @@ export async function converge(
       `  idle: ${idle.cpu.toFixed(2)} % CPU, VmRSS ${idle.rss.toFixed(1)} MiB, VmHWM ${idle.hwm.toFixed(1)} MiB`,
     );
     const connectLive: number[] = [];
-    if (profile.setBased && options.connectRuns > 0) {
+    if ((profile.measuresConnect ?? profile.setBased) && options.connectRuns > 0) {
       await installShim(lab);
       for (let index = 0; index < options.connectRuns; index += 1) {
         const ms = await connectOnce(lab, backend, 'daemon+shim');
@@ -339,7 +339,7 @@ export async function benchBackend(
     say(`${profile.name}: changes with ${options.counts.join(', ')} rules of ours`);
     const changes = await measureChanges(lab, profile, options);
     let connect: Record<ConnectMode, number[]> | undefined;
-    if (profile.setBased && options.connectRuns > 0) {
+    if ((profile.measuresConnect ?? profile.setBased) && options.connectRuns > 0) {
       say(`${profile.name}: connect at rest, ${options.connectRuns} interleaved runs`);
       connect = await connectAtRest(lab, profile, options.connectRuns);
     }

@@ -35,6 +35,8 @@ export interface Profile {
   name: string;
   /** Ports are elements of a set (one change = one set element), not rules of their own. */
   setBased: boolean;
+  /** Whether connects are timed (default: set-based backends; slow ones would only time their tool). */
+  measuresConnect?: boolean;
   /** Config lines beyond port_range and max_sessions_per_user. */
   config: string[];
   /** Turns the lab's stock UFW into this backend's admin firewall (default-deny, ssh allowed). */
@@ -78,6 +80,7 @@ export function iptablesProfile(variant: 'nft' | 'legacy'): Profile {
   return {
     name: `iptables-${variant}`,
     setBased: false,
+    measuresConnect: true,
     config: ['backend = "iptables"', `iptables_variant = "${variant}"`],
     async setUp(lab) {
       await dropLabUfw(lab);

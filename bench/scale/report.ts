@@ -211,7 +211,7 @@ export function report(results: BackendResult[], earlier: Earlier, options: Opti
     '',
     ...(connectRows.length > 0
       ? [
-          '## Connect (launching `mosh` → READY on screen), set-based backends',
+          '## Connect (launching `mosh` → READY on screen), backends whose changes take milliseconds',
           '',
           table(['backend', 'setup', 'runs', 'median ms', 'median / wide open'], connectRows),
           '',
@@ -220,7 +220,7 @@ export function report(results: BackendResult[], earlier: Earlier, options: Opti
     'Notes:',
     '',
     `- Changes: one v4 port from anywhere allowed, then revoked, ${options.runs} times per N after one untimed pair (fewer where the runs column says so); p99 is the nearest-rank 99th percentile; listRules is the median of 10. Classic UFW's (ufw) preloaded rules are one rule made by ufw and ufw's own user.rules lines for the others with the port changed, then one \`ufw reload\` (what ${options.counts.at(-1)} \`ufw allow\` calls would leave, in seconds instead of minutes); the others preload through one allow() call.`,
-    '- Profiles: ufw-ipset is UFW with `ufw_fast_path = "ipset"` and the hook `moshwall install` adds (ports are members of moshwall\'s ipsets, matched from UFW\'s after chains); firewalld is a real firewalld (FirewallBackend=nftables) on a private system bus in the lab, ports as runtime rich rules in its default zone public.',
+    '- Profiles: ufw is classic UFW (`ufw_fast_path = "off"`, one `ufw` run per change); ufw-runtime is what a plain install gives UFW users (no ufw_fast_path: "auto", the runtime fast path: moshwall\'s ipsets matched by rules it places into UFW\'s after chains at run time, no UFW file edited); ufw-ipset is UFW with `ufw_fast_path = "ipset"` and the hook `moshwall install` adds (ports are members of moshwall\'s ipsets, matched from UFW\'s after chains); firewalld is a real firewalld (FirewallBackend=nftables) on a private system bus in the lab, ports as runtime rich rules in its default zone public.',
     `- Sessions: a small C stand-in (bench/fixtures/fake-mosh-server.c) installed root-owned as ${FAKE}, run as the lab users; each session is a detached child holding one UDP port on ${SERVER_V4}. "genuine / refused" is what \`moshwall status\` counted with all of them live. Converge times run from launching the sessions to the last port listed by the backend (polled every 100 ms from outside the lab), and from the kill to the last one gone.`,
     ...PROFILES.flatMap((profile) => {
       const note = notes.get(profile.name);

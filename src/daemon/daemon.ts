@@ -177,8 +177,10 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         openPortQuickly(engine, port, {
           firewall,
           knownPorts: (uid) => knownPorts.get(uid) ?? new Set(),
+          now: deps.clock.now,
         }),
       );
+      if (report?.timings !== undefined) log.debug('quick-open', { port, ...report.timings });
       if (report === undefined || !report.sessions.some(({ session }) => session.port === port))
         return undefined;
       for (const { session } of report.sessions) {
@@ -266,7 +268,6 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       const quick = await openQuickly(request.port);
       if (quick !== undefined) {
         response = portOutcome(quick, request.port);
-        log.debug('quick-open', { port: request.port });
         log.info('request-served', {
           port: request.port,
           state: 'state' in response ? response.state : undefined,
