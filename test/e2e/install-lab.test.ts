@@ -180,7 +180,10 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
       dryRun.stdout,
     );
     assert.ok(lines.includes(`would ln -sfn ${PERL_SHIM} ${SHIM}`), dryRun.stdout);
-    assert.ok(lines.some((line) => line.startsWith(`would write ${PERL_SHIM} (mode 755, `)), dryRun.stdout);
+    assert.ok(
+      lines.some((line) => line.startsWith(`would write ${PERL_SHIM} (mode 755, `)),
+      dryRun.stdout,
+    );
     assert.ok(
       lines.some((line) => line.includes('visudo -c')),
       dryRun.stdout,
