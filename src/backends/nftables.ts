@@ -2,7 +2,7 @@ import { type Clock, systemClock } from '../clock.ts';
 import { FirewallError, MoshwallError } from '../errors.ts';
 import type { LineWatcher, Runner } from '../exec.ts';
 import type { AppliedChange, Backend, BackendProbe } from '../firewall.ts';
-import { assertValidRuleSpecs, type FirewallRule, type RuleSpec } from '../rules.ts';
+import { assertValidRuleSpecs, type FirewallRule, type RuleSpec, specKey } from '../rules.ts';
 import { applyInOrder } from './kernel/apply.ts';
 import { createRecent } from './kernel/recent.ts';
 import { createTool, outputOf, probeVersion } from './kernel/tool.ts';
@@ -10,7 +10,7 @@ import { watchMonitor } from './monitor.ts';
 import { anchorRules } from './nftables/admin.ts';
 import { chooseAnchor } from './nftables/anchor.ts';
 import type { NftTableFamily } from './nftables/layout.ts';
-import { ourRules } from './nftables/ours.ts';
+import { ourRules, ourTables } from './nftables/ours.ts';
 import { nftComplaint, placementOf, probeDetail } from './nftables/probe.ts';
 import { type NftRuleset, parseNftRuleset } from './nftables/ruleset.ts';
 import {
@@ -68,6 +68,23 @@ export interface NftablesBackendOptions {
   chain?: string;
   /** The age of the last listing and the monitor's timers (the machine's clock by default). */
   clock?: Clock;
+  /**
+   * The running kernel's release (`uname -r`). From Linux 6.12 a re-add updates an element's timeout, so
+   * a revoke expires the element (~3 ms) instead of deleting it (10-20 ms); before, the kernel ignores
+   * such an update, so elements are deleted. Absent: deleted.
+   */
+  kernelRelease?: string;
+}
+
+/** How long after a revoke by timeout a listing must no longer show the element (else the kernel ignored it). */
+const EXPIRED_CHECK_MS = 100;
+
+/** True when the kernel release is 6.12 or newer: it updates an existing element's timeout on a re-add. */
+export function kernelUpdatesTimeouts(release: string | undefined): boolean {
+  const match = /^(\d+)\.(\d+)/.exec(release ?? '');
+  if (match === null) return false;
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  return major > 6 || (major === 6 && minor >= 12);
 }
 
 const NFT_LIST = ['nft', '-j', 'list', 'ruleset'];
@@ -91,6 +108,24 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
    */
   const listing = createRecent<NftRuleset>(clock, NFT_LISTING_TRUSTED_MS);
   const run = createTool({ runner: options.runner, timeoutMs: options.timeoutMs });
+  /** Revokes expire elements (see kernelUpdatesTimeouts); turned off for good if a listing shows one lived on. */
+  let expire = kernelUpdatesTimeouts(options.kernelRelease);
+  /** Specs taken out since the last listing (which may still show them). */
+  const goneSinceListing = new Set<string>();
+  /** Specs revoked by timeout, and when: a listing still showing one means the kernel ignored it. */
+  const expiredAt = new Map<string, number>();
+  /** Turns expiring off when a listing shows an element expired over EXPIRED_CHECK_MS ago; forgets old ones. */
+  const checkExpired = (ruleset: NftRuleset): void => {
+    const listed = new Set(
+      ourTables(ruleset).flatMap((state) => state.sets.flatMap((set) => set.specs.map(specKey))),
+    );
+    const now = clock.now();
+    for (const [key, at] of expiredAt) {
+      if (now - at < EXPIRED_CHECK_MS) continue;
+      if (listed.has(key)) expire = false;
+      expiredAt.delete(key);
+    }
+  };
   const list = async (): Promise<NftRuleset> => {
     const result = await run(NFT_LIST);
     if (result.exitCode !== 0) {
@@ -103,6 +138,8 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
       );
     }
     const ruleset = parseNftRuleset(result.stdout);
+    checkExpired(ruleset);
+    goneSinceListing.clear();
     listing.remember(ruleset);
     return ruleset;
   };
@@ -175,6 +212,8 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     async allow(specs: RuleSpec[]): Promise<AppliedChange[]> {
       assertValidRuleSpecs(specs);
       if (specs.length === 0) return [];
+      // Wanted again: a listing showing it proves nothing about the expiry of its revoke.
+      for (const spec of specs) expiredAt.delete(specKey(spec));
       const quickly = await quick((cached) => {
         const { anchor } = chooseAnchor(cached, placement);
         return anchor === undefined ? undefined : planNftQuickAllow(cached, anchor, specs);
@@ -193,10 +232,15 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
       assertValidRuleSpecs(specs);
       if (specs.length === 0) return [];
-      return (
-        (await quick((cached) => planNftQuickRevoke(cached, specs))) ??
-        apply(planNftRevoke(await list(), specs))
-      );
+      const changes =
+        (await quick((cached) => planNftQuickRevoke(cached, specs, { expire, goneSinceListing }))) ??
+        (await apply(planNftRevoke(await list(), specs, { expire })));
+      const now = clock.now();
+      for (const spec of specs) {
+        goneSinceListing.add(specKey(spec));
+        if (expire) expiredAt.set(specKey(spec), now);
+      }
+      return changes;
     },
 
     async removeFootprint(): Promise<AppliedChange[]> {

@@ -9,9 +9,15 @@ import { createUfwBackend } from './ufw.ts';
 
 /**
  * The backend the config names, built over `runner` (auto: UFW, then firewalld, nftables, iptables);
- * `watcher` starts the long-running children some backends watch their firewall with.
+ * `watcher` starts the long-running children some backends watch their firewall with; `host` says
+ * what the backends may use of the running kernel (nftables: its release, see kernelUpdatesTimeouts).
  */
-export function createBackend(config: Config, runner: Runner, watcher?: LineWatcher): Backend {
+export function createBackend(
+  config: Config,
+  runner: Runner,
+  watcher?: LineWatcher,
+  host: { kernelRelease?: string } = {},
+): Backend {
   const timeoutMs = config.commandTimeoutMs;
   // ufw_fast_path: absent means "auto"; "off" means classic rules (no fastPath option).
   const fastPath = config.ufwFastPath ?? 'auto';
@@ -29,6 +35,7 @@ export function createBackend(config: Config, runner: Runner, watcher?: LineWatc
       ...(watcher === undefined ? {} : { watcher }),
       ...(config.nftablesTable ? { table: config.nftablesTable } : {}),
       ...(config.nftablesChain ? { chain: config.nftablesChain } : {}),
+      ...(host.kernelRelease === undefined ? {} : { kernelRelease: host.kernelRelease }),
     });
   const iptables = () =>
     createIptablesBackend({

@@ -1,5 +1,5 @@
 import { closeSync, existsSync, fstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { constants, setPriority } from 'node:os';
+import { constants, release, setPriority } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createBackend } from '../backends/select.ts';
 import { systemClock } from '../clock.ts';
@@ -70,7 +70,7 @@ function engine(config: Config, log: Logger): EngineDeps {
   return {
     config,
     log,
-    backend: createBackend(config, runCommand, watchLines),
+    backend: createBackend(config, runCommand, watchLines, { kernelRelease: release() }),
     flows: createFlowCleaner(runCommand, config.commandTimeoutMs),
     scan: () => scanSessions(reader, scanOptions),
     scanPort: (port) => scanSessions(reader, { ...scanOptions, port }),

@@ -8,9 +8,9 @@ import { isRecord, type NftRule } from './ruleset.ts';
  * What moshwall adds to the admin's nftables table (and nothing else):
  *
  *   table inet filter {                                   # the admin's table, found or configured
- *     set moshwall_v4_any { type inet_service; }          # v4 ports open to any source
- *     set moshwall_v6_any { type inet_service; }          # v6 ports open to any source
- *     set moshwall_v4_net24 { type ipv4_addr . inet_service; flags interval; }  # source /24 . port
+ *     set moshwall_v4_any { type inet_service; flags timeout; }   # v4 ports open to any source
+ *     set moshwall_v6_any { type inet_service; flags timeout; }   # v6 ports open to any source
+ *     set moshwall_v4_net24 { type ipv4_addr . inet_service; flags interval, timeout; }  # /24 . port
  *     chain moshwall_input {                              # ours: one rule per set
  *       meta nfproto ipv4 udp dport @moshwall_v4_any accept comment "moshwall"
  *       meta nfproto ipv6 udp dport @moshwall_v6_any accept comment "moshwall"
@@ -88,10 +88,24 @@ export function setKeyType(set: OurSet): string[] {
   return [set.family === 'v6' ? 'ipv6_addr' : 'ipv4_addr', 'inet_service'];
 }
 
-/** The body of `add set` for one of our sets. */
+/**
+ * The body of `add set` for one of our sets. Declared with `flags timeout` so that a revoke can be a
+ * timeout of 1 ms on the element (one cheap commit) instead of a delete, whose commit waits for an RCU
+ * grace period (10-20 ms); sets made by older moshwall, without the flag, are still ours (deleted from).
+ */
 export function setDeclaration(set: OurSet): string {
   const type = setKeyType(set).join(' . ');
-  return set.prefix === 0 ? `{ type ${type}; }` : `{ type ${type}; flags interval; }`;
+  return set.prefix === 0 ? `{ type ${type}; flags timeout; }` : `{ type ${type}; flags interval, timeout; }`;
+}
+
+/** What a revoke by timeout gives the element: it stops matching 1 ms later, and the kernel's GC frees it. */
+export const EXPIRE_NOW = 'timeout 1ms';
+
+/** The flags a set of ours may be declared with: as we make it now, or as older moshwall made it. */
+export function ourSetFlags(set: OurSet): { current: string[]; older: string[] } {
+  return set.prefix === 0
+    ? { current: ['timeout'], older: [] }
+    : { current: ['interval', 'timeout'], older: ['interval'] };
 }
 
 /** The match of our rule for a set, as nft text: "meta nfproto ipv4 udp dport @moshwall_v4_any". */

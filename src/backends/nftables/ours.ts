@@ -8,6 +8,7 @@ import {
   type NftTableFamily,
   OUR_CHAIN,
   type OurSet,
+  ourSetFlags,
   parseOurSetName,
   setKeyType,
   specOfElement,
@@ -17,8 +18,10 @@ import type { NftRuleset } from './ruleset.ts';
 /** One set of ours as it stands in a table. */
 export interface OurSetState {
   set: OurSet;
-  /** Declared with the key type and flags we create; otherwise nothing is added to it. */
+  /** Declared with the key type and flags we create (or older moshwall did); otherwise nothing is added. */
   typeOk: boolean;
+  /** Declared with `flags timeout`: a revoke may expire an element instead of deleting it. */
+  expiring: boolean;
   /** Our chain has our accept rule for it. */
   ruleOk: boolean;
   /** The elements of our shape, as specs. */
@@ -46,9 +49,12 @@ export function ourTableState(ruleset: NftRuleset, family: NftTableFamily, table
   for (const nftSet of ruleset.sets.filter(inTable)) {
     const set = parseOurSetName(nftSet.name);
     if (set === undefined || (set.family === 'v6' ? family === 'ip' : family === 'ip6')) continue;
+    const flags = ourSetFlags(set);
+    const sortedFlags = [...nftSet.flags].sort();
+    const expiring = isDeepStrictEqual(sortedFlags, flags.current);
     const typeOk =
       isDeepStrictEqual(nftSet.type, setKeyType(set)) &&
-      isDeepStrictEqual(nftSet.flags, set.prefix === 0 ? [] : ['interval']);
+      (expiring || isDeepStrictEqual(sortedFlags, flags.older));
     const specs: RuleSpec[] = [];
     const odd: unknown[] = [];
     for (const element of nftSet.elements) {
@@ -57,7 +63,7 @@ export function ourTableState(ruleset: NftRuleset, family: NftTableFamily, table
       else specs.push(spec);
     }
     const ruleOk = rules.some((rule) => isOurSetRule(rule, set, family));
-    sets.push({ set, typeOk, ruleOk, specs, odd });
+    sets.push({ set, typeOk, expiring: typeOk && expiring, ruleOk, specs, odd });
   }
   return {
     family,

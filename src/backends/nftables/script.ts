@@ -3,6 +3,7 @@ import { parseCidr } from '../../net.ts';
 import { assertValidRuleSpecs, portProblem, RULE_TAG, type RuleSpec, specKey } from '../../rules.ts';
 import { type NftAnchor, nftNameProblem } from './anchor.ts';
 import {
+  EXPIRE_NOW,
   elementText,
   isOurJump,
   isOurSetRule,
@@ -14,7 +15,7 @@ import {
   setOfSpec,
   tableFamilies,
 } from './layout.ts';
-import { inForce, ourTableState, ourTables } from './ours.ts';
+import { inForce, type OurSetState, ourTableState, ourTables } from './ours.ts';
 import type { NftRuleset } from './ruleset.ts';
 
 /** One `nft -f -` run: the specs it changes and the script, applied by nft as one transaction. */
@@ -119,12 +120,46 @@ export function planNftAllow(
   };
 }
 
+/** How a revoke may take elements out (see setDeclaration). */
+export interface RevokeOptions {
+  /** The kernel updates an existing element's timeout on a re-add (Linux 6.12+): expire instead of delete. */
+  expire: boolean;
+  /**
+   * Spec keys taken out since the listing planned on was made (it may still show them): planned as
+   * deletes, which nft refuses for a missing element, never as a re-add that would live 1 ms.
+   */
+  goneSinceListing?: ReadonlySet<string>;
+}
+
+/** The lines that take `specs` (all members of one set) out: expired where the set allows, else deleted. */
+function takeOutLines(where: string, set: OurSetState, specs: RuleSpec[], options: RevokeOptions): string[] {
+  const expirable = (spec: RuleSpec) =>
+    options.expire && set.expiring && options.goneSinceListing?.has(specKey(spec)) !== true;
+  const expire = specs.filter(expirable);
+  const remove = specs.filter((spec) => !expirable(spec));
+  return [
+    ...(expire.length === 0
+      ? []
+      : [
+          `add element ${where} ${set.set.name} { ${expire.map((spec) => `${elementText(spec)} ${EXPIRE_NOW}`).join(', ')} }`,
+        ]),
+    ...(remove.length === 0
+      ? []
+      : [`delete element ${where} ${set.set.name} { ${remove.map(elementText).join(', ')} }`]),
+  ];
+}
+
 /**
- * The script that deletes the elements of `specs` from our sets, in every table that has them (in force
+ * The script that takes the elements of `specs` out of our sets, in every table that has them (in force
  * or not), or undefined when none is there: nft refuses to delete a missing element, and one refusal
- * would undo the whole transaction.
+ * would undo the whole transaction. An element of a set declared with `flags timeout` is expired (timeout
+ * 1 ms: one cheap commit) where `options.expire` says the kernel updates timeouts, else deleted.
  */
-export function planNftRevoke(ruleset: NftRuleset, specs: readonly RuleSpec[]): NftBatch | undefined {
+export function planNftRevoke(
+  ruleset: NftRuleset,
+  specs: readonly RuleSpec[],
+  options: RevokeOptions = { expire: false },
+): NftBatch | undefined {
   assertValidRuleSpecs(specs);
   const wanted = new Map(unique(specs).map((spec) => [specKey(spec), spec]));
   const lines: string[] = [];
@@ -134,9 +169,7 @@ export function planNftRevoke(ruleset: NftRuleset, specs: readonly RuleSpec[]): 
       const present = existing.specs.filter((spec) => wanted.has(specKey(spec)));
       if (present.length === 0) continue;
       assertName(state.table, 'table');
-      lines.push(
-        `delete element ${state.family} ${state.table} ${existing.set.name} { ${present.map(elementText).join(', ')} }`,
-      );
+      lines.push(...takeOutLines(`${state.family} ${state.table}`, existing, present, options));
       for (const spec of present) removed.set(specKey(spec), spec);
     }
   }
@@ -214,29 +247,41 @@ export function planNftQuickAllow(
 }
 
 /**
- * The quick revoke, planned on a recent listing without listing again: `delete element` of every spec
- * from its set in each table of ours that has that set, or undefined when a spec's set is in none. nft
- * refuses the whole transaction when an element is not there (the listing was out of date, or the spec
- * was never allowed), and the caller then lists and plans in full, which deletes only what is there.
+ * The quick revoke, planned on a recent listing without listing again: every spec taken out of its set
+ * in each table of ours that has that set (expired where the listing shows it and the set and kernel
+ * allow, else deleted), or undefined when a spec's set is in none. nft refuses the whole transaction
+ * when a deleted element is not there (the listing was out of date, or the spec was never allowed), and
+ * the caller then lists and plans in full, which takes out only what is there.
  */
-export function planNftQuickRevoke(ruleset: NftRuleset, specs: readonly RuleSpec[]): NftBatch | undefined {
+export function planNftQuickRevoke(
+  ruleset: NftRuleset,
+  specs: readonly RuleSpec[],
+  options: RevokeOptions = { expire: false },
+): NftBatch | undefined {
   assertValidRuleSpecs(specs);
   const tables = ourTables(ruleset);
-  const deletions = new Map<string, RuleSpec[]>();
+  const lines: string[] = [];
   for (const spec of unique(specs)) {
     const name = setOfSpec(spec).name;
     const holders = tables.filter((state) => state.sets.some((each) => each.set.name === name));
     if (holders.length === 0 || holders.some((state) => nftNameProblem(state.table) !== undefined))
       return undefined;
     for (const state of holders) {
-      const key = `${state.family} ${state.table} ${name}`;
-      deletions.set(key, [...(deletions.get(key) ?? []), spec]);
+      const set = state.sets.find((each) => each.set.name === name);
+      if (set === undefined) continue;
+      // Expired only where the listing shows the element (an absent one would be created for 1 ms).
+      const member = set.specs.some((each) => specKey(each) === specKey(spec));
+      lines.push(
+        ...takeOutLines(
+          `${state.family} ${state.table}`,
+          member ? set : { ...set, expiring: false },
+          [spec],
+          options,
+        ),
+      );
     }
   }
-  if (deletions.size === 0) return undefined;
-  const lines = [...deletions].map(
-    ([key, deleted]) => `delete element ${key} { ${deleted.map(elementText).join(', ')} }`,
-  );
+  if (lines.length === 0) return undefined;
   return { kind: 'revoke', specs: unique(specs), script: `${lines.join('\n')}\n` };
 }
 
@@ -247,7 +292,7 @@ const TAG = `comment "${RULE_TAG}"`;
 const LINE_FORMS: RegExp[] = [
   new RegExp(`^add chain ${FAMILY} ${NAME} ${OUR_CHAIN}$`),
   new RegExp(
-    `^add set ${FAMILY} ${NAME} ${SET} \\{ type (?:inet_service|ipv[46]_addr \\. inet_service); (?:flags interval; )?\\}$`,
+    `^add set ${FAMILY} ${NAME} ${SET} \\{ type (?:inet_service|ipv[46]_addr \\. inet_service); (?:flags (?:interval|timeout|interval, timeout); )?\\}$`,
   ),
   new RegExp(
     `^add rule ${FAMILY} ${NAME} ${OUR_CHAIN} (?:meta nfproto ipv[46] )?udp dport @${SET} accept ${TAG}$`,
@@ -289,8 +334,12 @@ export function nftScriptProblem(script: string, ourHandles: readonly string[] =
     const match = ELEMENT_LINE.exec(line);
     const set = match?.[3] === undefined ? undefined : parseOurSetName(match[3]);
     if (match === null || set === undefined) return `\`${line}\` is not a statement moshwall writes`;
+    // An added element may carry the revoke's 1 ms timeout (and nothing else).
+    const expiring = line.startsWith('add element ');
     for (const element of (match[4] ?? '').split(', ')) {
-      const problem = elementProblem(set, element);
+      const bare =
+        expiring && element.endsWith(` ${EXPIRE_NOW}`) ? element.slice(0, -EXPIRE_NOW.length - 1) : element;
+      const problem = elementProblem(set, bare);
       if (problem !== undefined) return problem;
     }
   }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
   createNftablesBackend,
+  kernelUpdatesTimeouts,
   NFT_LISTING_TRUSTED_MS,
   nftScriptProblem,
 } from '../../../src/backends/nftables.ts';
@@ -178,7 +179,7 @@ describe('nftables backend: golden commands over a lifecycle', () => {
       calls[3]?.options.input,
       [
         'add chain ip6 filter6 moshwall_input',
-        'add set ip6 filter6 moshwall_v6_net32 { type ipv6_addr . inet_service; flags interval; }',
+        'add set ip6 filter6 moshwall_v6_net32 { type ipv6_addr . inet_service; flags interval, timeout; }',
         'add rule ip6 filter6 moshwall_input ip6 saddr . udp dport @moshwall_v6_net32 accept comment "moshwall"',
         'insert rule ip6 filter6 input jump moshwall_input comment "moshwall"',
         'add element ip6 filter6 moshwall_v6_net32 { 2001:db8::/32 . 60001 }',
@@ -401,5 +402,89 @@ describe('nftables backend: the quick path right after a listing', () => {
     );
     assert.match(calls[2]?.options.input ?? '', /^add set inet filter moshwall_v4_net16 /m);
     assert.match(calls[5]?.options.input ?? '', /^insert rule inet filter input jump moshwall_input/m);
+  });
+});
+
+describe('nftables revoke by expiry (sets with flags timeout, Linux 6.12+)', () => {
+  /** The captured listing after allow-1, its sets declared as moshwall declares them now (flags timeout). */
+  const expiringListing = (): CannedAnswer => {
+    const answer = real('list-after-allow-1') as { exitCode: number; stdout: string; stderr: string };
+    const ruleset = JSON.parse(answer.stdout) as { nftables: { set?: { flags?: string[] } }[] };
+    for (const item of ruleset.nftables) {
+      if (item.set !== undefined) item.set.flags = [...(item.set.flags ?? []), 'timeout'];
+    }
+    return { ...answer, stdout: JSON.stringify(ruleset) };
+  };
+  const ok: CannedAnswer = { exitCode: 0, stdout: '', stderr: '' };
+  /** A backend on a manual clock (the listing stays trusted unless the test moves time). */
+  const onKernel = (release: string, answers: CannedAnswer[]) => {
+    let ms = 0;
+    const clock = { ...systemClock, now: () => ms };
+    const made = recordedBackend(answers, (runner) =>
+      createNftablesBackend({ runner, timeoutMs: TIMEOUT, clock, kernelRelease: release }),
+    );
+    return { ...made, advance: (by: number) => (ms += by) };
+  };
+
+  it('kernelUpdatesTimeouts: 6.12 and newer, nothing older or unreadable', () => {
+    for (const release of ['6.12.0', '6.18.44-fc-v595', '7.0.0-30-generic'])
+      assert.ok(kernelUpdatesTimeouts(release), release);
+    for (const release of ['6.11.9', '6.1.0-28-amd64', '5.15.0', '', 'banana', undefined])
+      assert.equal(kernelUpdatesTimeouts(release), false, String(release));
+  });
+
+  it('on 6.12+ a revoke right after a listing is one add with a 1 ms timeout; a second revoke of it deletes', async () => {
+    const { backend, calls } = onKernel('6.18.44', [expiringListing(), ok, ok]);
+    await backend.listRules();
+    await backend.revoke([v4(60001), v4(60002, '10.0.0.0/8')]);
+    assert.deepEqual(calls[1]?.argv, APPLY);
+    assert.equal(
+      calls[1]?.options.input,
+      'add element inet filter moshwall_v4_any { 60001 timeout 1ms }\n' +
+        'add element inet filter moshwall_v4_net8 { 10.0.0.0/8 . 60002 timeout 1ms }\n',
+    );
+    // The listing still shows 60001, but it is gone: never re-added for 1 ms, deleted (nft refuses if absent).
+    await backend.revoke([v4(60001)]);
+    assert.equal(calls[2]?.options.input, 'delete element inet filter moshwall_v4_any { 60001 }\n');
+  });
+
+  it('before 6.12, and in sets older moshwall made (no timeout flag), revokes delete', async () => {
+    const old = onKernel('6.1.0-28-amd64', [expiringListing(), ok]);
+    await old.backend.listRules();
+    await old.backend.revoke([v4(60001)]);
+    assert.equal(old.calls[1]?.options.input, 'delete element inet filter moshwall_v4_any { 60001 }\n');
+    const olderSets = onKernel('6.18.44', [real('list-after-allow-1'), ok]);
+    await olderSets.backend.listRules();
+    await olderSets.backend.revoke([v4(60001)]);
+    assert.equal(olderSets.calls[1]?.options.input, 'delete element inet filter moshwall_v4_any { 60001 }\n');
+  });
+
+  it('a listing that still shows an expired element a while later turns expiry off for good', async () => {
+    const { backend, calls, advance } = onKernel('6.18.44', [expiringListing(), ok, expiringListing(), ok]);
+    await backend.listRules();
+    await backend.revoke([v4(60003)]);
+    assert.match(calls[1]?.options.input ?? '', /timeout 1ms/);
+    advance(500);
+    await backend.listRules();
+    await backend.revoke([v4(60003)]);
+    assert.equal(calls[3]?.options.input, 'delete element inet filter moshwall_v4_any { 60003 }\n');
+  });
+
+  it('the guard lets through only the revoke timeout, only on add', () => {
+    const line = (text: string) => `${text}\n`;
+    assert.equal(
+      nftScriptProblem(line('add element inet filter moshwall_v4_any { 60001 timeout 1ms }')),
+      undefined,
+    );
+    assert.ok(nftScriptProblem(line('add element inet filter moshwall_v4_any { 60001 timeout 1h }')));
+    assert.ok(nftScriptProblem(line('delete element inet filter moshwall_v4_any { 60001 timeout 1ms }')));
+    assert.equal(
+      nftScriptProblem(
+        line(
+          'add set inet filter moshwall_v4_net8 { type ipv4_addr . inet_service; flags interval, timeout; }',
+        ),
+      ),
+      undefined,
+    );
   });
 });
