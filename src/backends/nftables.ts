@@ -112,6 +112,8 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
   let expire = kernelUpdatesTimeouts(options.kernelRelease);
   /** Specs taken out since the last listing (which may still show them). */
   const goneSinceListing = new Set<string>();
+  /** Specs our allows added since the last listing (which does not show them). */
+  const addedSinceListing = new Set<string>();
   /** Specs revoked by timeout, and when: a listing still showing one means the kernel ignored it. */
   const expiredAt = new Map<string, number>();
   /** Turns expiring off when a listing shows an element expired over EXPIRED_CHECK_MS ago; forgets old ones. */
@@ -140,6 +142,7 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
     const ruleset = parseNftRuleset(result.stdout);
     checkExpired(ruleset);
     goneSinceListing.clear();
+    addedSinceListing.clear();
     listing.remember(ruleset);
     return ruleset;
   };
@@ -214,11 +217,19 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
       if (specs.length === 0) return [];
       // Wanted again: a listing showing it proves nothing about the expiry of its revoke.
       for (const spec of specs) expiredAt.delete(specKey(spec));
+      /** Notes the specs as members the last listing does not show yet (see planNftQuickRevoke). */
+      const added = (changes: AppliedChange[]) => {
+        for (const spec of specs) {
+          addedSinceListing.add(specKey(spec));
+          goneSinceListing.delete(specKey(spec));
+        }
+        return changes;
+      };
       const quickly = await quick((cached) => {
         const { anchor } = chooseAnchor(cached, placement);
         return anchor === undefined ? undefined : planNftQuickAllow(cached, anchor, specs);
       });
-      if (quickly !== undefined) return quickly;
+      if (quickly !== undefined) return added(quickly);
       const ruleset = await list();
       const choice = chooseAnchor(ruleset, placement);
       if (choice.anchor === undefined) {
@@ -226,18 +237,20 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
           ports: [...new Set(specs.map((spec) => spec.port))].join(','),
         });
       }
-      return apply(planNftAllow(ruleset, choice.anchor, specs));
+      return added(await apply(planNftAllow(ruleset, choice.anchor, specs)));
     },
 
     async revoke(specs: RuleSpec[]): Promise<AppliedChange[]> {
       assertValidRuleSpecs(specs);
       if (specs.length === 0) return [];
       const changes =
-        (await quick((cached) => planNftQuickRevoke(cached, specs, { expire, goneSinceListing }))) ??
-        (await apply(planNftRevoke(await list(), specs, { expire })));
+        (await quick((cached) =>
+          planNftQuickRevoke(cached, specs, { expire, goneSinceListing, addedSinceListing }),
+        )) ?? (await apply(planNftRevoke(await list(), specs, { expire })));
       const now = clock.now();
       for (const spec of specs) {
         goneSinceListing.add(specKey(spec));
+        addedSinceListing.delete(specKey(spec));
         if (expire) expiredAt.set(specKey(spec), now);
       }
       return changes;

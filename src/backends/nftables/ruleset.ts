@@ -64,6 +64,16 @@ function elementValue(item: unknown): unknown {
 }
 
 /**
+ * True for an element given a timeout under a second (nft prints timeouts in whole seconds: moshwall's
+ * revoke by expiry, 1 ms, prints as 0): it stops matching within a kernel tick and is listed as gone.
+ */
+function isExpiring(item: unknown): boolean {
+  return (
+    isRecord(item) && isRecord(item.elem) && typeof item.elem.timeout === 'number' && item.elem.timeout < 1
+  );
+}
+
+/**
  * The tables, chains, sets and rules in the stdout of `nft -j list ruleset`. Output that is not
  * libnftables JSON, or an object lacking a field nft always prints, throws a FirewallError.
  */
@@ -112,7 +122,9 @@ export function parseNftRuleset(stdout: string): NftRuleset {
       const flags = stringList(set.flags);
       if (type === undefined || type.length === 0) return fail(`set without a type: ${JSON.stringify(set)}`);
       if (flags === undefined) return fail(`set with odd flags: ${JSON.stringify(set)}`);
-      const elements = Array.isArray(set.elem) ? set.elem.map(elementValue) : [];
+      const elements = Array.isArray(set.elem)
+        ? set.elem.filter((item) => !isExpiring(item)).map(elementValue)
+        : [];
       ruleset.sets.push({
         family: String(set.family),
         table: String(set.table),

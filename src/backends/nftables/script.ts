@@ -129,6 +129,8 @@ export interface RevokeOptions {
    * deletes, which nft refuses for a missing element, never as a re-add that would live 1 ms.
    */
   goneSinceListing?: ReadonlySet<string>;
+  /** Spec keys our own allows added since that listing: members, though it does not show them. */
+  addedSinceListing?: ReadonlySet<string>;
 }
 
 /** The lines that take `specs` (all members of one set) out: expired where the set allows, else deleted. */
@@ -270,7 +272,9 @@ export function planNftQuickRevoke(
       const set = state.sets.find((each) => each.set.name === name);
       if (set === undefined) continue;
       // Expired only where the listing shows the element (an absent one would be created for 1 ms).
-      const member = set.specs.some((each) => specKey(each) === specKey(spec));
+      const member =
+        set.specs.some((each) => specKey(each) === specKey(spec)) ||
+        options.addedSinceListing?.has(specKey(spec)) === true;
       lines.push(
         ...takeOutLines(
           `${state.family} ${state.table}`,

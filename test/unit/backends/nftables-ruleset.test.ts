@@ -97,6 +97,34 @@ describe('nftables: reading `nft -j list ruleset`', () => {
   }
 });
 
+describe('nftables: elements on their way out (revoke by expiry)', () => {
+  it('an element with a timeout under a second (what nft prints just after our 1 ms expiry) is not listed', () => {
+    // As nft 1.0.6 printed it within a kernel tick of `add element … { 2 timeout 1ms }`.
+    const stdout = JSON.stringify({
+      nftables: [
+        { metainfo: { version: '1.0.6', release_name: 'Lester Gooch #5', json_schema_version: 1 } },
+        { table: { family: 'inet', name: 'filter', handle: 1 } },
+        {
+          set: {
+            family: 'inet',
+            name: 'moshwall_v4_any',
+            table: 'filter',
+            type: 'inet_service',
+            handle: 1,
+            flags: ['timeout'],
+            elem: [
+              1,
+              { elem: { val: 2, timeout: 0, expires: 0 } },
+              { elem: { val: 3, timeout: 3600, expires: 3599 } },
+            ],
+          },
+        },
+      ],
+    });
+    assert.deepEqual(parseNftRuleset(stdout).sets[0]?.elements, [1, 3]);
+  });
+});
+
 describe('nftables: the admin’s rules as FirewallRules', () => {
   it('reads every form of the forms ruleset, and marks what it cannot read as protocol "other"', async () => {
     assert.deepEqual((await listRulesOf('forms')).map(ruleSummary), [

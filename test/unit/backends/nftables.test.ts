@@ -448,6 +448,15 @@ describe('nftables revoke by expiry (sets with flags timeout, Linux 6.12+)', () 
     assert.equal(calls[2]?.options.input, 'delete element inet filter moshwall_v4_any { 60001 }\n');
   });
 
+  it('an element our own allow added since the listing is expired too (the allow proves it is there)', async () => {
+    const { backend, calls } = onKernel('6.18.44', [expiringListing(), ok, ok]);
+    await backend.listRules();
+    await backend.allow([v4(60044)]);
+    await backend.revoke([v4(60044)]);
+    assert.equal(calls[1]?.options.input, 'add element inet filter moshwall_v4_any { 60044 }\n');
+    assert.equal(calls[2]?.options.input, 'add element inet filter moshwall_v4_any { 60044 timeout 1ms }\n');
+  });
+
   it('before 6.12, and in sets older moshwall made (no timeout flag), revokes delete', async () => {
     const old = onKernel('6.1.0-28-amd64', [expiringListing(), ok]);
     await old.backend.listRules();
