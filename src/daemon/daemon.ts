@@ -193,7 +193,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       log.debug('quick-open-failed', { port, error: describeError(error) });
       return undefined;
     } finally {
-      reconcile(`full check after the shim's request for port ${port}`);
+      // After the answer is written (a timer, not a microtask: the full scan must not hold the reply).
+      deps.clock.setTimeout(() => reconcile(`full check after the shim's request for port ${port}`), 0);
     }
   };
 
