@@ -15,6 +15,7 @@ import { LabError } from '../test/e2e/_exec.ts';
 import { createLab, type Lab, requireRoot } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';
 import { printAndWrite, runBench } from './_run.ts';
+import { table } from './scale/report.ts';
 
 const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\n';
 const RESULTS = fileURLToPath(new URL('./results/shim.md', import.meta.url));
@@ -93,22 +94,42 @@ runBench('bench/shim', async () => {
     const trueMs = await commandMs(lab, ['true'], runs);
     const direct = median(samples.direct);
     const work = median(daemonWork.scan) + median(daemonWork.list) + median(daemonWork.change);
-    const row = (path: 'perl shim' | 'node shim') => {
+    const row = (path: 'perl shim' | 'node shim'): string[] => {
       const cost = median(samples[path]) - direct;
       const start = path === 'perl shim' ? perlStart - trueMs : nodeStart - trueMs;
       const load = path === 'node shim' ? bundle - nodeStart : 0;
       const rest = cost - start - load - work;
-      return `| ${path} | ${ms(median(samples[path]))} | ${ms(cost)} | ${ms(start)} | ${ms(load)} | ${ms(median(daemonWork.scan))} | ${ms(median(daemonWork.list))} | ${ms(median(daemonWork.change))} | ${ms(rest)} |`;
+      return [
+        path,
+        ms(median(samples[path])),
+        ms(cost),
+        ms(start),
+        ms(load),
+        ms(median(daemonWork.scan)),
+        ms(median(daemonWork.list)),
+        ms(median(daemonWork.change)),
+        ms(rest),
+      ];
     };
     const lines = [
       `# Where the shim's time goes (${new Date().toISOString()})`,
       '',
       `Lab: real UFW with the default runtime fast path, \`moshwall daemon\`, ${runs} interleaved runs per path (one warm-up run each not counted), medians in ms. \`mosh-server new\` started locally as a lab user (through nsenter, the same for every path: \`true\` alone takes ${ms(trueMs)} ms). Direct: ${ms(direct)} ms.`,
       '',
-      '| path | run | shim cost | interpreter start | bundle load | daemon: scan + policy | daemon: listing | daemon: firewall change | socket round trip and the rest |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-      row('perl shim'),
-      row('node shim'),
+      table(
+        [
+          'path',
+          'run',
+          'shim cost',
+          'interpreter start',
+          'bundle load',
+          'daemon: scan + policy',
+          'daemon: listing',
+          'daemon: firewall change',
+          'socket round trip and the rest',
+        ],
+        [row('perl shim'), row('node shim')],
+      ),
       '',
       'Shim cost = the run minus the direct run. Interpreter start = `perl -e 0` / `node -e 0` minus `true`; bundle load = `moshwall --version` minus `node -e 0`. The daemon figures are its own (debug quick-open line): the scan narrowed to the port, the rule listing, the `ipset restore`.',
       '',
