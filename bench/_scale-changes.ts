@@ -5,6 +5,7 @@
 // revoked again before it exits (also on failure).
 //   argv: CONFIG_FILE JSON_OPTIONS   (options: Request below)
 import { readFileSync, writeFileSync } from 'node:fs';
+import { release } from 'node:os';
 import { createBackend } from '../src/backends/select.ts';
 import { loadConfig } from '../src/config.ts';
 import { ourSpecs } from '../src/engine.ts';
@@ -95,7 +96,8 @@ async function main(): Promise<void> {
   if (configFile === undefined || json === undefined) throw new Error('usage: CONFIG_FILE JSON_OPTIONS');
   const request = JSON.parse(json) as Request;
   const config = loadConfig(configFile, {});
-  const backend = createBackend(config, runCommand);
+  // The running kernel's release, as the daemon passes it (nftables revokes by expiry on 6.12+).
+  const backend = createBackend(config, runCommand, undefined, { kernelRelease: release() });
   const probe = await backend.probe();
   if (!probe.installed || !probe.active) throw new Error(`${backend.name}: ${probe.detail.join('; ')}`);
   if ((await ourPorts(backend)).length > 0) throw new Error(`${backend.name} already has rules of ours`);

@@ -29,7 +29,8 @@ import { runBench } from './_run.ts';
 
 const MODES = ['wide open', 'daemon+shim', 'daemon only', 'no moshwall'] as const;
 type Mode = (typeof MODES)[number];
-const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\n';
+// Classic UFW (one `ufw` run per change): the set-based paths, the default included, are in bench/scale.ts.
+const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\nufw_fast_path = "off"\n';
 const WIDE = ['60000:61000/udp'];
 /** Ten lab users with five sessions each: within the default max_sessions_per_user (10). */
 const USERS = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy'];
