@@ -109,6 +109,7 @@ export async function syncOnce(deps: EngineDeps, options: SyncOptions): Promise<
       });
     }
     if (options.dryRun) return report;
+    report.applied.push(...((await deps.backend.prepare?.()) ?? []));
     if (plan.allow.length > 0) report.applied.push(...(await deps.backend.allow(plan.allow)));
     logSpecs(deps.log, 'opened', plan.allow, decision.allowed);
     options.onAllowed?.(report);

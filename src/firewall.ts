@@ -43,6 +43,12 @@ export interface Backend {
    */
   removeFootprint?(): Promise<AppliedChange[]>;
   /**
+   * Puts the backend's own structures back before a reconcile plans (UFW runtime fast path: the match
+   * rules a UFW reload dropped), so a session opened later needs only its own change. Called right after
+   * listRules, under the lock, never on a dry run. Optional.
+   */
+  prepare?(): Promise<AppliedChange[]>;
+  /**
    * A cheap token that changes whenever the firewall's rules may have changed (e.g. the mtime of
    * ufw's rule files), so the daemon can notice an admin's change or reload without listing rules.
    * Optional: without it the daemon relies on its periodic resync.

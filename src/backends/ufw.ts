@@ -160,7 +160,7 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       const version = await options
         .runner(['iptables', '--version'], { timeoutMs: options.timeoutMs })
         .catch(() => undefined);
-      variant = version?.exitCode === 0 ? variantOfVersion(version.stdout) : 'legacy';
+      variant = (version?.exitCode === 0 ? variantOfVersion(version.stdout) : undefined) ?? 'legacy';
     }
   };
 
@@ -309,6 +309,12 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       // Back on classic rules: the fast path's sets and rules go once their last member has.
       const retired = setChange.length > 0 ? await fast.retireLeftovers() : [];
       return [...setChange, ...deleted, ...retired];
+    },
+
+    /** Runtime mode: our match rules placed again where a UFW reload or enable dropped them. */
+    async prepare(): Promise<AppliedChange[]> {
+      await resolveMode();
+      return fast.placeMissing(ipv6Enabled());
     },
 
     /** Runtime mode (or sets left from it): our rules out of UFW's chains and our sets gone, once empty. */

@@ -84,7 +84,7 @@ describe('UFW fast path at run time, the default (no UFW file edited)', { skip: 
     await syncOk();
     assert.deepEqual(await fastSetMembers(theLab()), ['add moshwall-any4 60201']);
     assert.equal(await theLab().udpReachable(60201, 'v4'), true);
-    assert.equal((await runtimeLines()).length, 2, "two rules, tagged, for the session's family (v4) only");
+    assert.equal((await runtimeLines()).length, 4, 'two rules, tagged, in each family UFW has loaded');
     assert.deepEqual(await admins(), adminRules, 'no UFW rule of ours');
     assert.deepEqual(treeSnapshot(theLab().serverPath('/etc/ufw')), pristineUfw, '/etc/ufw byte for byte');
     const status = await cli(['status']);
@@ -165,7 +165,7 @@ describe('UFW fast path at run time, the default (no UFW file edited)', { skip: 
         await admin([what]);
         const from = performance.now();
         assert.ok(
-          await waitUntil(async () => (await runtimeLines()).length === 2, 5000, 10),
+          await waitUntil(async () => (await runtimeLines()).length === 4, 5000, 10),
           `runtime rules not back after ufw ${what}:\n${daemon.log()}`,
         );
         figures.push(`rules back ${Math.round(performance.now() - from)} ms after ufw ${what}`);
@@ -178,7 +178,7 @@ describe('UFW fast path at run time, the default (no UFW file edited)', { skip: 
       await admin(['--force', 'enable']);
       const enabled = performance.now();
       assert.ok(
-        await waitUntil(async () => (await runtimeLines()).length === 2, 5000, 10),
+        await waitUntil(async () => (await runtimeLines()).length === 4, 5000, 10),
         `runtime rules not back after ufw enable:\n${daemon.log()}`,
       );
       figures.push(`rules back ${Math.round(performance.now() - enabled)} ms after ufw enable`);
@@ -193,7 +193,7 @@ describe('UFW fast path at run time, the default (no UFW file edited)', { skip: 
       await admin(['allow', '22/tcp']);
       await admin(['--force', 'enable']);
       assert.ok(
-        await waitUntil(async () => (await runtimeLines()).length === 2, 5000, 10),
+        await waitUntil(async () => (await runtimeLines()).length === 4, 5000, 10),
         `runtime rules not back after ufw reset + enable:\n${daemon.log()}`,
       );
       await client.echo(`after-reset-${client.nonce}`);
@@ -204,6 +204,14 @@ describe('UFW fast path at run time, the default (no UFW file edited)', { skip: 
         await waitUntil(async () => (await fastSetMembers(theLab())).length === 0, 10_000),
         `member left after the session ended:\n${daemon.log()}`,
       );
+      // With no session at all, a reload still gets our rules back, so the next session waits for nothing.
+      await admin(['reload']);
+      const idle = performance.now();
+      assert.ok(
+        await waitUntil(async () => (await runtimeLines()).length === 4, 5000, 10),
+        `runtime rules not back after a ufw reload with no session:\n${daemon.log()}`,
+      );
+      figures.push(`rules back ${Math.round(performance.now() - idle)} ms after ufw reload with no session`);
     } finally {
       await daemon.stop();
       await removeShim(theLab());

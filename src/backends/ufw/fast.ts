@@ -40,6 +40,11 @@ export interface UfwFastPath {
    * it throws, naming the fix.
    */
   assertLive(specs: RuleSpec[], ipv6: boolean): Promise<void>;
+  /**
+   * Runtime mode: places our match rules in every loaded chain of ours that lacks them (after a UFW
+   * reload or enable), so the next session's change needs no placing; nothing in other modes.
+   */
+  placeMissing(ipv6: boolean): Promise<AppliedChange[]>;
   /** Adds or deletes members in one `ipset restore`; the watcher then takes a quiet baseline. */
   change(kind: 'allow' | 'revoke', specs: RuleSpec[]): Promise<AppliedChange>;
   /** One line on the hook, sets and members, and what is wrong (each with its fix). */
@@ -147,6 +152,19 @@ export function createUfwFastPath(options: {
           `${afterFiles[family]}) or \`ufw reload\` (loads it), then check \`moshwall doctor\``,
         { family, chain: FAST_CHAINS[family], file: afterFiles[family] },
       );
+    },
+
+    async placeMissing(ipv6) {
+      if (mode() !== 'runtime') return [];
+      const state = listed.recent() ?? (await hookState(ipv6));
+      const missing = (['v4', 'v6'] as const).filter((family) => state[family] === 'missing');
+      const placed: AppliedChange[] = [];
+      for (const family of missing) placed.push(await fast.placeRuntime(family));
+      if (placed.length > 0) {
+        listed.forget();
+        afterOwnChange?.();
+      }
+      return placed;
     },
 
     async change(kind, specs) {

@@ -124,6 +124,9 @@ export function createFastPathEdge(options: {
 
     async placeRuntime(family) {
       const tool = family === 'v4' ? 'iptables' : 'ip6tables';
+      // The rules name our sets: they must exist first (`-exist`: no change when they do).
+      const created = await runner(['ipset', '-exist', 'restore'], { timeoutMs, input: createLines() });
+      assertOk(created, 'ipset restore (creating our sets)');
       let output = '';
       let argv: string[] = [];
       for (const rule of runtimeRules(family)) {

@@ -524,8 +524,8 @@ describe('ufw fast path at run time (no UFW file edited)', () => {
     assert.deepEqual(runtimeRulesIn('v4', (LIVE4 as { stdout: string }).stdout), []);
   });
 
-  it('allow into a chain UFW loaded without our rules places them, then adds the member', async () => {
-    const { backend, calls } = runtimeBackend([ok(), BARE4, ok(), ok(), ok()]);
+  it('allow into a chain UFW loaded without our rules places them (sets made first), and adds the member', async () => {
+    const { backend, calls } = runtimeBackend([ok(), BARE4, ok(), ok(), ok(), ok()]);
     await backend.allow([v4(60040)]);
     assert.deepEqual(
       calls.map((call) => call.argv.join(' ')),
@@ -533,11 +533,38 @@ describe('ufw fast path at run time (no UFW file edited)', () => {
         'iptables --version',
         'iptables -w -S ufw-after-input',
         'ipset -exist restore',
+        'ipset -exist restore',
         `iptables -w ${runtimeRules('v4')[0]}`,
         `iptables -w ${runtimeRules('v4')[1]}`,
       ],
     );
+    // The member beside the check, and our sets made before the rules that name them.
     assert.equal(calls[2]?.options.input, `${CREATES}add moshwall-any4 60040\n`);
+    assert.equal(calls[3]?.options.input, CREATES);
+  });
+
+  it('a reconcile puts back the rules a UFW reload dropped, with no session to open (prepare)', async () => {
+    const { runner, calls } = createRecordingRunner((argv) => {
+      const text = argv.join(' ');
+      if (text.startsWith('ipset save')) return NO_SET;
+      if (text === 'iptables -w -S ufw-after-input') return BARE4;
+      if (text === 'ip6tables -w -S ufw6-after-input') return NO_CHAIN;
+      if (text === 'iptables --version') return ok('iptables v1.8.9 (nf_tables)\n');
+      return ok(text === 'ipset -n list' ? 'moshwall-any4\n' : '');
+    });
+    const backend = createUfwBackend({ runner, readFile: files(), timeoutMs: 4321, fastPath: 'auto' });
+    await backend.listRules();
+    calls.length = 0;
+    const placed = (await backend.prepare?.()) ?? [];
+    assert.deepEqual(
+      calls.map((call) => call.argv.join(' ')),
+      [
+        'ipset -exist restore',
+        `iptables -w ${runtimeRules('v4')[0]}`,
+        `iptables -w ${runtimeRules('v4')[1]}`,
+      ],
+    );
+    assert.equal(placed.length, 1);
   });
 
   it('allow with our rules live runs only the ipset restore after the check; nothing placed twice', async () => {
