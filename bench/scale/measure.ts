@@ -258,8 +258,14 @@ export async function connectOnce(
     return ms;
   } finally {
     await client.close();
-    for (const pid of port === undefined ? [] : await serverPidsOnPort(lab, port))
-      await lab.killServerProcess(pid);
+    for (const pid of port === undefined ? [] : await serverPidsOnPort(lab, port)) {
+      // The session may end by itself between the listing and the kill (the client just closed): then
+      // its pid is gone, or already another process's, which the lab refuses to touch.
+      await lab.killServerProcess(pid).catch((error: unknown) => {
+        const elsewhere = error instanceof LabError && /not a process in this lab/.test(error.message);
+        if (!isGone(pid) && !elsewhere) throw error;
+      });
+    }
     if (mode === 'daemon+shim' && port !== undefined) {
       const gone = port;
       await waitUntil(
@@ -270,6 +276,9 @@ export async function connectOnce(
     }
   }
 }
+
+/** How long a freshly started daemon gets for its start-up (UFW's probe runs the ufw command twice). */
+const SETTLE_MS = 1500;
 
 /** Interleaved connects at rest (no other session): wide open (no daemon) vs daemon+shim. */
 export async function connectAtRest(
@@ -289,6 +298,8 @@ export async function connectAtRest(
       else {
         await installShim(lab);
         daemon = await startDaemon(lab, configText(profile), { verbose: false });
+        // Sessions meet a daemon that has been running: let its start-up (probe, first reconcile) end.
+        await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       }
       try {
         const ms = await connectOnce(lab, backend, mode);

@@ -55,6 +55,13 @@ const MAX_BACKOFF_MS = 30000;
 const REFUSAL_RETRIES = 3;
 const REFUSAL_RETRY_MS = 150;
 
+/**
+ * How long after a quick open its full reconcile runs: after the answer is written and the client's
+ * first packets are through (that reconcile's scan and listing would compete with the connect for CPU),
+ * well within the 2 s a change of hands gets.
+ */
+const QUICK_FOLLOW_UP_MS = 500;
+
 /** True when the report refused a holder of `port`. */
 function refusesPort(report: SyncReport, port: number): boolean {
   return report.refused.some((holder) => holder.port === port);
@@ -188,13 +195,19 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         ports.add(session.port);
         knownPorts.set(session.uid, ports);
       }
+      // The poll would see the new socket and reconcile in full right away, in the middle of the
+      // client's connect: the follow-up below does it once the connect is through.
+      lastCounts = deps.readSocketCounts?.();
+      lastFingerprint = readFingerprint(deps.readUdp, config.portRange);
       return report;
     } catch (error) {
       log.debug('quick-open-failed', { port, error: describeError(error) });
       return undefined;
     } finally {
-      // After the answer is written (a timer, not a microtask: the full scan must not hold the reply).
-      deps.clock.setTimeout(() => reconcile(`full check after the shim's request for port ${port}`), 0);
+      deps.clock.setTimeout(
+        () => reconcile(`full check after the shim's request for port ${port}`),
+        QUICK_FOLLOW_UP_MS,
+      );
     }
   };
 
