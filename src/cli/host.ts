@@ -6,6 +6,7 @@ import { systemClock } from '../clock.ts';
 import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
 import { createFlowCleaner } from '../conntrack.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
+import type { DaemonMetrics } from '../daemon/metrics.ts';
 import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
 import {
@@ -46,6 +47,8 @@ import {
   openLockFile,
 } from '../lockfile.ts';
 import type { Logger } from '../log.ts';
+import { probeMetrics } from '../metrics/probe.ts';
+import { startMetricsServer } from '../metrics/server.ts';
 import type { UninspectedProcess } from '../model.ts';
 import { PTRACE_SCOPE_PATH } from '../ptrace.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
@@ -56,14 +59,18 @@ import { type HostEdges, type ShimInvocation, VERSION } from './run.ts';
 import { ensureRuntimeDirectory } from './runtime-dir.ts';
 
 /** The engine's real edges: /proc, the ufw command, the flock lock. */
-function engine(config: Config, log: Logger): EngineDeps {
+function engine(config: Config, log: Logger, metrics?: DaemonMetrics): EngineDeps {
   const reader = createHostProcReader();
   // Genuine verdicts kept across this engine's scans (a daemon's many reconciles; see memory.ts).
   const memory = createProcessMemory();
   return {
     config,
     log,
-    backend: createBackend(config, runCommand, watchLines),
+    backend: createBackend(
+      config,
+      metrics ? metrics.timedRunner(runCommand, () => performance.now()) : runCommand,
+      watchLines,
+    ),
     flows: createFlowCleaner(runCommand, config.commandTimeoutMs),
     scan: () =>
       scanSessions(reader, {
@@ -128,6 +135,7 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
     ptrace: { scope: readPtraceScope(createHostProcReader()) },
     ...(isRoot ? { uninspected: uninspectedProcesses(reader) } : {}),
     ioUringDisabled: ioUringDisabled(reader),
+    ...(config.metricsListen === undefined ? {} : { metrics: await probeMetrics(config.metricsListen) }),
   };
 }
 
@@ -147,7 +155,7 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
     config,
     reloadConfig,
     log,
-    makeEngine: (current) => engine(current, log),
+    makeEngine: (current, metrics) => engine(current, log, metrics),
     readUdp: () => readUdp(reader),
     readSocketCounts: () => readSocketCounts(reader),
     onSignal: (signal, handler) => process.on(signal, handler),
@@ -156,6 +164,7 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
       return startSocketServer(path, handle, log, createHostPeerIdentity(reader, runCommand));
     },
     holderEdges: hostHolderEdges(reader),
+    startMetrics: (listen, render) => startMetricsServer(listen, render),
     clock: systemClock,
     version: VERSION,
   };

@@ -4,8 +4,10 @@ import { type EngineDeps, flushOurs, probeOrFail, type SyncReport, syncOnce } fr
 import { describeError, MoshwallError } from '../errors.ts';
 import type { BackendProbe } from '../firewall.ts';
 import type { Logger } from '../log.ts';
+import type { ListenAddress } from '../metrics/listen.ts';
 import { fingerprintHasPort, readFingerprint } from './fingerprint.ts';
 import { createHolderWatch, type HolderEdges } from './holder-watch.ts';
+import { createDaemonMetrics, type DaemonMetrics } from './metrics.ts';
 import { portOutcome } from './outcome.ts';
 import { type DaemonResponse, parseRequest } from './protocol.ts';
 import { createRefusalLog } from './refusal-log.ts';
@@ -16,7 +18,8 @@ export interface DaemonDeps {
   config: Config;
   /** Reads the config again (SIGHUP); throws a ConfigError when it is bad. */
   reloadConfig: () => Config;
-  makeEngine: (config: Config) => EngineDeps;
+  /** The engine for a config; `metrics`, when given, times the firewall commands it runs. */
+  makeEngine: (config: Config, metrics?: DaemonMetrics) => EngineDeps;
   /** The texts of /proc/net/udp and /proc/net/udp6 (undefined when IPv6 is off); throws on failure. */
   readUdp: () => { udp: string; udp6: string | undefined };
   /**
@@ -38,6 +41,14 @@ export interface DaemonDeps {
    * it a change of hands is noticed at the next reconcile only.
    */
   holderEdges?: HolderEdges;
+  /**
+   * Serves `render()` as GET /metrics at `listen` (config metrics_listen); optional: without it, or
+   * without metrics_listen, nothing listens. A failure to bind is logged and the daemon runs on.
+   */
+  startMetrics?: (
+    listen: ListenAddress,
+    render: () => string,
+  ) => Promise<{ address: ListenAddress; close(): Promise<void> | void }>;
   /** Time and the poll's timer (the machine's clock in production, a manual one in tests). */
   clock: Clock;
   version: string;
@@ -72,7 +83,6 @@ function isFatal(error: unknown): boolean {
 export async function runDaemon(deps: DaemonDeps): Promise<number> {
   const { log } = deps;
   let config = deps.config;
-  let engine = deps.makeEngine(config);
   let probe: BackendProbe | undefined;
   let probedAt = 0;
   let lastRunAt = Number.NEGATIVE_INFINITY;
@@ -89,6 +99,16 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   let watch: { close(): void } | undefined;
   const refusalLog = createRefusalLog();
   const holders = deps.holderEdges === undefined ? undefined : createHolderWatch(deps.holderEdges);
+  let trackedHolders = 0;
+  const metrics = createDaemonMetrics({
+    version: deps.version,
+    backend: () => engine.backend.name,
+    now: () => deps.clock.now(),
+    ...(holders ? { watchedHolders: () => trackedHolders } : {}),
+    userLabel: config.metricsUserLabel,
+  });
+  let metricsServer: { close(): Promise<void> | void } | undefined;
+  let engine = deps.makeEngine(config, metrics);
 
   /** Logs each refused holder once while it holds its socket, within each user's share of lines. */
   const logRefusals = (report: SyncReport) => {
@@ -121,6 +141,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         };
       }
       logRefusals(report);
+      metrics.reconciled(report, (deps.clock.now() - startedAt) / 1000, deps.clock.now());
+      trackedHolders = report.sessions.length;
       holders?.track(
         report.sessions.map((allowed) => allowed.session),
         deps.clock.now(),
@@ -133,6 +155,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       return report;
     } catch (error) {
       probe = undefined;
+      metrics.reconcileFailed((deps.clock.now() - startedAt) / 1000);
       throw error;
     } finally {
       runningSeen = undefined;
@@ -199,6 +222,14 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   };
 
   const handle = async (line: string): Promise<DaemonResponse> => {
+    const arrived = deps.clock.now();
+    const response = await answer(line);
+    metrics.requestAnswered(response, (deps.clock.now() - arrived) / 1000);
+    return response;
+  };
+
+  /** The reply to one shim request line. */
+  const answer = async (line: string): Promise<DaemonResponse> => {
     const request = parseRequest(line, config.portRange);
     if ('error' in request) {
       log.warn('bad-request', { error: request.error });
@@ -239,6 +270,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     deps.clock.clear(timer);
     watch?.close();
     server?.close();
+    await metricsServer?.close();
     await scheduler.idle();
     let code = fatal === undefined ? 0 : 1;
     if (fatal instanceof MoshwallError && fatal.code === 'ENOFIREWALL') code = 4;
@@ -264,7 +296,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         log.warn('reload-partial', { reason: 'socket_path changes take effect at the next restart' });
       }
       config = { ...next, socketPath: config.socketPath };
-      engine = deps.makeEngine(config);
+      engine = deps.makeEngine(config, metrics);
       watch?.close();
       watch = undefined;
       probe = undefined;
@@ -281,6 +313,15 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     pollMs: config.pollIntervalMs,
   });
   server = await deps.startServer(config.socketPath, handle);
+  if (config.metricsListen !== undefined && deps.startMetrics !== undefined) {
+    try {
+      const started = await deps.startMetrics(config.metricsListen, () => metrics.render());
+      metricsServer = started;
+      log.info('metrics-listening', { host: started.address.host, port: started.address.port });
+    } catch (error) {
+      log.error('metrics-failed', { error: describeError(error) });
+    }
+  }
   tick();
   timer = deps.clock.setInterval(tick, config.pollIntervalMs);
   return stopped;
