@@ -11,6 +11,8 @@ export interface MetricsServerLimits {
   requestTimeoutMs: number;
   /** An idle kept-alive connection is closed after this long. */
   keepAliveTimeoutMs: number;
+  /** No connection lives longer than this, however it trickles bytes (one answer needs far less). */
+  lifetimeMs: number;
 }
 
 export const DEFAULT_METRICS_LIMITS: MetricsServerLimits = {
@@ -18,6 +20,7 @@ export const DEFAULT_METRICS_LIMITS: MetricsServerLimits = {
   headersTimeoutMs: 2000,
   requestTimeoutMs: 3000,
   keepAliveTimeoutMs: 2000,
+  lifetimeMs: 5000,
 };
 
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -54,6 +57,11 @@ export function startMetricsServer(
       requestTimeout: limits.requestTimeoutMs,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       maxHeaderSize: 8192,
+      // Node checks the header and request timeouts this often (default 30 s: a slowloris would win).
+      connectionsCheckingInterval: Math.max(
+        100,
+        Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4,
+      ),
     },
     (request: IncomingMessage, response: ServerResponse) => {
       const route = routeRequest(request.method, request.url);
@@ -70,9 +78,12 @@ export function startMetricsServer(
     },
   );
   server.maxConnections = limits.maxConnections;
-  // A connection that neither sends a request nor closes is dropped after the request timeout.
+  // A connection that goes quiet is dropped after the request timeout, and any after its lifetime.
   server.on('connection', (socket) => {
     socket.setTimeout(limits.requestTimeoutMs, () => socket.destroy());
+    const lifetime = setTimeout(() => socket.destroy(), limits.lifetimeMs);
+    lifetime.unref();
+    socket.once('close', () => clearTimeout(lifetime));
   });
   server.on('clientError', (_error, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

@@ -87,6 +87,7 @@ describe('metrics endpoint', () => {
       headersTimeoutMs: 300,
       requestTimeoutMs: 400,
       keepAliveTimeoutMs: 300,
+      lifetimeMs: 1000,
     });
     try {
       const { port } = server.address;
@@ -104,6 +105,19 @@ describe('metrics endpoint', () => {
       const started = Date.now();
       await raw(port, 'GET /metrics HTTP/1.1\r\nHost: x\r\n');
       assert.ok(Date.now() - started < 5000);
+      // A trickling slowloris (a header line every 100 ms, never the end) is dropped all the same.
+      const trickle = await new Promise<number>((resolve) => {
+        const socket = connect(port, '127.0.0.1');
+        const opened = Date.now();
+        socket.on('error', () => {});
+        socket.write('GET /metrics HTTP/1.1\r\n');
+        const timer = setInterval(() => socket.write('X-Slow: y\r\n'), 100);
+        socket.on('close', () => {
+          clearInterval(timer);
+          resolve(Date.now() - opened);
+        });
+      });
+      assert.ok(trickle < 1500, `the trickling client lived ${trickle} ms`);
     } finally {
       await server.close();
     }
