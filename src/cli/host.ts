@@ -7,6 +7,7 @@ import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
 import { createFlowCleaner } from '../conntrack.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
 import type { DaemonMetrics } from '../daemon/metrics.ts';
+import type { OpenedPort } from '../daemon/protocol.ts';
 import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
 import {
@@ -53,7 +54,7 @@ import type { UninspectedProcess } from '../model.ts';
 import { PTRACE_SCOPE_PATH } from '../ptrace.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
 import { runShim } from '../shim/shim.ts';
-import type { HostActions } from './command.ts';
+import type { HostActions, StatusEdges } from './command.ts';
 import { createHostPeerIdentity, hostHolderEdges } from './host-daemon.ts';
 import { type HostEdges, type ShimInvocation, VERSION } from './run.ts';
 import { ensureRuntimeDirectory } from './runtime-dir.ts';
@@ -165,6 +166,7 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
     },
     holderEdges: hostHolderEdges(reader),
     startMetrics: (listen, render) => startMetricsServer(listen, render),
+    wallNow: () => Date.now(),
     clock: systemClock,
     version: VERSION,
   };
@@ -356,4 +358,36 @@ function unsafeFiles(selfPath: string, config: Config): string | undefined {
   }
 }
 
-export const hostEdges: HostEdges = { engine, doctorFacts, daemon, shim, host, unsafeFiles };
+/** The daemon's list of ports it opened (1 s at most; a 1 MiB answer), or undefined when none answers. */
+async function openedPorts(config: Config): Promise<OpenedPort[] | undefined> {
+  try {
+    const answer = await askDaemon(config.socketPath, { op: 'opened' }, 1000, 1024 * 1024);
+    return answer.ok && answer.op === 'opened' ? answer.opened : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** status's real edges: the daemon's socket, Date.now, ref'd timers, SIGINT/SIGTERM, the terminal. */
+const status: StatusEdges = {
+  openedPorts,
+  wallNow: () => Date.now(),
+  clock: {
+    ...systemClock,
+    // --watch's only pending work is its timer: it must keep the process alive.
+    setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+    setInterval: (fn, ms) => globalThis.setInterval(fn, ms),
+  },
+  onInterrupt: (handler) => {
+    process.on('SIGINT', handler);
+    process.on('SIGTERM', handler);
+    return () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    };
+  },
+  isTerminal: process.stdout.isTTY === true,
+  clearScreen: () => process.stdout.write('\x1b[H\x1b[2J'),
+};
+
+export const hostEdges: HostEdges = { engine, doctorFacts, daemon, shim, host, unsafeFiles, status };

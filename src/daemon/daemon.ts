@@ -9,7 +9,7 @@ import { fingerprintHasPort, readFingerprint } from './fingerprint.ts';
 import { createHolderWatch, type HolderEdges } from './holder-watch.ts';
 import { createDaemonMetrics, type DaemonMetrics } from './metrics.ts';
 import { portOutcome } from './outcome.ts';
-import { type DaemonResponse, parseRequest } from './protocol.ts';
+import { type DaemonResponse, type OpenedPort, parseRequest } from './protocol.ts';
 import { createRefusalLog } from './refusal-log.ts';
 import { createScheduler } from './scheduler.ts';
 
@@ -49,6 +49,8 @@ export interface DaemonDeps {
     listen: ListenAddress,
     render: () => string,
   ) => Promise<{ address: ListenAddress; close(): Promise<void> | void }>;
+  /** Wall-clock time in Unix ms, for when a port was opened (`status`); Date.now when absent. */
+  wallNow?: () => number;
   /** Time and the poll's timer (the machine's clock in production, a manual one in tests). */
   clock: Clock;
   version: string;
@@ -69,6 +71,19 @@ function refusesPort(report: SyncReport, port: number): boolean {
  * opened in between (same count).
  */
 export const FULL_POLL_EVERY = 8;
+
+/** Records the rules a reconcile added (at `nowMs`) and forgets those no longer kept. */
+export function noteOpened(openedAt: Map<string, OpenedPort>, report: SyncReport, nowMs: number): void {
+  for (const change of report.applied) {
+    if (change.kind !== 'allow') continue;
+    for (const spec of change.specs)
+      openedAt.set(`${spec.port}/${spec.family}`, { port: spec.port, family: spec.family, atMs: nowMs });
+  }
+  const live = new Set(
+    [...report.plan.keep, ...report.plan.allow].map((spec) => `${spec.port}/${spec.family}`),
+  );
+  for (const key of openedAt.keys()) if (!live.has(key)) openedAt.delete(key);
+}
 
 /** Errors after which running on makes no sense: the admin must fix something first. */
 function isFatal(error: unknown): boolean {
@@ -108,6 +123,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     userLabel: config.metricsUserLabel,
   });
   let metricsServer: { close(): Promise<void> | void } | undefined;
+  /** When each rule of ours was added by this daemon ("port/family" → Unix ms). */
+  const openedAt = new Map<string, OpenedPort>();
+  const wallNow = deps.wallNow ?? (() => Date.now());
   let engine = deps.makeEngine(config, metrics);
 
   /** Logs each refused holder once while it holds its socket, within each user's share of lines. */
@@ -142,6 +160,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       }
       logRefusals(report);
       metrics.reconciled(report, (deps.clock.now() - startedAt) / 1000, deps.clock.now());
+      noteOpened(openedAt, report, wallNow());
       trackedHolders = report.sessions.length;
       holders?.track(
         report.sessions.map((allowed) => allowed.session),
@@ -236,6 +255,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       return { ok: false, error: request.error };
     }
     if (request.op === 'ping') return { ok: true, op: 'ping', version: deps.version };
+    if (request.op === 'opened') return { ok: true, op: 'opened', opened: [...openedAt.values()] };
     let response: DaemonResponse;
     try {
       // A reconcile that began with this port's socket already bound serves the request as well as a new one.

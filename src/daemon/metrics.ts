@@ -42,7 +42,7 @@ export function refusalReason(reason: string): string {
 
 /** The bounded outcome label of one shim request's answer. */
 export function requestOutcome(response: DaemonResponse): string {
-  if (response.ok) return response.op === 'ping' ? 'ping' : response.state;
+  if (response.ok) return response.op === 'open' ? response.state : response.op;
   if (response.port === undefined) return 'bad_request';
   if (response.error.startsWith('reconcile failed')) return 'failed';
   if (response.error.startsWith('an admin rule decides')) return 'conflict';
@@ -181,7 +181,8 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
     requestAnswered(response, seconds) {
       const outcome = requestOutcome(response);
       requests.inc({ outcome });
-      if (outcome !== 'ping' && outcome !== 'bad_request') openLatency.observe({ outcome }, seconds);
+      if (outcome !== 'ping' && outcome !== 'opened' && outcome !== 'bad_request')
+        openLatency.observe({ outcome }, seconds);
     },
     timedRunner(run, now) {
       return async (argv, runOptions) => {

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { type Daemon, endStarted, installShim, moshwall, startDaemon } from './_daemon.ts';
 import { expectedOurs, ourTuples, useLab } from './_moshwall.ts';
 import { waitUntil } from './_poll.ts';
-import { createLab, labSkipReason } from './lab.ts';
+import { CLIENT_V4, createLab, labSkipReason } from './lab.ts';
 
 const HOG = fileURLToPath(new URL('./fixtures/http-hog.mjs', import.meta.url));
 const PORT = 9654;
@@ -81,6 +81,21 @@ describe('daemon metrics endpoint in the lab', { skip: labSkipReason() }, () => 
     const check = spawnSync('promtool', ['check', 'metrics'], { input: after.body, encoding: 'utf8' });
     assert.equal(check.error, undefined, 'promtool is installed');
     assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+    // status (issue 14 §4): when the daemon opened the port, and the client's address.
+    const status = await moshwall(theLab(), ['status', '--json']);
+    assert.equal(status.exitCode, 0, status.stderr);
+    const sessions = (JSON.parse(status.stdout) as { sessions: Array<Record<string, unknown>> }).sessions;
+    const mine = sessions.find((entry) => entry.port === 60050);
+    t.diagnostic(`status --json session: ${JSON.stringify(mine)}`);
+    assert.equal(mine?.clientAddress, CLIENT_V4);
+    const openedAtMs = Number(mine?.openedAtMs);
+    assert.ok(Math.abs(Date.now() - openedAtMs) < 60_000, `opened ${openedAtMs}, now ${Date.now()}`);
+    const text = await moshwall(theLab(), ['status']);
+    assert.match(
+      text.stdout,
+      new RegExp(`60050 .*${CLIENT_V4.replace(/\./g, '\\.')} .* \\d+s ago `),
+      text.stdout,
+    );
     await theLab().killServerProcess(server.pid);
     await theDaemon().waitForLine(/^info closed port=60050 family=v4 /, { timeoutMs: 10_000 });
     await theDaemon().waitForLine(/^debug reconciled sessions=0/);

@@ -168,6 +168,7 @@ describe('runDaemon', () => {
       undefined,
       undefined,
       {
+        wallNow: () => 1234,
         startMetrics: async (listen, rendering) => {
           render = rendering;
           return {
@@ -194,6 +195,8 @@ describe('runDaemon', () => {
     assert.match(text, /^moshwall_open_latency_seconds_count\{outcome="open"\} 1$/m);
     assert.match(text, /^moshwall_last_good_reconcile_age_seconds \d/m);
     assert.ok(!text.includes(session({ port: 60001 }).user), 'no user name by default');
+    const opened = await daemon.ask('{"op":"opened"}');
+    assert.deepEqual(opened, { ok: true, op: 'opened', opened: [{ port: 60001, family: 'v4', atMs: 1234 }] });
     daemon.signal('SIGTERM');
     assert.equal(await daemon.exit, 0);
     assert.equal(metricsClosed, true);
