@@ -5,7 +5,7 @@
 // query with the session count.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import { CLIENT_V4, createLab, labSkipReason } from './lab.ts';
 
 const HOG = fileURLToPath(new URL('./fixtures/http-hog.mjs', import.meta.url));
 const PORT = 9654;
+const DASHBOARD = fileURLToPath(new URL('../../deploy/grafana/moshwall-dashboard.json', import.meta.url));
 const CONFIG = `backend = "ufw"\nport_range = "60000:61000"\nmetrics_listen = "127.0.0.1:${PORT}"\n`;
 
 /** One value of a scraped text: the sample `name{labels}` exactly, or undefined when absent. */
@@ -218,6 +219,42 @@ describe('daemon metrics endpoint in the lab', { skip: labSkipReason() }, () => 
       (sample(own, 'moshwall_sessions{family="v6"}') ?? 0);
     assert.ok(live >= 1, 'the daemon counts the session');
     assert.equal(first?.value[1], String(live), "Prometheus's answer is the daemon's count");
+    // The Grafana dashboard's queries (deploy/grafana), with its variables filled in, run and the
+    // instant ones of gauges return data.
+    const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as {
+      panels: Array<{ title: string; targets: Array<{ expr: string }> }>;
+    };
+    const empty: string[] = [];
+    for (const panel of dashboard.panels) {
+      for (const target of panel.targets) {
+        const expr = target.expr.replaceAll('$instance', '.+').replaceAll('$__rate_interval', '1m');
+        const answer = await theLab().runServer(
+          [
+            process.execPath,
+            HOG,
+            'get',
+            '127.0.0.1',
+            '19090',
+            `/api/v1/query?query=${encodeURIComponent(expr)}`,
+          ],
+          { timeoutMs: 10_000 },
+        );
+        const body = JSON.parse((JSON.parse(answer.stdout) as { body: string }).body) as {
+          status: string;
+          data?: { result?: unknown[] };
+        };
+        assert.equal(body.status, 'success', `${panel.title}: ${expr}`);
+        if ((body.data?.result ?? []).length === 0) empty.push(`${panel.title}: ${expr}`);
+      }
+    }
+    t.diagnostic(`dashboard queries without data yet: ${empty.length}\n${empty.join('\n')}`);
+    for (const title of [
+      'Live mosh sessions',
+      'Rules of ours',
+      'Seconds since last good reconcile',
+      'Hosts: version and backend',
+    ])
+      assert.ok(!empty.some((line) => line.startsWith(`${title}:`)), `${title} has data`);
     await theLab().killServerProcess(prometheus.pid);
     await theLab().killServerProcess(server.pid);
   });
