@@ -25,19 +25,23 @@ const COMMANDS = new Set([
   'conntrack',
 ]);
 
-/** The bounded reason label for a refusal's free-text reason. */
+/** The bounded reason label for a refusal's free-text reason (see discovery/genuine.ts, policy.ts). */
 export function refusalReason(reason: string): string {
-  if (/^cannot read pid/.test(reason)) return 'unreadable';
-  if (/^cannot verify pid/.test(reason)) return 'unverified';
-  if (/exited$/.test(reason)) return 'exited';
-  if (/could not be inspected/.test(reason)) return 'uninspected';
-  if (/also held by/.test(reason)) return 'shared';
-  if (/not allowed|allow_users|allow_groups|not in /.test(reason)) return 'policy';
-  if (/namespace/.test(reason)) return 'namespace';
-  if (/traced|ptrace|tracer/.test(reason)) return 'traced';
-  if (/not a mosh-server|exe|executable|name/.test(reason)) return 'not_mosh_server';
-  if (/max_sessions|sessions per user|cap/.test(reason)) return 'per_user_cap';
-  return 'other';
+  const rules: Array<[RegExp, string]> = [
+    [/also held by/, 'shared'],
+    [/could not be inspected/, 'uninspected'],
+    [/not in allow_users or allow_groups/, 'policy'],
+    [/max_sessions_per_user/, 'per_user_cap'],
+    [/IPv6 only/, 'ipv6_off'],
+    [/^cannot read pid/, 'unreadable'],
+    [/exited$/, 'exited'],
+    [/traced by/, 'traced'],
+    [/namespace/, 'namespace'],
+    [/is not named/, 'not_mosh_server'],
+    [/deleted|root sees at that path|owned by uid|writable by|not a regular file/, 'untrusted_binary'],
+    [/^cannot verify pid/, 'unverified'],
+  ];
+  return rules.find(([pattern]) => pattern.test(reason))?.[1] ?? 'other';
 }
 
 /** The bounded outcome label of one shim request's answer. */

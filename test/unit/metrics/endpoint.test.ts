@@ -129,6 +129,23 @@ describe('daemon metrics', () => {
     assert.equal(refusalReason('cannot read pid 4: EACCES'), 'unreadable');
     assert.equal(refusalReason('cannot verify pid 4: gone'), 'unverified');
     assert.equal(refusalReason('something new and odd'), 'other');
+    assert.equal(
+      refusalReason('cannot verify pid 4: executable /usr/bin/nc is not named mosh-server'),
+      'not_mosh_server',
+    );
+    assert.equal(refusalReason('cannot verify pid 4: traced by pid 9'), 'traced');
+    assert.equal(refusalReason('user eve is not in allow_users or allow_groups'), 'policy');
+    assert.equal(refusalReason('user eve already holds 10 ports (max_sessions_per_user)'), 'per_user_cap');
+    assert.equal(
+      refusalReason(
+        'port 60001 is also held by pid 5 (cannot verify pid 5: traced by pid 9); opening it would expose that process',
+      ),
+      'shared',
+    );
+    assert.equal(
+      refusalReason('cannot verify pid 4: executable /x/mosh-server is owned by uid 1000, not root'),
+      'untrusted_binary',
+    );
     assert.equal(requestOutcome({ ok: true, op: 'open', port: 1, state: 'open' }), 'open');
     assert.equal(requestOutcome({ ok: false, error: 'bad' }), 'bad_request');
     assert.equal(requestOutcome({ ok: false, port: 1, error: 'reconcile failed: x' }), 'failed');
@@ -146,7 +163,7 @@ describe('daemon metrics', () => {
       family: 'v4' as const,
       localAddress: '0.0.0.0',
       exe: '/usr/bin/nc',
-      reason: 'cannot verify pid 7: not mosh',
+      reason: 'cannot verify pid 7: /proc/7/maps does not exist',
     };
     metrics.reconciled(report([60001], [squatter]), 0.02, now);
     now = 5000;
