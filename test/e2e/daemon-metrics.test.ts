@@ -224,6 +224,8 @@ describe('daemon metrics endpoint in the lab', { skip: labSkipReason() }, () => 
     const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as {
       panels: Array<{ title: string; targets: Array<{ expr: string }> }>;
     };
+    // A few more scrapes, so rates over the window have two samples.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
     const empty: string[] = [];
     for (const panel of dashboard.panels) {
       for (const target of panel.targets) {
@@ -248,13 +250,10 @@ describe('daemon metrics endpoint in the lab', { skip: labSkipReason() }, () => 
       }
     }
     t.diagnostic(`dashboard queries without data yet: ${empty.length}\n${empty.join('\n')}`);
-    for (const title of [
-      'Live mosh sessions',
-      'Rules of ours',
-      'Seconds since last good reconcile',
-      'Hosts: version and backend',
-    ])
-      assert.ok(!empty.some((line) => line.startsWith(`${title}:`)), `${title} has data`);
+    // Only series that exist once something failed or was refused may be empty (this lab run has neither).
+    const mayBeEmpty = /command_failures_total|refusals_total|result="failed"/;
+    const missing = empty.filter((line) => !mayBeEmpty.test(line));
+    assert.deepEqual(missing, [], 'every other dashboard query returns data');
     await theLab().killServerProcess(prometheus.pid);
     await theLab().killServerProcess(server.pid);
   });
