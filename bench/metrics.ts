@@ -12,7 +12,7 @@ import { startDaemon } from '../test/e2e/_daemon.ts';
 import { LabError, run } from '../test/e2e/_exec.ts';
 import { waitUntil } from '../test/e2e/_poll.ts';
 import { createLab, type Lab, requireRoot } from '../test/e2e/lab.ts';
-import { printAndWrite, runBench } from './_run.ts';
+import { markdownTable, printAndWrite, runBench } from './_run.ts';
 import {
   compileFake,
   hostPids,
@@ -95,28 +95,35 @@ async function main(): Promise<number> {
     fake.remove();
   }
   const list = (values: number[], digits: number) => values.map((value) => value.toFixed(digits)).join(', ');
-  const table = MODES.map((mode) => {
-    const results = rows.get(mode) ?? [];
-    const bytes = results.find((each) => each.scrapeBytes !== undefined)?.scrapeBytes;
-    return `| ${mode} | ${list(
-      results.map((each) => each.idle.cpu),
-      2,
-    )} | ${list(
-      results.map((each) => each.idle.rss),
-      1,
-    )} | ${list(
-      results.map((each) => each.idle.hwm),
-      1,
-    )} | ${bytes ?? '-'} |`;
-  });
+  const table = markdownTable(
+    ['metrics', 'idle CPU %', 'VmRSS MiB', 'VmHWM MiB', 'scrape bytes'],
+    MODES.map((mode) => {
+      const results = rows.get(mode) ?? [];
+      const bytes = results.find((each) => each.scrapeBytes !== undefined)?.scrapeBytes;
+      return [
+        mode,
+        list(
+          results.map((each) => each.idle.cpu),
+          2,
+        ),
+        list(
+          results.map((each) => each.idle.rss),
+          1,
+        ),
+        list(
+          results.map((each) => each.idle.hwm),
+          1,
+        ),
+        bytes === undefined ? '-' : String(bytes),
+      ];
+    }),
+  );
   const text = `# The metrics endpoint's cost (issue 14 §1)
 
 ${new Date().toISOString().slice(0, 10)}, node ${process.version}. \`node --import tsx bench/metrics.ts --sessions ${sessions} --rounds ${rounds} --idle-s ${idleS}\`:
 nftables in a lab, ${sessions} genuine sessions live, the daemon started anew for each row entry (rounds
 interleaved); idle CPU is % of one core over ${idleS} s once every port is open. Each entry one run.
 
-| metrics | idle CPU % | VmRSS MiB | VmHWM MiB | scrape bytes |
-| --- | --- | --- | --- | --- |
 ${table.join('\n')}
 `;
   printAndWrite(RESULTS, text);

@@ -315,7 +315,21 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       if (next.socketPath !== config.socketPath) {
         log.warn('reload-partial', { reason: 'socket_path changes take effect at the next restart' });
       }
-      config = { ...next, socketPath: config.socketPath };
+      if (
+        JSON.stringify(next.metricsListen) !== JSON.stringify(config.metricsListen) ||
+        next.metricsUserLabel !== config.metricsUserLabel
+      ) {
+        log.warn('reload-partial', {
+          reason: 'metrics_listen and metrics_user_label changes take effect at the next restart',
+        });
+      }
+      config = {
+        ...next,
+        socketPath: config.socketPath,
+        metricsUserLabel: config.metricsUserLabel,
+        ...(config.metricsListen === undefined ? {} : { metricsListen: config.metricsListen }),
+      };
+      if (config.metricsListen === undefined) delete config.metricsListen;
       engine = deps.makeEngine(config, metrics);
       watch?.close();
       watch = undefined;

@@ -197,6 +197,10 @@ describe('runDaemon', () => {
     assert.ok(!text.includes(session({ port: 60001 }).user), 'no user name by default');
     const opened = await daemon.ask('{"op":"opened"}');
     assert.deepEqual(opened, { ok: true, op: 'opened', opened: [{ port: 60001, family: 'v4', atMs: 1234 }] });
+    // A reload cannot move the endpoint: it says so and keeps serving where it listens.
+    daemon.state.nextConfig = () => ({ ...DEFAULT_CONFIG, pollIntervalMs: 20 });
+    daemon.signal('SIGHUP');
+    assert.ok(daemon.lines.some((line) => /^warn reload-partial .*metrics_listen/.test(line)));
     daemon.signal('SIGTERM');
     assert.equal(await daemon.exit, 0);
     assert.equal(metricsClosed, true);
