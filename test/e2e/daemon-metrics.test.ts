@@ -9,9 +9,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Daemon, endStarted, installShim, moshwall, startDaemon } from './_daemon.ts';
+import { type Daemon, endStarted, installShim, moshwall, moshwallArgv, startDaemon } from './_daemon.ts';
 import { expectedOurs, ourTuples, useLab } from './_moshwall.ts';
 import { waitUntil } from './_poll.ts';
+import { signalPid } from './_procfs.ts';
 import { CLIENT_V4, createLab, labSkipReason } from './lab.ts';
 
 const HOG = fileURLToPath(new URL('./fixtures/http-hog.mjs', import.meta.url));
@@ -103,6 +104,24 @@ describe('daemon metrics endpoint in the lab', { skip: labSkipReason() }, () => 
     const closed = await scrape();
     assert.equal(sample(closed.body, 'moshwall_closes_total{family="v4"}'), 1);
     assert.equal(sample(closed.body, 'moshwall_sessions{family="v4"}'), 0);
+  });
+
+  test('status --watch redraws every --interval (off a terminal: block after block) and ends with 0 on SIGINT', async () => {
+    const watching = await theLab().startServer(moshwallArgv(['status', '--watch', '--interval', '0.5']));
+    started.push(watching.pid);
+    assert.ok(
+      await waitUntil(
+        () => (watching.output().stdout.match(/^sessions \(\d+\):/gm) ?? []).length >= 3,
+        15_000,
+        50,
+      ),
+      `three redraws: ${watching.output().stdout}${watching.output().stderr}`,
+    );
+    signalPid(watching.pid, 'SIGINT');
+    const ended = await watching.done;
+    assert.equal(ended.exitCode, 0, ended.stderr);
+    assert.match(ended.stdout, /\(every 0\.5 s, \d{4}-\d\d-\d\dT[\d:.]+Z; Ctrl-C ends\)/);
+    assert.ok(!ended.stdout.includes('\u001b['), 'no escape codes off a terminal');
   });
 
   test('only GET /metrics: 404 and 405 otherwise; doctor says the endpoint answers', async () => {
