@@ -13,8 +13,10 @@ export type RuleState = 'open' | 'missing' | 'covered' | 'conflict' | 'unfiltere
 export interface SessionStatus extends Omit<MoshSession, 'clientAddress'> {
   ageSeconds: number;
   rule: RuleState;
-  /** The client's address (from SSH_CONNECTION), or null when unknown. */
+  /** The client's address, or null when unknown. */
   clientAddress: string | null;
+  /** Where clientAddress came from: the freshest conntrack flow to the port, the login's SSH_CONNECTION. */
+  clientAddressFrom: 'conntrack' | 'login' | null;
   /** When the daemon added this port's rule (Unix ms), or null when unknown (no daemon, or opened before it). */
   openedAtMs: number | null;
 }
@@ -79,6 +81,7 @@ export function buildStatus(input: {
     sessions: decision.allowed.map(({ session, specs }) => ({
       ...session,
       clientAddress: session.clientAddress ?? null,
+      clientAddressFrom: session.clientAddress === undefined ? null : 'login',
       openedAtMs: null,
       ageSeconds: Math.max(0, Math.round((input.nowMs - session.startedAtMs) / 1000)),
       rule: input.firewall.active ? ruleStateOf(specs, plan) : 'unfiltered',
@@ -91,6 +94,19 @@ export function buildStatus(input: {
     })),
     foreignInRange: input.rules.filter((rule) => !rule.ours && touchesRange(rule, input.range)),
     warnings: decision.warnings,
+  };
+}
+
+/** The status with each session's client address from conntrack ("port/family" → address) where known. */
+export function withFlowPeers(status: StatusReport, peers: ReadonlyMap<string, string>): StatusReport {
+  return {
+    ...status,
+    sessions: status.sessions.map((session) => {
+      const peer = peers.get(`${session.port}/${session.family}`);
+      return peer === undefined
+        ? session
+        : { ...session, clientAddress: peer, clientAddressFrom: 'conntrack' };
+    }),
   };
 }
 

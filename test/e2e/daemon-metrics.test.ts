@@ -92,6 +92,15 @@ describe('daemon metrics endpoint in the lab', { skip: labSkipReason() }, () => 
     assert.equal(mine?.clientAddress, CLIENT_V4);
     const openedAtMs = Number(mine?.openedAtMs);
     assert.ok(Math.abs(Date.now() - openedAtMs) < 60_000, `opened ${openedAtMs}, now ${Date.now()}`);
+    assert.equal(mine?.clientAddressFrom, 'login', 'no UDP from the client yet: the login says');
+    // A datagram from the client makes a conntrack flow to the port: status now takes the address from it.
+    assert.ok(await theLab().udpReachable(60050, 'v4'), 'the open port is reachable');
+    const flowed = await moshwall(theLab(), ['status', '--json']);
+    const viaFlow = (JSON.parse(flowed.stdout) as { sessions: Array<Record<string, unknown>> }).sessions.find(
+      (entry) => entry.port === 60050,
+    );
+    assert.equal(viaFlow?.clientAddressFrom, 'conntrack', JSON.stringify(viaFlow));
+    assert.equal(viaFlow?.clientAddress, CLIENT_V4);
     const text = await moshwall(theLab(), ['status']);
     assert.match(
       text.stdout,
