@@ -9,20 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_SOCKET, ping, startDaemon } from '../test/e2e/_daemon.ts';
 import { createLab } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';
-import { printAndWrite, runBench } from './_run.ts';
+import { markdownTable, printAndWrite, runBench } from './_run.ts';
 
 const HOG = fileURLToPath(new URL('../test/e2e/fixtures/socket-hog.mjs', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results/daemon-hogs.md', import.meta.url));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A Markdown table with every column padded to its widest cell (as the formatter writes it). */
-function markdownTable(header: string[], rows: string[][]): string[] {
-  const all = [header, ...rows];
-  const widths = header.map((_, column) => Math.max(3, ...all.map((row) => [...(row[column] ?? '')].length)));
-  const line = (cells: string[]) =>
-    `| ${cells.map((cell, column) => cell + ' '.repeat((widths[column] ?? 0) - [...cell].length)).join(' | ')} |`;
-  return [line(header), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)];
-}
 
 /** The resident memory of pid in MiB (VmRSS). */
 function rssMiB(pid: number): number {

@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(ufw ipset conntrack firewalld dbus mosh openssh-server openssh-client iproute2 iptables nftables util-linux procps socat tmux debootstrap ansible-core ansible-lint lintian man-db sudo gcc libc6-dev)
+packages=(ufw ipset conntrack firewalld dbus mosh openssh-server openssh-client iproute2 iptables nftables util-linux procps socat tmux debootstrap ansible-core ansible-lint lintian man-db sudo gcc libc6-dev prometheus)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -19,9 +19,15 @@ done
 # unit's D-Bus alias would start it again at the first firewall-cmd. The tests only run firewalld inside a
 # lab namespace. So while installing, a temporary policy-rc.d (exit 101: "action forbidden") stops every
 # service start, made only if none exists and removed afterwards; then the new unit is disabled.
+# prometheus (promtool checks the metrics text; the e2e runs a prometheus inside a lab) is kept from
+# running on this machine the same way: no start while installing, its unit disabled afterwards.
 new_firewalld=false
+new_prometheus=false
 if [ "${#missing[@]}" -gt 0 ]; then
-  for package in "${missing[@]}"; do [ "$package" = firewalld ] && new_firewalld=true; done
+  for package in "${missing[@]}"; do
+    [ "$package" = firewalld ] && new_firewalld=true
+    [ "$package" = prometheus ] && new_prometheus=true
+  done
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     trap 'rm -f "$policy"' EXIT
@@ -37,6 +43,13 @@ if [ "$new_firewalld" = true ]; then
     systemctl disable firewalld.service
   else
     deb-systemd-helper disable firewalld.service || true
+  fi
+fi
+if [ "$new_prometheus" = true ]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl disable prometheus.service
+  else
+    deb-systemd-helper disable prometheus.service || true
   fi
 fi
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { ConfigError } from './errors.ts';
+import { type ListenAddress, parseListen } from './metrics/listen.ts';
 import type { PortRange } from './model.ts';
 import { parseNetwork } from './net.ts';
 
@@ -56,6 +57,12 @@ export interface Config {
   shimTimeoutMs: number;
   /** Hook: how long `moshwall hook` keeps watching for the session being started. */
   hookWatchMs: number;
+  /** Daemon: where GET /metrics is served (off when absent); loopback unless metricsAllowPublic. */
+  metricsListen?: ListenAddress;
+  /** Allow metrics_listen on a non-loopback address (default false). */
+  metricsAllowPublic: boolean;
+  /** Label the sessions gauge by user (default false: cardinality and privacy). */
+  metricsUserLabel: boolean;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -78,6 +85,8 @@ export const DEFAULT_CONFIG: Config = {
   onStop: 'keep',
   shimTimeoutMs: 3000,
   hookWatchMs: 20000,
+  metricsAllowPublic: false,
+  metricsUserLabel: false,
 };
 
 type Check = (value: unknown, fail: (message: string) => never) => Partial<Config>;
@@ -202,6 +211,21 @@ const CHECKS: Record<string, Check> = {
   },
   shim_timeout_ms: (value, fail) => ({ shimTimeoutMs: integer(value, 100, 30000, fail) }),
   hook_watch_ms: (value, fail) => ({ hookWatchMs: integer(value, 1000, 600000, fail) }),
+  // Checked once every key is read (metrics_allow_public may come after it): see checkMetricsListen.
+  metrics_listen: (value, fail) => {
+    if (typeof value !== 'string')
+      return fail(`expected a string such as "127.0.0.1:9654", got ${describe(value)}`);
+    const parsed = parseListen(value, true);
+    return typeof parsed === 'string' ? fail(parsed) : { metricsListen: parsed };
+  },
+  metrics_allow_public: (value, fail) => {
+    if (typeof value !== 'boolean') return fail(`expected true or false, got ${describe(value)}`);
+    return { metricsAllowPublic: value };
+  },
+  metrics_user_label: (value, fail) => {
+    if (typeof value !== 'boolean') return fail(`expected true or false, got ${describe(value)}`);
+    return { metricsUserLabel: value };
+  },
 };
 
 /** An absolute path without NUL or "..", or a failure. */
@@ -257,6 +281,20 @@ export function parseConfig(text: string, file: string): Config {
     const check = CHECKS[key];
     if (!check) fail(`unknown key (known: ${Object.keys(CHECKS).join(', ')})`);
     else config = { ...config, ...check(value, fail) };
+  }
+  const listen = config.metricsListen;
+  if (listen !== undefined && !config.metricsAllowPublic) {
+    const address = listen.host.includes(':')
+      ? `[${listen.host}]:${listen.port}`
+      : `${listen.host}:${listen.port}`;
+    const problem = parseListen(address, false);
+    if (typeof problem === 'string') {
+      const line = lineOfKey(text, 'metrics_listen');
+      throw new ConfigError(
+        `${file}${line ? `:${line}` : ''}: metrics_listen: ${problem}`,
+        line ? { file, line, key: 'metrics_listen' } : { file, key: 'metrics_listen' },
+      );
+    }
   }
   return config;
 }

@@ -39,6 +39,35 @@ export type FlowOutcome =
 export interface FlowCleaner {
   probe(): Promise<FlowToolProbe>;
   forget(specs: RuleSpec[]): Promise<FlowOutcome[]>;
+  /**
+   * The client address of the freshest UDP flow to each of `ports` ("port/family" → address), for
+   * status; optional, and an empty map when conntrack cannot be run.
+   */
+  peers?(ports: ReadonlyArray<{ port: number; family: 'v4' | 'v6' }>): Promise<Map<string, string>>;
+}
+
+/**
+ * From `conntrack -L -p udp` text: for each wanted "port/family", the original source address of the
+ * flow to that port with the most time left (the one the client used last: a roamed client's old flow
+ * times out first).
+ */
+export function parseFlowPeers(
+  text: string,
+  family: 'v4' | 'v6',
+  ports: ReadonlySet<number>,
+): Map<string, string> {
+  const best = new Map<string, { address: string; left: number }>();
+  for (const line of text.split('\n')) {
+    const match = /^\S+\s+\d+\s+(\d+)\s.*?\bsrc=(\S+)\s+dst=\S+\s+sport=\d+\s+dport=(\d+)/.exec(line.trim());
+    if (!match) continue;
+    const port = Number(match[3]);
+    if (!ports.has(port)) continue;
+    const key = `${port}/${family}`;
+    const left = Number(match[1]);
+    const known = best.get(key);
+    if (known === undefined || left > known.left) best.set(key, { address: match[2] ?? '', left });
+  }
+  return new Map([...best].map(([key, flow]) => [key, flow.address]));
 }
 
 /**
@@ -139,6 +168,21 @@ export function createFlowCleaner(runner: Runner, timeoutMs: number): FlowCleane
           : `conntrack cannot be run (${reasonOf(error)}): ${CONNTRACK_WHY}`;
         return { available: false, problem, fix: CONNTRACK_FIX };
       }
+    },
+    async peers(ports) {
+      const found = new Map<string, string>();
+      for (const family of ['v4', 'v6'] as const) {
+        const wanted = new Set(ports.filter((each) => each.family === family).map((each) => each.port));
+        if (wanted.size === 0) continue;
+        try {
+          const argv = ['conntrack', '-L', '-p', 'udp', '-f', family === 'v4' ? 'ipv4' : 'ipv6'];
+          const result = await runner(argv, { timeoutMs });
+          for (const [key, address] of parseFlowPeers(result.stdout, family, wanted)) found.set(key, address);
+        } catch {
+          // No conntrack (status says so elsewhere): the login's address stands.
+        }
+      }
+      return found;
     },
     async forget(specs) {
       // One at a time: each run dumps the whole conntrack hash table in the kernel, and parallel runs

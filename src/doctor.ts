@@ -1,6 +1,7 @@
 import type { Config } from './config.ts';
 import type { FlowToolProbe } from './conntrack.ts';
 import type { BackendProbe } from './firewall.ts';
+import type { MetricsProbe } from './metrics/probe.ts';
 import type { UninspectedProcess } from './model.ts';
 import { anywhere } from './net.ts';
 import { ptraceFinding } from './ptrace.ts';
@@ -35,6 +36,25 @@ export interface DoctorFacts {
   uninspected?: UninspectedProcess[] | Error;
   /** kernel.io_uring_disabled (0, 1, 2), or null when the kernel has no such setting (io_uring open to all). */
   ioUringDisabled?: number | null;
+  /** A look at the metrics endpoint when metrics_listen is set; absent otherwise. */
+  metrics?: MetricsProbe;
+}
+
+/** Whether the daemon's metrics endpoint answers where metrics_listen says (only when it is set). */
+export function metricsFinding(config: Config, probe: MetricsProbe | undefined): Finding | undefined {
+  const listen = config.metricsListen;
+  if (listen === undefined || probe === undefined) return undefined;
+  const where = listen.host.includes(':')
+    ? `[${listen.host}]:${listen.port}`
+    : `${listen.host}:${listen.port}`;
+  if (probe.listening)
+    return { level: 'ok', check: 'metrics', message: `metrics endpoint ${where} ${probe.detail}` };
+  return {
+    level: 'warn',
+    check: 'metrics',
+    message: `metrics_listen is ${where} but the endpoint does not answer: ${probe.detail}`,
+    fix: 'start or restart the daemon (`systemctl restart moshwall`) and look for metrics-failed in its log',
+  };
 }
 
 /** True when an allow rule opens every port of the range to anyone, for one family. */
@@ -142,6 +162,8 @@ export function diagnose(facts: DoctorFacts): Finding[] {
   if (facts.conntrack !== undefined) findings.push(conntrackFinding(facts.conntrack));
   findings.push(...uninspectedFindings(facts.uninspected));
   if (facts.ioUringDisabled !== undefined) findings.push(ioUringFinding(facts.ioUringDisabled));
+  const metrics = metricsFinding(config, facts.metrics);
+  if (metrics) findings.push(metrics);
   if (facts.rules instanceof Error) {
     findings.push({
       level: 'fail',

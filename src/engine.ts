@@ -9,7 +9,7 @@ import { type AllowedSession, decide, type GroupDirectory } from './policy.ts';
 import { ptraceReport } from './ptrace.ts';
 import { type Plan, planChanges } from './reconcile.ts';
 import { type FirewallRule, type RuleSpec, specOfRule } from './rules.ts';
-import { buildStatus, type StatusReport } from './status.ts';
+import { buildStatus, type StatusReport, withFlowPeers } from './status.ts';
 
 /** Everything a reconcile touches, injected so tests can replace each edge. */
 export interface EngineDeps {
@@ -285,5 +285,7 @@ export async function collectStatus(deps: EngineDeps, nowMs: number): Promise<St
     }
   }
   if (deps.readPtraceScope) status.ptrace = ptraceReport(deps.readPtraceScope());
+  if (deps.flows?.peers !== undefined && status.conntrack?.available === true && status.sessions.length > 0)
+    return withFlowPeers(status, await deps.flows.peers(status.sessions));
   return status;
 }

@@ -1,4 +1,5 @@
 import type { FlowToolProbe } from './conntrack.ts';
+import type { OpenedPort } from './daemon/protocol.ts';
 import type { BackendProbe } from './firewall.ts';
 import type { MoshSession, PortRange, RefusedHolder, UninspectedProcess } from './model.ts';
 import type { PolicyDecision } from './policy.ts';
@@ -9,9 +10,15 @@ import { type FirewallRule, type RuleSpec, specKey } from './rules.ts';
 /** How the firewall treats a session's port. */
 export type RuleState = 'open' | 'missing' | 'covered' | 'conflict' | 'unfiltered';
 
-export interface SessionStatus extends MoshSession {
+export interface SessionStatus extends Omit<MoshSession, 'clientAddress'> {
   ageSeconds: number;
   rule: RuleState;
+  /** The client's address, or null when unknown. */
+  clientAddress: string | null;
+  /** Where clientAddress came from: the freshest conntrack flow to the port, the login's SSH_CONNECTION. */
+  clientAddressFrom: 'conntrack' | 'login' | null;
+  /** When the daemon added this port's rule (Unix ms), or null when unknown (no daemon, or opened before it). */
+  openedAtMs: number | null;
 }
 
 export interface OurRuleStatus extends RuleSpec {
@@ -73,6 +80,9 @@ export function buildStatus(input: {
     firewall: input.firewall,
     sessions: decision.allowed.map(({ session, specs }) => ({
       ...session,
+      clientAddress: session.clientAddress ?? null,
+      clientAddressFrom: session.clientAddress === undefined ? null : 'login',
+      openedAtMs: null,
       ageSeconds: Math.max(0, Math.round((input.nowMs - session.startedAtMs) / 1000)),
       rule: input.firewall.active ? ruleStateOf(specs, plan) : 'unfiltered',
     })),
@@ -84,6 +94,37 @@ export function buildStatus(input: {
     })),
     foreignInRange: input.rules.filter((rule) => !rule.ours && touchesRange(rule, input.range)),
     warnings: decision.warnings,
+  };
+}
+
+/** The status with each session's client address from conntrack ("port/family" → address) where known. */
+export function withFlowPeers(status: StatusReport, peers: ReadonlyMap<string, string>): StatusReport {
+  return {
+    ...status,
+    sessions: status.sessions.map((session) => {
+      const peer = peers.get(`${session.port}/${session.family}`);
+      return peer === undefined
+        ? session
+        : { ...session, clientAddress: peer, clientAddressFrom: 'conntrack' };
+    }),
+  };
+}
+
+/**
+ * The status with each session's openedAtMs from the daemon's list (earliest of its families); sessions
+ * the list does not name, or every one when there is no list (no daemon), stay null.
+ */
+export function withOpenTimes(status: StatusReport, opened: readonly OpenedPort[] | undefined): StatusReport {
+  if (opened === undefined) return status;
+  const byPort = new Map<number, number>();
+  for (const entry of opened)
+    byPort.set(entry.port, Math.min(byPort.get(entry.port) ?? entry.atMs, entry.atMs));
+  return {
+    ...status,
+    sessions: status.sessions.map((session) => ({
+      ...session,
+      openedAtMs: byPort.get(session.port) ?? null,
+    })),
   };
 }
 

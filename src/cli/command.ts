@@ -1,5 +1,7 @@
+import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
+import type { OpenedPort } from '../daemon/protocol.ts';
 import type { DoctorFacts } from '../doctor.ts';
 import type { EngineDeps } from '../engine.ts';
 import type { InstallFacts, InstallLayout, Manifest, Step } from '../install/plan.ts';
@@ -29,6 +31,24 @@ export interface CommandContext {
   configPath: string | undefined;
   /** Install, uninstall and hook edges. */
   host: HostActions;
+  /** What `status` asks the daemon and a terminal (absent: no open times, no --watch). */
+  statusEdges?: StatusEdges;
+}
+
+/** `moshwall status`'s edges beyond the engine: the daemon's open times, wall time, the terminal. */
+export interface StatusEdges {
+  /** The daemon's list of ports it opened and when, or undefined when no daemon answers. */
+  openedPorts: (config: Config) => Promise<OpenedPort[] | undefined>;
+  /** Unix ms now. */
+  wallNow: () => number;
+  /** The refresh timer of --watch (its timers keep the process alive). */
+  clock: Clock;
+  /** Calls `handler` on SIGINT (and SIGTERM) until the returned function is called. */
+  onInterrupt: (handler: () => void) => () => void;
+  /** Whether standard output is a terminal (then --watch redraws in place). */
+  isTerminal: boolean;
+  /** Clears the terminal and puts the cursor home (raw escape codes, past the output's escaping). */
+  clearScreen: () => void;
 }
 
 /** Side effects of install/uninstall/hook that commands ask the host for. */

@@ -6,6 +6,8 @@ import { systemClock } from '../clock.ts';
 import { type Config, DEFAULT_CONFIG, loadConfig } from '../config.ts';
 import { createFlowCleaner } from '../conntrack.ts';
 import type { DaemonDeps } from '../daemon/daemon.ts';
+import type { DaemonMetrics } from '../daemon/metrics.ts';
+import type { OpenedPort } from '../daemon/protocol.ts';
 import { startSocketServer } from '../daemon/server.ts';
 import { rootOnlyPathProblem } from '../discovery/genuine.ts';
 import {
@@ -46,17 +48,19 @@ import {
   openLockFile,
 } from '../lockfile.ts';
 import type { Logger } from '../log.ts';
+import { probeMetrics } from '../metrics/probe.ts';
+import { startMetricsServer } from '../metrics/server.ts';
 import type { UninspectedProcess } from '../model.ts';
 import { PTRACE_SCOPE_PATH } from '../ptrace.ts';
 import { askDaemon } from '../shim/daemon-client.ts';
 import { runShim } from '../shim/shim.ts';
-import type { HostActions } from './command.ts';
+import type { HostActions, StatusEdges } from './command.ts';
 import { createHostPeerIdentity, hostHolderEdges } from './host-daemon.ts';
 import { type HostEdges, type ShimInvocation, VERSION } from './run.ts';
 import { ensureRuntimeDirectory } from './runtime-dir.ts';
 
 /** The engine's real edges: /proc, the ufw command, the flock lock. */
-function engine(config: Config, log: Logger): EngineDeps {
+function engine(config: Config, log: Logger, metrics?: DaemonMetrics): EngineDeps {
   const reader = createHostProcReader();
   // Genuine verdicts kept across this engine's scans (a daemon's many reconciles; see memory.ts).
   const memory = createProcessMemory();
@@ -70,7 +74,12 @@ function engine(config: Config, log: Logger): EngineDeps {
   return {
     config,
     log,
-    backend: createBackend(config, runCommand, watchLines, { kernelRelease: release() }),
+    backend: createBackend(
+      config,
+      metrics ? metrics.timedRunner(runCommand, () => performance.now()) : runCommand,
+      watchLines,
+      { kernelRelease: release() },
+    ),
     flows: createFlowCleaner(runCommand, config.commandTimeoutMs),
     scan: () => scanSessions(reader, scanOptions),
     scanPort: (port) => scanSessions(reader, { ...scanOptions, port }),
@@ -129,6 +138,7 @@ async function doctorFacts(config: Config, log: Logger, isRoot: boolean): Promis
     ptrace: { scope: readPtraceScope(createHostProcReader()) },
     ...(isRoot ? { uninspected: uninspectedProcesses(reader) } : {}),
     ioUringDisabled: ioUringDisabled(reader),
+    ...(config.metricsListen === undefined ? {} : { metrics: await probeMetrics(config.metricsListen) }),
   };
 }
 
@@ -148,7 +158,7 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
     config,
     reloadConfig,
     log,
-    makeEngine: (current) => engine(current, log),
+    makeEngine: (current, metrics) => engine(current, log, metrics),
     readUdp: () => readUdp(reader),
     readSocketCounts: () => readSocketCounts(reader),
     onSignal: (signal, handler) => process.on(signal, handler),
@@ -157,6 +167,8 @@ function daemon(config: Config, log: Logger, reloadConfig: () => Config): Daemon
       return startSocketServer(path, handle, log, createHostPeerIdentity(reader, runCommand));
     },
     holderEdges: hostHolderEdges(reader),
+    startMetrics: (listen, render) => startMetricsServer(listen, render),
+    wallNow: () => Date.now(),
     clock: systemClock,
     version: VERSION,
   };
@@ -352,4 +364,36 @@ function unsafeFiles(selfPath: string, config: Config): string | undefined {
   }
 }
 
-export const hostEdges: HostEdges = { engine, doctorFacts, daemon, shim, host, unsafeFiles };
+/** The daemon's list of ports it opened (1 s at most; a 1 MiB answer), or undefined when none answers. */
+async function openedPorts(config: Config): Promise<OpenedPort[] | undefined> {
+  try {
+    const answer = await askDaemon(config.socketPath, { op: 'opened' }, 1000, 1024 * 1024);
+    return answer.ok && answer.op === 'opened' ? answer.opened : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** status's real edges: the daemon's socket, Date.now, ref'd timers, SIGINT/SIGTERM, the terminal. */
+const status: StatusEdges = {
+  openedPorts,
+  wallNow: () => Date.now(),
+  clock: {
+    ...systemClock,
+    // --watch's only pending work is its timer: it must keep the process alive.
+    setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+    setInterval: (fn, ms) => globalThis.setInterval(fn, ms),
+  },
+  onInterrupt: (handler) => {
+    process.on('SIGINT', handler);
+    process.on('SIGTERM', handler);
+    return () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    };
+  },
+  isTerminal: process.stdout.isTTY === true,
+  clearScreen: () => process.stdout.write('\x1b[H\x1b[2J'),
+};
+
+export const hostEdges: HostEdges = { engine, doctorFacts, daemon, shim, host, unsafeFiles, status };

@@ -5,7 +5,7 @@ import type { EngineDeps } from '../engine.ts';
 import { describeError, exitCodeFor, MoshwallError, UsageError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { type OptionSpec, parseGlobalArgs, parseOptions } from './args.ts';
-import type { Command, HostActions } from './command.ts';
+import type { Command, HostActions, StatusEdges } from './command.ts';
 import { checkConfigCommand } from './commands/check-config.ts';
 import { daemonCommand } from './commands/daemon.ts';
 import { doctorCommand } from './commands/doctor.ts';
@@ -68,6 +68,8 @@ export interface HostEdges {
   /** Runs the shim with these mosh-server arguments; resolves with the exit code to use. */
   shim: (request: ShimInvocation) => Promise<number>;
   host: HostActions;
+  /** `status`'s daemon, time and terminal edges (optional: without, no open times and no --watch). */
+  status?: StatusEdges;
   /** Why moshwall's own files or config could be changed by someone other than root, or undefined. */
   unsafeFiles: (selfPath: string, config: Config) => string | undefined;
 }
@@ -212,6 +214,7 @@ export async function runMain(rawIo: MainIo): Promise<number> {
         selfPath: io.selfPath,
         configPath: global.config,
         host: io.edges.host,
+        ...(io.edges.status === undefined ? {} : { statusEdges: io.edges.status }),
       },
       options,
       global.rest,

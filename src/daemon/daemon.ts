@@ -11,10 +11,12 @@ import {
 import { describeError, MoshwallError } from '../errors.ts';
 import type { BackendProbe } from '../firewall.ts';
 import type { Logger } from '../log.ts';
+import type { ListenAddress } from '../metrics/listen.ts';
 import { fingerprintHasPort, readFingerprint } from './fingerprint.ts';
 import { createHolderWatch, type HolderEdges } from './holder-watch.ts';
+import { createDaemonMetrics, type DaemonMetrics } from './metrics.ts';
 import { portOutcome } from './outcome.ts';
-import { type DaemonResponse, parseRequest } from './protocol.ts';
+import { type DaemonResponse, type OpenedPort, parseRequest } from './protocol.ts';
 import { createRefusalLog } from './refusal-log.ts';
 import { createScheduler } from './scheduler.ts';
 
@@ -23,7 +25,8 @@ export interface DaemonDeps {
   config: Config;
   /** Reads the config again (SIGHUP); throws a ConfigError when it is bad. */
   reloadConfig: () => Config;
-  makeEngine: (config: Config) => EngineDeps;
+  /** The engine for a config; `metrics`, when given, times the firewall commands it runs. */
+  makeEngine: (config: Config, metrics?: DaemonMetrics) => EngineDeps;
   /** The texts of /proc/net/udp and /proc/net/udp6 (undefined when IPv6 is off); throws on failure. */
   readUdp: () => { udp: string; udp6: string | undefined };
   /**
@@ -45,6 +48,16 @@ export interface DaemonDeps {
    * it a change of hands is noticed at the next reconcile only.
    */
   holderEdges?: HolderEdges;
+  /**
+   * Serves `render()` as GET /metrics at `listen` (config metrics_listen); optional: without it, or
+   * without metrics_listen, nothing listens. A failure to bind is logged and the daemon runs on.
+   */
+  startMetrics?: (
+    listen: ListenAddress,
+    render: () => string,
+  ) => Promise<{ address: ListenAddress; close(): Promise<void> | void }>;
+  /** Wall-clock time in Unix ms, for when a port was opened (`status`); Date.now when absent. */
+  wallNow?: () => number;
   /** Time and the poll's timer (the machine's clock in production, a manual one in tests). */
   clock: Clock;
   version: string;
@@ -73,6 +86,19 @@ function refusesPort(report: SyncReport, port: number): boolean {
  */
 export const FULL_POLL_EVERY = 8;
 
+/** Records the rules a reconcile added (at `nowMs`) and forgets those no longer kept. */
+export function noteOpened(openedAt: Map<string, OpenedPort>, report: SyncReport, nowMs: number): void {
+  for (const change of report.applied) {
+    if (change.kind !== 'allow') continue;
+    for (const spec of change.specs)
+      openedAt.set(`${spec.port}/${spec.family}`, { port: spec.port, family: spec.family, atMs: nowMs });
+  }
+  const live = new Set(
+    [...report.plan.keep, ...report.plan.allow].map((spec) => `${spec.port}/${spec.family}`),
+  );
+  for (const key of openedAt.keys()) if (!live.has(key)) openedAt.delete(key);
+}
+
 /** Errors after which running on makes no sense: the admin must fix something first. */
 function isFatal(error: unknown): boolean {
   return error instanceof MoshwallError && (error.code === 'ENOFIREWALL' || error.code === 'ECONFIG');
@@ -86,7 +112,6 @@ function isFatal(error: unknown): boolean {
 export async function runDaemon(deps: DaemonDeps): Promise<number> {
   const { log } = deps;
   let config = deps.config;
-  let engine = deps.makeEngine(config);
   let probe: BackendProbe | undefined;
   let probedAt = 0;
   let lastRunAt = Number.NEGATIVE_INFINITY;
@@ -112,6 +137,19 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     turn = mine.catch(() => undefined);
     return mine;
   };
+  let trackedHolders = 0;
+  const metrics = createDaemonMetrics({
+    version: deps.version,
+    backend: () => engine.backend.name,
+    now: () => deps.clock.now(),
+    ...(holders ? { watchedHolders: () => trackedHolders } : {}),
+    userLabel: config.metricsUserLabel,
+  });
+  let metricsServer: { close(): Promise<void> | void } | undefined;
+  /** When each rule of ours was added by this daemon ("port/family" → Unix ms). */
+  const openedAt = new Map<string, OpenedPort>();
+  const wallNow = deps.wallNow ?? (() => Date.now());
+  let engine = deps.makeEngine(config, metrics);
 
   /** Logs each refused holder once while it holds its socket, within each user's share of lines. */
   const logRefusals = (report: SyncReport) => {
@@ -153,6 +191,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         ports.add(session.port);
         knownPorts.set(session.uid, ports);
       }
+      metrics.reconciled(report, (deps.clock.now() - startedAt) / 1000, deps.clock.now());
+      noteOpened(openedAt, report, wallNow());
+      trackedHolders = report.sessions.length;
       holders?.track(
         report.sessions.map((allowed) => allowed.session),
         deps.clock.now(),
@@ -165,6 +206,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       return report;
     } catch (error) {
       probe = undefined;
+      metrics.reconcileFailed((deps.clock.now() - startedAt) / 1000);
       throw error;
     } finally {
       runningSeen = undefined;
@@ -194,6 +236,16 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         const ports = knownPorts.get(session.uid) ?? new Set<number>();
         ports.add(session.port);
         knownPorts.set(session.uid, ports);
+      }
+      metrics.quickOpened(report);
+      for (const change of report.applied) {
+        if (change.kind !== 'allow') continue;
+        for (const spec of change.specs)
+          openedAt.set(`${spec.port}/${spec.family}`, {
+            port: spec.port,
+            family: spec.family,
+            atMs: wallNow(),
+          });
       }
       // The poll would see the new socket and reconcile in full right away, in the middle of the
       // client's connect: the follow-up below does it once the connect is through.
@@ -271,12 +323,21 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   };
 
   const handle = async (line: string): Promise<DaemonResponse> => {
+    const arrived = deps.clock.now();
+    const response = await answer(line);
+    metrics.requestAnswered(response, (deps.clock.now() - arrived) / 1000);
+    return response;
+  };
+
+  /** The reply to one shim request line. */
+  const answer = async (line: string): Promise<DaemonResponse> => {
     const request = parseRequest(line, config.portRange);
     if ('error' in request) {
       log.warn('bad-request', { error: request.error });
       return { ok: false, error: request.error };
     }
     if (request.op === 'ping') return { ok: true, op: 'ping', version: deps.version };
+    if (request.op === 'opened') return { ok: true, op: 'opened', opened: [...openedAt.values()] };
     let response: DaemonResponse;
     try {
       const quick = await openQuickly(request.port);
@@ -320,6 +381,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     deps.clock.clear(timer);
     watch?.close();
     server?.close();
+    await metricsServer?.close();
     await scheduler.idle();
     let code = fatal === undefined ? 0 : 1;
     if (fatal instanceof MoshwallError && fatal.code === 'ENOFIREWALL') code = 4;
@@ -344,8 +406,22 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       if (next.socketPath !== config.socketPath) {
         log.warn('reload-partial', { reason: 'socket_path changes take effect at the next restart' });
       }
-      config = { ...next, socketPath: config.socketPath };
-      engine = deps.makeEngine(config);
+      if (
+        JSON.stringify(next.metricsListen) !== JSON.stringify(config.metricsListen) ||
+        next.metricsUserLabel !== config.metricsUserLabel
+      ) {
+        log.warn('reload-partial', {
+          reason: 'metrics_listen and metrics_user_label changes take effect at the next restart',
+        });
+      }
+      config = {
+        ...next,
+        socketPath: config.socketPath,
+        metricsUserLabel: config.metricsUserLabel,
+        ...(config.metricsListen === undefined ? {} : { metricsListen: config.metricsListen }),
+      };
+      if (config.metricsListen === undefined) delete config.metricsListen;
+      engine = deps.makeEngine(config, metrics);
       watch?.close();
       watch = undefined;
       probe = undefined;
@@ -362,6 +438,15 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     pollMs: config.pollIntervalMs,
   });
   server = await deps.startServer(config.socketPath, handle);
+  if (config.metricsListen !== undefined && deps.startMetrics !== undefined) {
+    try {
+      const started = await deps.startMetrics(config.metricsListen, () => metrics.render());
+      metricsServer = started;
+      log.info('metrics-listening', { host: started.address.host, port: started.address.port });
+    } catch (error) {
+      log.error('metrics-failed', { error: describeError(error) });
+    }
+  }
   tick();
   timer = deps.clock.setInterval(tick, config.pollIntervalMs);
   return stopped;

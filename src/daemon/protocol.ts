@@ -4,7 +4,14 @@ import type { PortRange } from '../model.ts';
 export const MAX_REQUEST_BYTES = 512;
 
 /** What a client (the shim) may ask. "open" is only a nudge: the daemon verifies everything itself. */
-export type DaemonRequest = { op: 'open'; port: number } | { op: 'ping' };
+export type DaemonRequest = { op: 'open'; port: number } | { op: 'ping' } | { op: 'opened' };
+
+/** When the daemon added the rule for a port (Unix ms); ports it found open at start are not listed. */
+export interface OpenedPort {
+  port: number;
+  family: 'v4' | 'v6';
+  atMs: number;
+}
 
 /** How the firewall treats a port after the daemon's reconcile. */
 export type PortState = 'open' | 'covered' | 'unfiltered';
@@ -12,6 +19,7 @@ export type PortState = 'open' | 'covered' | 'unfiltered';
 export type DaemonResponse =
   | { ok: true; op: 'open'; port: number; state: PortState }
   | { ok: true; op: 'ping'; version: string }
+  | { ok: true; op: 'opened'; opened: OpenedPort[] }
   | { ok: false; error: string; port?: number };
 
 /** The request in one line of text, or why it is not one (the reply tells the client). */
@@ -31,6 +39,8 @@ export function parseRequest(line: string, range: PortRange): DaemonRequest | { 
   if (extra.length > 0) return { error: `unknown field ${JSON.stringify(extra[0])}` };
   if (fields.op === 'ping')
     return fields.port === undefined ? { op: 'ping' } : { error: 'ping takes no port' };
+  if (fields.op === 'opened')
+    return fields.port === undefined ? { op: 'opened' } : { error: 'opened takes no port' };
   if (fields.op !== 'open') return { error: `unknown op ${JSON.stringify(fields.op ?? null).slice(0, 40)}` };
   const port = fields.port;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {

@@ -2,7 +2,12 @@ import { connect } from 'node:net';
 import { type DaemonResponse, parseResponse } from '../daemon/protocol.ts';
 
 /** Sends one request line to the daemon and resolves with its one-line answer, within timeoutMs. */
-export function askDaemon(socketPath: string, request: object, timeoutMs: number): Promise<DaemonResponse> {
+export function askDaemon(
+  socketPath: string,
+  request: object,
+  timeoutMs: number,
+  maxBytes = 4096,
+): Promise<DaemonResponse> {
   return new Promise((resolve, reject) => {
     const socket = connect(socketPath);
     let buffer = '';
@@ -21,7 +26,7 @@ export function askDaemon(socketPath: string, request: object, timeoutMs: number
       buffer += chunk;
       const newline = buffer.indexOf('\n');
       if (newline < 0) {
-        if (buffer.length > 4096) finish(() => reject(new Error('answer too long')));
+        if (buffer.length > maxBytes) finish(() => reject(new Error('answer too long')));
         return;
       }
       const response = parseResponse(buffer.slice(0, newline));

@@ -7,10 +7,12 @@ import {
   deleteFlowsArgv,
   flowFilters,
   parseDeleteResult,
+  parseFlowPeers,
   parseVersion,
 } from '../../src/conntrack.ts';
 import { ExecError } from '../../src/errors.ts';
 import type { ExecResult } from '../../src/exec.ts';
+import { type StatusReport, withFlowPeers } from '../../src/status.ts';
 import { v4, v6 } from '../support/builders.ts';
 import { createRecordingRunner, inOrder, notInstalled } from './backends/recording-runner.ts';
 
@@ -218,5 +220,34 @@ describe('createFlowCleaner (golden commands)', () => {
     const probe = await createFlowCleaner(runner, 1000).probe();
     assert.equal(probe.available, false);
     assert.match(probe.problem ?? '', /conntrack --version exited 2 \(odd\): when a session ends/);
+  });
+});
+
+describe('parseFlowPeers (status: the client address a session uses now)', () => {
+  it('takes the source of the flow to the port with the most time left, per family', () => {
+    const text = [
+      'udp      17 12 src=198.51.100.7 dst=192.0.2.1 sport=40000 dport=60001 src=192.0.2.1 dst=198.51.100.7 sport=60001 dport=40000 [ASSURED] mark=0 use=1',
+      'udp      17 170 src=203.0.113.9 dst=192.0.2.1 sport=41000 dport=60001 src=192.0.2.1 dst=203.0.113.9 sport=60001 dport=41000 [ASSURED] mark=0 use=1',
+      'udp      17 29 src=192.0.2.2 dst=192.0.2.1 sport=5353 dport=60999 [UNREPLIED] src=192.0.2.1 dst=192.0.2.2 sport=60999 dport=5353 mark=0 use=1',
+      'conntrack v1.4.7 (conntrack-tools): 3 flow entries have been shown.',
+    ].join('\n');
+    assert.deepEqual([...parseFlowPeers(text, 'v4', new Set([60001, 60002]))], [['60001/v4', '203.0.113.9']]);
+  });
+
+  it('the status takes the conntrack peer over the login address, and says where it came from', () => {
+    const status = {
+      sessions: [
+        { port: 60001, family: 'v4', clientAddress: '192.0.2.2', clientAddressFrom: 'login' },
+        { port: 60002, family: 'v4', clientAddress: null, clientAddressFrom: null },
+      ],
+    } as unknown as StatusReport;
+    const peered = withFlowPeers(status, new Map([['60001/v4', '203.0.113.9']]));
+    assert.deepEqual(
+      peered.sessions.map((each) => [each.clientAddress, each.clientAddressFrom]),
+      [
+        ['203.0.113.9', 'conntrack'],
+        [null, null],
+      ],
+    );
   });
 });

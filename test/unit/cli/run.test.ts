@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import type { StatusEdges } from '../../../src/cli/command.ts';
 import { COMMANDS, type HostEdges, runMain } from '../../../src/cli/run.ts';
+import type { Clock, Timer } from '../../../src/clock.ts';
 import type { DoctorFacts } from '../../../src/doctor.ts';
 import type { ScanResult } from '../../../src/model.ts';
 import { session } from '../../support/builders.ts';
@@ -19,6 +21,7 @@ async function cli(
     facts?: Partial<DoctorFacts>;
     unsafe?: string;
     startHook?: () => Promise<void>;
+    status?: StatusEdges;
   } = {},
 ) {
   const backend = options.backend ?? createMemoryBackend();
@@ -51,6 +54,7 @@ async function cli(
       shimCalls.push(invocation.args);
       return 0;
     },
+    ...(options.status === undefined ? {} : { status: options.status }),
     doctorFacts: async (config, _log, isRoot) => ({
       isRoot,
       config,
@@ -196,5 +200,139 @@ describe('moshwall CLI', () => {
     assert.equal(bad.code, 1);
     assert.match(bad.stdout, /FAIL {2}mosh-server/);
     assert.match(bad.stdout, /fix: install mosh/);
+  });
+});
+
+/** Status edges over a manual clock: the daemon's list, a wall time, interrupts and redraws the test drives. */
+function statusEdges(opened: StatusEdges['openedPorts'], terminal = true) {
+  let now = 1_800_000_000_000;
+  const timers = new Map<number, { at: number; fn: () => void }>();
+  let next = 1;
+  let interrupt: (() => void) | undefined;
+  let clears = 0;
+  const clock: Clock = {
+    now: () => now,
+    setTimeout: (fn, ms) => {
+      timers.set(next, { at: now + ms, fn });
+      return next++ as unknown as Timer;
+    },
+    setInterval: () => {
+      throw new Error('status --watch uses setTimeout');
+    },
+    clear: (timer) => {
+      timers.delete(timer as unknown as number);
+    },
+  };
+  const edges: StatusEdges = {
+    openedPorts: opened,
+    wallNow: () => now,
+    clock,
+    onInterrupt: (handler) => {
+      interrupt = handler;
+      return () => {
+        interrupt = undefined;
+      };
+    },
+    isTerminal: terminal,
+    clearScreen: () => {
+      clears += 1;
+    },
+  };
+  return {
+    edges,
+    clears: () => clears,
+    pending: () => timers.size,
+    interrupt: () => interrupt?.(),
+    /** Moves time on by ms, running the timers that fell due. */
+    advance(ms: number) {
+      now += ms;
+      for (const [id, timer] of [...timers]) {
+        if (timer.at <= now) {
+          timers.delete(id);
+          timer.fn();
+        }
+      }
+    },
+  };
+}
+
+/** Lets pending promises settle. */
+const settle = async () => {
+  for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+};
+
+describe('moshwall status: open times, client, --watch', () => {
+  const scan: ScanResult = {
+    sessions: [session({ port: 60001, clientAddress: '192.0.2.7' }), session({ port: 60002, pid: 4321 })],
+    refused: [],
+  };
+  it('says when the daemon opened each port and the client address, "unknown" where not known', async () => {
+    const fake = statusEdges(async () => [{ port: 60001, family: 'v4', atMs: 1_800_000_000_000 - 90_000 }]);
+    const text = await cli(['status'], { scan, status: fake.edges });
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /OPENED/);
+    assert.match(text.stdout, /60001 .*192\.0\.2\.7 .* 1m ago /);
+    assert.match(text.stdout, /60002 .*unknown .* unknown /);
+    const json = await cli(['status', '--json'], { scan, status: fake.edges });
+    const parsed = JSON.parse(json.stdout) as { sessions: Array<Record<string, unknown>> };
+    const byPort = (port: number) => parsed.sessions.find((entry) => entry.port === port);
+    assert.equal(byPort(60001)?.openedAtMs, 1_800_000_000_000 - 90_000);
+    assert.equal(byPort(60001)?.clientAddress, '192.0.2.7');
+    assert.equal(byPort(60002)?.openedAtMs, null);
+    assert.equal(byPort(60002)?.clientAddress, null);
+  });
+
+  it('without a daemon every open time is unknown', async () => {
+    const fake = statusEdges(async () => undefined);
+    const json = await cli(['status', '--json'], { scan, status: fake.edges });
+    const parsed = JSON.parse(json.stdout) as { sessions: Array<Record<string, unknown>> };
+    assert.deepEqual(
+      parsed.sessions.map((entry) => entry.openedAtMs),
+      [null, null],
+    );
+  });
+
+  it('--watch redraws in place every --interval and ends with 0 on SIGINT, its timer cleared', async () => {
+    let asked = 0;
+    const fake = statusEdges(async () => {
+      asked += 1;
+      return [];
+    });
+    const running = cli(['status', '--watch', '--interval', '0.5'], { scan, status: fake.edges });
+    await settle();
+    assert.equal(asked, 1);
+    assert.equal(fake.clears(), 1);
+    fake.advance(499);
+    await settle();
+    assert.equal(asked, 1, 'not before the interval');
+    fake.advance(1);
+    await settle();
+    assert.equal(asked, 2);
+    assert.equal(fake.clears(), 2);
+    fake.interrupt();
+    const result = await running;
+    assert.equal(result.code, 0);
+    assert.equal(fake.pending(), 0, 'no timer left behind');
+    assert.match(result.stdout, /every 0\.5 s, 2027-/);
+  });
+
+  it('--watch off a terminal prints one block after another, never clearing', async () => {
+    const fake = statusEdges(async () => [], false);
+    const running = cli(['status', '--watch'], { scan, status: fake.edges });
+    await settle();
+    fake.advance(2000);
+    await settle();
+    fake.interrupt();
+    const result = await running;
+    assert.equal(fake.clears(), 0);
+    assert.equal(result.stdout.match(/^sessions \(2\):/gm)?.length, 2);
+  });
+
+  it('a bad --interval is a usage error (exit 2)', async () => {
+    for (const value of ['0', '0.1', 'abc', '4000']) {
+      const result = await cli(['status', '--watch', '--interval', value], { scan });
+      assert.equal(result.code, 2, `${value}: ${result.stderr}`);
+      assert.match(result.stderr, /--interval must be a number of seconds from 0\.2 to 3600/);
+    }
   });
 });

@@ -93,6 +93,7 @@ function fakeDaemon(
   socketCounts?: () => string | undefined,
   fullPollEvery?: number,
   holderEdges?: HolderEdges,
+  extra: Partial<DaemonDeps> = {},
 ) {
   clock = manualClock();
   const state = {
@@ -152,6 +153,7 @@ function fakeDaemon(
     },
     clock,
     version: 'test',
+    ...extra,
   };
   const exit = runDaemon(deps);
   const ours = () =>
@@ -172,6 +174,54 @@ function fakeDaemon(
 }
 
 describe('runDaemon', () => {
+  it('with metrics_listen, serves counts of the opens, sessions and answered requests it made', async () => {
+    let render = () => '';
+    let metricsClosed = false;
+    const daemon = fakeDaemon(
+      { metricsListen: { host: '127.0.0.1', port: 9654 } },
+      createMemoryBackend(),
+      undefined,
+      undefined,
+      undefined,
+      {
+        wallNow: () => 1234,
+        startMetrics: async (listen, rendering) => {
+          render = rendering;
+          return {
+            address: listen,
+            close: () => {
+              metricsClosed = true;
+            },
+          };
+        },
+      },
+    );
+    daemon.state.sessions = [session({ port: 60001 })];
+    assert.equal((await daemon.ask('{"op":"open","port":60001}')).ok, true);
+    await daemon.ask('not json');
+    // The answer may come before the reconcile's end (once the rule is in): its counts follow.
+    await eventually(() => render().includes('moshwall_last_good_reconcile_age_seconds '), 'reconcile ended');
+    const text = render();
+    assert.match(text, /^moshwall_build_info\{version="test",backend="memory"\} 1$/m);
+    assert.match(text, /^moshwall_opens_total\{family="v4"\} 1$/m);
+    assert.match(text, /^moshwall_sessions\{family="v4"\} 1$/m);
+    assert.match(text, /^moshwall_rules\{family="v4"\} 1$/m);
+    assert.match(text, /^moshwall_shim_requests_total\{outcome="open"\} 1$/m);
+    assert.match(text, /^moshwall_shim_requests_total\{outcome="bad_request"\} 1$/m);
+    assert.match(text, /^moshwall_open_latency_seconds_count\{outcome="open"\} 1$/m);
+    assert.match(text, /^moshwall_last_good_reconcile_age_seconds \d/m);
+    assert.ok(!text.includes(session({ port: 60001 }).user), 'no user name by default');
+    const opened = await daemon.ask('{"op":"opened"}');
+    assert.deepEqual(opened, { ok: true, op: 'opened', opened: [{ port: 60001, family: 'v4', atMs: 1234 }] });
+    // A reload cannot move the endpoint: it says so and keeps serving where it listens.
+    daemon.state.nextConfig = () => ({ ...DEFAULT_CONFIG, pollIntervalMs: 20 });
+    daemon.signal('SIGHUP');
+    assert.ok(daemon.lines.some((line) => /^warn reload-partial .*metrics_listen/.test(line)));
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+    assert.equal(metricsClosed, true);
+  });
+
   it('sweeps stale rules at start, opens on request, closes when the socket goes, stops on SIGTERM keeping live rules', async () => {
     const daemon = fakeDaemon();
     await daemon.backend.allow([anySpec(60999)]);

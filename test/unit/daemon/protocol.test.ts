@@ -48,3 +48,12 @@ describe('parseResponse', () => {
     assert.equal(parseResponse('nope'), undefined);
   });
 });
+
+describe('the opened op (status asks when ports were opened)', () => {
+  it('parses {"op":"opened"} and refuses a port with it', () => {
+    assert.deepEqual(parseRequest('{"op":"opened"}', { first: 60000, last: 61000 }), { op: 'opened' });
+    assert.deepEqual(parseRequest('{"op":"opened","port":60001}', { first: 60000, last: 61000 }), {
+      error: 'opened takes no port',
+    });
+  });
+});
