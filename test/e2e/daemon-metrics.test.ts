@@ -18,7 +18,7 @@ import { CLIENT_V4, createLab, labSkipReason } from './lab.ts';
 const HOG = fileURLToPath(new URL('./fixtures/http-hog.mjs', import.meta.url));
 const PORT = 9654;
 const DASHBOARD = fileURLToPath(new URL('../../deploy/grafana/moshwall-dashboard.json', import.meta.url));
-const CONFIG = `backend = "ufw"\nport_range = "60000:61000"\nmetrics_listen = "127.0.0.1:${PORT}"\n`;
+const CONFIG = `backend = "ufw"\nufw_fast_path = "off"\nport_range = "60000:61000"\nmetrics_listen = "127.0.0.1:${PORT}"\n`;
 
 /** One value of a scraped text: the sample `name{labels}` exactly, or undefined when absent. */
 function sample(text: string, series: string): number | undefined {
