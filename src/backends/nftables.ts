@@ -114,19 +114,25 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
   const goneSinceListing = new Set<string>();
   /** Specs our allows added since the last listing (which does not show them). */
   const addedSinceListing = new Set<string>();
-  /** Specs revoked by timeout, and when: a listing still showing one means the kernel ignored it. */
+  /**
+   * The first revokes by timeout, and when, until a listing has shown the kernel honours them: one
+   * still listed over EXPIRED_CHECK_MS later means it ignored the update, and expiry is off for good;
+   * none listed, and the check is done (a port opened again later is no evidence either way).
+   */
   const expiredAt = new Map<string, number>();
-  /** Turns expiring off when a listing shows an element expired over EXPIRED_CHECK_MS ago; forgets old ones. */
+  let expiryProven = false;
+  /** The one check of the kernel's handling of expiry (see expiredAt). */
   const checkExpired = (ruleset: NftRuleset): void => {
+    if (expiryProven || expiredAt.size === 0) return;
     const listed = new Set(
       ourTables(ruleset).flatMap((state) => state.sets.flatMap((set) => set.specs.map(specKey))),
     );
     const now = clock.now();
-    for (const [key, at] of expiredAt) {
-      if (now - at < EXPIRED_CHECK_MS) continue;
-      if (listed.has(key)) expire = false;
-      expiredAt.delete(key);
-    }
+    const due = [...expiredAt].filter(([, at]) => now - at >= EXPIRED_CHECK_MS);
+    if (due.length === 0) return;
+    if (due.some(([key]) => listed.has(key))) expire = false;
+    else expiryProven = true;
+    expiredAt.clear();
   };
   const list = async (): Promise<NftRuleset> => {
     const result = await run(NFT_LIST);
@@ -251,7 +257,7 @@ export function createNftablesBackend(options: NftablesBackendOptions): Backend 
       for (const spec of specs) {
         goneSinceListing.add(specKey(spec));
         addedSinceListing.delete(specKey(spec));
-        if (expire) expiredAt.set(specKey(spec), now);
+        if (expire && !expiryProven) expiredAt.set(specKey(spec), now);
       }
       return changes;
     },

@@ -479,6 +479,32 @@ describe('nftables revoke by expiry (sets with flags timeout, Linux 6.12+)', () 
     assert.equal(calls[3]?.options.input, 'delete element inet filter moshwall_v4_any { 60003 }\n');
   });
 
+  it('once a listing has shown an expiry honoured, a port that is listed again later changes nothing', async () => {
+    const without = (port: number): CannedAnswer => {
+      const answer = expiringListing() as { exitCode: number; stdout: string; stderr: string };
+      const ruleset = JSON.parse(answer.stdout) as { nftables: { set?: { elem?: unknown[] } }[] };
+      for (const item of ruleset.nftables)
+        if (item.set?.elem !== undefined) item.set.elem = item.set.elem.filter((value) => value !== port);
+      return { ...answer, stdout: JSON.stringify(ruleset) };
+    };
+    const { backend, calls, advance } = onKernel('6.18.44', [
+      expiringListing(),
+      ok,
+      without(60003),
+      expiringListing(),
+      ok,
+    ]);
+    await backend.listRules();
+    await backend.revoke([v4(60003)]);
+    advance(500);
+    await backend.listRules();
+    advance(500);
+    // 60003 is listed again (a new session got the port, through another reconcile's listing): still expired.
+    await backend.listRules();
+    await backend.revoke([v4(60003)]);
+    assert.equal(calls[4]?.options.input, 'add element inet filter moshwall_v4_any { 60003 timeout 1ms }\n');
+  });
+
   it('the guard lets through only the revoke timeout, only on add', () => {
     const line = (text: string) => `${text}\n`;
     assert.equal(
