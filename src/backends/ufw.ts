@@ -304,7 +304,9 @@ export function createUfwBackend(options: UfwBackendOptions): Backend {
       // Deleting a member that is not there is a no-op under `ipset -exist`: one restore, no listing first.
       const setChange = fast.inUse() && wanted.length > 0 ? [await fast.change('revoke', wanted)] : [];
       // In fast-path mode only our classic rules that exist are deleted (each `ufw delete` reloads UFW).
-      const classic = mode !== 'off' ? oursAmong(readRules(ipv6), wanted) : wanted;
+      // Classic mode deletes every spec, except while emptying sets left by a fast mode: then only the
+      // classic rules that exist (a port is then either a member or a rule, and each counts once).
+      const classic = mode !== 'off' || fast.hasLeftovers() ? oursAmong(readRules(ipv6), wanted) : wanted;
       const deleted = classic.length > 0 ? await apply(planUfwCalls('revoke', classic)) : [];
       // Back on classic rules: the fast path's sets and rules go once their last member has.
       const retired = setChange.length > 0 ? await fast.retireLeftovers() : [];

@@ -169,7 +169,10 @@ describe('daemon recovery around a live mosh session', { skip: labSkipReason() }
   test('(g) SIGHUP with a broken config keeps the old one; the daemon still serves', async () => {
     if (daemon?.running()) await daemon.stop();
     // An old config that differs from the defaults where a request can see it: the range.
-    daemon = await startDaemon(theLab(), 'port_range = "60000:60500"\non_stop = "keep"\n');
+    daemon = await startDaemon(
+      theLab(),
+      'ufw_fast_path = "off"\nport_range = "60000:60500"\non_stop = "keep"\n',
+    );
     assert.match(String((await askOpen(60600)).error), /^port 60600 is outside the mosh range 60000:60500$/);
 
     const from = lineIndex();

@@ -22,6 +22,8 @@ export interface UfwFastPath {
   inUse(): boolean;
   /** Off only: notes whether sets of ours exist (left by an earlier mode), so they are listed and emptied. */
   lookForLeftovers(): Promise<void>;
+  /** True while sets left by an earlier fast mode are being emptied (see lookForLeftovers). */
+  hasLeftovers(): boolean;
   /**
    * Off only, once no member is left: our runtime rules and sets are removed, so switching back to
    * classic rules leaves nothing of the fast path behind. Returns what it removed.
@@ -97,6 +99,8 @@ export function createUfwFastPath(options: {
 
   return {
     inUse,
+
+    hasLeftovers: () => leftovers,
 
     async lookForLeftovers() {
       if (mode() !== 'off' || fast.hookInFiles()) return;

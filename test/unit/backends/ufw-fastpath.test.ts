@@ -667,8 +667,8 @@ describe('ufw fast path at run time (no UFW file edited)', () => {
     ]);
     assert.equal(
       run.filter((text) => text.startsWith('ufw delete')).length,
-      1,
-      'classic mode deletes as ever',
+      0,
+      'no classic rule of ours for the port: nothing for ufw to delete (the port counts once)',
     );
   });
 
