@@ -181,6 +181,11 @@ describe('UFW fast path in the lab', { skip: labSkipReason() }, () => {
       assert.deepEqual(await fastSetMembers(theLab()), [`add moshwall-any4 ${port}`]);
       assert.deepEqual(await admins(), adminRules, 'no UFW rule was written');
       await client.echo(`hello-${client.nonce}`);
+      // The quick open's follow-up reconcile (500 ms later) first, so the flush below meets the watcher.
+      const followUp = await daemon.waitForLine(
+        /^debug reconcile reason="full check after the shim's request/,
+      );
+      await daemon.waitForLine(/^debug reconciled /, { from: daemon.lines().indexOf(followUp) });
       // An admin's `ipset flush` is seen by the daemon's watcher (every 2 s; resync is 30 s) and repaired.
       const flushed = await theLab().runServer(['ipset', 'flush', 'moshwall-any4']);
       assert.equal(flushed.exitCode, 0, flushed.stderr);
