@@ -74,6 +74,22 @@ export async function dropLabUfw(lab: Lab): Promise<void> {
   await inLab(lab, ['nft', 'flush', 'ruleset']);
 }
 
+/** The UFW admin's "wide open": one `ufw allow` of the whole range (or its delete). */
+async function ufwWideOpen(lab: Lab, open: boolean): Promise<void> {
+  await inLab(lab, ['ufw', ...(open ? [] : ['delete']), 'allow', `${RANGE}/udp`]);
+}
+
+/** The UFW backend over the lab's files (through its holder's root) and tools, classic unless told. */
+function labUfwBackend(lab: Lab, fastPath?: 'runtime'): Backend {
+  return createUfwBackend({
+    runner: labRunner(lab),
+    timeoutMs: 30_000,
+    rulesDir: lab.serverPath('/etc/ufw'),
+    defaultsFile: lab.serverPath('/etc/default/ufw'),
+    ...(fastPath === undefined ? {} : { fastPath }),
+  });
+}
+
 /** The iptables profile of one variant (rules per port, in a chain of ours). */
 export function iptablesProfile(variant: 'nft' | 'legacy'): Profile {
   const wide = ['INPUT', '-p', 'udp', '--dport', RANGE, '-j', 'ACCEPT'];
@@ -100,18 +116,9 @@ export const PROFILES: Profile[] = [
     setBased: false,
     config: ['backend = "ufw"', 'ufw_fast_path = "off"'],
     async setUp() {},
-    async wideOpen(lab, open) {
-      await inLab(lab, ['ufw', ...(open ? [] : ['delete']), 'allow', `${RANGE}/udp`]);
-    },
+    wideOpen: ufwWideOpen,
     preload: 'ufw-rules-file',
-    // The backend reads ufw's rules files: those of the lab, through its holder's root.
-    listing: (lab) =>
-      createUfwBackend({
-        runner: labRunner(lab),
-        timeoutMs: 30_000,
-        rulesDir: lab.serverPath('/etc/ufw'),
-        defaultsFile: lab.serverPath('/etc/default/ufw'),
-      }),
+    listing: (lab) => labUfwBackend(lab),
     // Each ufw run re-reads and rewrites every rule: at 1000 rules one change takes seconds.
     runsAt: { '1000': 20 },
     sessionsCap: {
@@ -160,9 +167,7 @@ export const PROFILES: Profile[] = [
     config: ['backend = "ufw"', 'ufw_fast_path = "ipset"'],
     // The hook as `moshwall install` adds it: our sets and their match rules in UFW's after chains.
     setUp: installLabFastPath,
-    async wideOpen(lab, open) {
-      await inLab(lab, ['ufw', ...(open ? [] : ['delete']), 'allow', `${RANGE}/udp`]);
-    },
+    wideOpen: ufwWideOpen,
     preload: 'api',
     listing: labFastBackend,
   },
@@ -173,18 +178,9 @@ export const PROFILES: Profile[] = [
     setBased: true,
     config: ['backend = "ufw"'],
     async setUp() {},
-    async wideOpen(lab, open) {
-      await inLab(lab, ['ufw', ...(open ? [] : ['delete']), 'allow', `${RANGE}/udp`]);
-    },
+    wideOpen: ufwWideOpen,
     preload: 'api',
-    listing: (lab) =>
-      createUfwBackend({
-        runner: labRunner(lab),
-        timeoutMs: 30_000,
-        rulesDir: lab.serverPath('/etc/ufw'),
-        defaultsFile: lab.serverPath('/etc/default/ufw'),
-        fastPath: 'runtime',
-      }),
+    listing: (lab) => labUfwBackend(lab, 'runtime'),
   },
   {
     name: 'firewalld',
