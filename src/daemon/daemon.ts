@@ -86,13 +86,18 @@ function refusesPort(report: SyncReport, port: number): boolean {
  */
 export const FULL_POLL_EVERY = 8;
 
-/** Records the rules a reconcile added (at `nowMs`) and forgets those no longer kept. */
-export function noteOpened(openedAt: Map<string, OpenedPort>, report: SyncReport, nowMs: number): void {
+/** Records the rules a report added, as opened at `nowMs`. */
+function noteAdded(openedAt: Map<string, OpenedPort>, report: SyncReport, nowMs: number): void {
   for (const change of report.applied) {
     if (change.kind !== 'allow') continue;
     for (const spec of change.specs)
       openedAt.set(`${spec.port}/${spec.family}`, { port: spec.port, family: spec.family, atMs: nowMs });
   }
+}
+
+/** Records the rules a full reconcile added (at `nowMs`) and forgets those no longer kept. */
+export function noteOpened(openedAt: Map<string, OpenedPort>, report: SyncReport, nowMs: number): void {
+  noteAdded(openedAt, report, nowMs);
   const live = new Set(
     [...report.plan.keep, ...report.plan.allow].map((spec) => `${spec.port}/${spec.family}`),
   );
@@ -130,6 +135,14 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   const holders = deps.holderEdges === undefined ? undefined : createHolderWatch(deps.holderEdges);
   /** The ports of ours per uid: the last full reconcile's, and the quick opens since (per-user caps). */
   let knownPorts = new Map<number, Set<number>>();
+  /** Adds the report's sessions to knownPorts. */
+  const rememberPorts = (report: SyncReport) => {
+    for (const { session } of report.sessions) {
+      const ports = knownPorts.get(session.uid) ?? new Set<number>();
+      ports.add(session.port);
+      knownPorts.set(session.uid, ports);
+    }
+  };
   /** One firewall change at a time: full reconciles and the shim's quick opens take turns. */
   let turn: Promise<unknown> = Promise.resolve();
   const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
@@ -186,11 +199,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       }
       logRefusals(report);
       knownPorts = new Map();
-      for (const { session } of report.sessions) {
-        const ports = knownPorts.get(session.uid) ?? new Set<number>();
-        ports.add(session.port);
-        knownPorts.set(session.uid, ports);
-      }
+      rememberPorts(report);
       metrics.reconciled(report, (deps.clock.now() - startedAt) / 1000, deps.clock.now());
       noteOpened(openedAt, report, wallNow());
       trackedHolders = report.sessions.length;
@@ -215,7 +224,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
 
   /**
    * The shim's quick path (engine openPortQuickly): its one port checked and opened, no full scan; a
-   * full reconcile follows at once. Undefined when the full path must answer (no probe yet, a cap, a
+   * full reconcile follows QUICK_FOLLOW_UP_MS later. Undefined when the full path must answer (no probe yet, a cap, a
    * refusal or no session on the port: the full path looks again, with its retries).
    */
   const openQuickly = async (port: number): Promise<SyncReport | undefined> => {
@@ -232,21 +241,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       if (report?.timings !== undefined) log.debug('quick-open', { port, ...report.timings });
       if (report === undefined || !report.sessions.some(({ session }) => session.port === port))
         return undefined;
-      for (const { session } of report.sessions) {
-        const ports = knownPorts.get(session.uid) ?? new Set<number>();
-        ports.add(session.port);
-        knownPorts.set(session.uid, ports);
-      }
+      rememberPorts(report);
       metrics.quickOpened(report);
-      for (const change of report.applied) {
-        if (change.kind !== 'allow') continue;
-        for (const spec of change.specs)
-          openedAt.set(`${spec.port}/${spec.family}`, {
-            port: spec.port,
-            family: spec.family,
-            atMs: wallNow(),
-          });
-      }
+      noteAdded(openedAt, report, wallNow());
       // The poll would see the new socket and reconcile in full right away, in the middle of the
       // client's connect: the follow-up below does it once the connect is through.
       lastCounts = deps.readSocketCounts?.();
@@ -329,6 +326,19 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     return response;
   };
 
+  /** The report of a full reconcile that serves a shim request for `port` (with retries after a refusal). */
+  const servedInFull = async (port: number): Promise<SyncReport> => {
+    // A reconcile that began with this port's socket already bound serves the request as well as a new one.
+    let report = await scheduler.request(() => fingerprintHasPort(runningSeen, port));
+    // A refusal may come from a process that held the socket for a moment only (the utempter helper
+    // mosh-server runs inherits it; the parent ending after its fork): look again, shortly after.
+    for (let retry = 0; retry < REFUSAL_RETRIES && refusesPort(report, port); retry++) {
+      await new Promise<void>((resolve) => deps.clock.setTimeout(resolve, REFUSAL_RETRY_MS));
+      report = await scheduler.request(() => false);
+    }
+    return report;
+  };
+
   /** The reply to one shim request line. */
   const answer = async (line: string): Promise<DaemonResponse> => {
     const request = parseRequest(line, config.portRange);
@@ -340,25 +350,10 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     if (request.op === 'opened') return { ok: true, op: 'opened', opened: [...openedAt.values()] };
     let response: DaemonResponse;
     try {
-      const quick = await openQuickly(request.port);
-      if (quick !== undefined) {
-        response = portOutcome(quick, request.port);
-        log.info('request-served', {
-          port: request.port,
-          state: 'state' in response ? response.state : undefined,
-        });
-        return response;
-      }
-      // A reconcile that began with this port's socket already bound serves the request as well as a new one.
-      const covered = () => fingerprintHasPort(runningSeen, request.port);
-      let report = await scheduler.request(covered);
-      // A refusal may come from a process that held the socket for a moment only (the utempter helper
-      // mosh-server runs inherits it; the parent ending after its fork): look again, shortly after.
-      for (let retry = 0; retry < REFUSAL_RETRIES && refusesPort(report, request.port); retry++) {
-        await new Promise<void>((resolve) => deps.clock.setTimeout(resolve, REFUSAL_RETRY_MS));
-        report = await scheduler.request(() => false);
-      }
-      response = portOutcome(report, request.port);
+      response = portOutcome(
+        (await openQuickly(request.port)) ?? (await servedInFull(request.port)),
+        request.port,
+      );
     } catch (error) {
       response = { ok: false, port: request.port, error: `reconcile failed: ${describeError(error)}` };
     }

@@ -97,6 +97,20 @@ export function createUfwFastPath(options: {
     return Object.fromEntries(wanted.map((family, index) => [family, states[index]]));
   };
 
+  /** Places our runtime rules in every family `state` says lacks them; the listing is then out of date. */
+  const placeWhereMissing = async (
+    state: Partial<Record<Family, HookLiveness>>,
+  ): Promise<AppliedChange[]> => {
+    const placed: AppliedChange[] = [];
+    for (const family of (['v4', 'v6'] as const).filter((each) => state[each] === 'missing'))
+      placed.push(await fast.placeRuntime(family));
+    if (placed.length > 0) {
+      listed.forget();
+      afterOwnChange?.();
+    }
+    return placed;
+  };
+
   return {
     inUse,
 
@@ -144,10 +158,7 @@ export function createUfwFastPath(options: {
       if (family === undefined) return;
       if (mode() === 'runtime') {
         // UFW loaded its chains without our rules (a reload, an enable): place them again, then stand.
-        for (const missing of (['v4', 'v6'] as const).filter((candidate) => state[candidate] === 'missing'))
-          await fast.placeRuntime(missing);
-        listed.forget();
-        afterOwnChange?.();
+        await placeWhereMissing(state);
         return;
       }
       throw new FirewallError(
@@ -160,15 +171,7 @@ export function createUfwFastPath(options: {
 
     async placeMissing(ipv6) {
       if (mode() !== 'runtime') return [];
-      const state = listed.recent() ?? (await hookState(ipv6));
-      const missing = (['v4', 'v6'] as const).filter((family) => state[family] === 'missing');
-      const placed: AppliedChange[] = [];
-      for (const family of missing) placed.push(await fast.placeRuntime(family));
-      if (placed.length > 0) {
-        listed.forget();
-        afterOwnChange?.();
-      }
-      return placed;
+      return placeWhereMissing(listed.recent() ?? (await hookState(ipv6)));
     },
 
     async change(kind, specs) {
