@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(ufw ipset conntrack firewalld dbus mosh openssh-server openssh-client iproute2 iptables nftables util-linux procps socat tmux debootstrap ansible-core ansible-lint lintian man-db sudo gcc libc6-dev prometheus)
+packages=(ufw ipset conntrack firewalld dbus mosh openssh-server openssh-client iproute2 iptables nftables util-linux procps socat tmux debootstrap systemd-container ansible-core ansible-lint lintian man-db sudo gcc libc6-dev prometheus)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

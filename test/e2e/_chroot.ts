@@ -161,7 +161,7 @@ export function mountsUnder(dir: string): string[] {
 }
 
 /** Writes `content` to root + path, refusing if any component below root is a symlink (or path is odd). */
-function writeInRoot(root: string, path: string, content: string | Buffer, mode: number): void {
+export function writeInRoot(root: string, path: string, content: string | Buffer, mode: number): void {
   if (!path.startsWith('/') || path.split('/').includes('..')) {
     throw new LabError(`Expected an absolute path without "..", got "${path}"`);
   }
@@ -374,7 +374,7 @@ export function unpack(tar: string): (root: string) => Promise<void> {
 }
 
 /** Writes the chroot's tarball atomically into the cache and removes older keys' tarballs of `kind`. */
-async function storeImage(host: ChrootHost, kind: string, tar: string): Promise<void> {
+export async function storeImage(host: ChrootHost, kind: string, tar: string): Promise<void> {
   mkdirSync(CACHE_DIR, { recursive: true, mode: 0o755 });
   const temporary = join(CACHE_DIR, `.${kind}.${process.pid}.${randomBytes(3).toString('hex')}.tmp`);
   try {

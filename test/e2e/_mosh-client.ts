@@ -9,7 +9,16 @@ import { BASE_ENV, BASE_PATH, LabError, run, runOk, showArgv } from './_exec.ts'
 import { labPaths } from './_files.ts';
 import { pollFor, waitUntil } from './_poll.ts';
 import { isGone, signalPid, startTimeOf } from './_procfs.ts';
-import type { Lab } from './lab.ts';
+
+/** What the client needs of a lab (a Lab, or a booted guest's client side): its key lives at labPaths(dir). */
+export interface MoshClientLab {
+  dir: string;
+  server: { v4: string; v6?: string | undefined };
+  runClient(
+    argv: string[],
+    opts?: { env?: Record<string, string>; timeoutMs?: number },
+  ): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+}
 
 export interface MoshClientOptions {
   /** The lab user to log in as. */
@@ -98,7 +107,7 @@ function cmdlineOf(pid: number): string[] {
  * Launches `mosh user@server -- command` in a new tmux server in the client's netns and returns at
  * once (mosh is then connecting: see waitReady). LANG=C.UTF-8, as mosh-client needs a UTF-8 locale.
  */
-export async function startMoshClient(lab: Lab, options: MoshClientOptions): Promise<MoshClient> {
+export async function startMoshClient(lab: MoshClientLab, options: MoshClientOptions): Promise<MoshClient> {
   clientCount += 1;
   const nonce = randomBytes(6).toString('hex');
   const readyText = options.readyText ?? `READY-${nonce}`;

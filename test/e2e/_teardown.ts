@@ -1,6 +1,15 @@
 // What a lab has made, and how all of it goes away: by destroy(), by a failed createLab(), by the
 // process 'exit' / SIGINT / SIGTERM / SIGHUP safety net, or by the next createLab() after a SIGKILL.
-import { closeSync, fstatSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  type Dirent,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabError, runSync, type Started } from './_exec.ts';
@@ -14,6 +23,8 @@ export interface LabState {
   netns: string[];
   inodes: Record<'net' | 'mnt' | 'pid', number[]>;
   children: Started[];
+  /** cgroup directories made for the lab (booted guests'), removed once their processes are gone. */
+  cgroups?: string[];
   tornDown: boolean;
 }
 
@@ -79,6 +90,7 @@ export function teardownSync(state: LabState): string[] {
   const problems: string[] = [];
   const survivors = killEverything(state);
   if (survivors.length > 0) problems.push(`processes still alive after SIGKILL: ${survivors.join(', ')}`);
+  problems.push(...removeCgroups(state.cgroups ?? []));
   for (const name of state.netns) {
     const result = runSync(['ip', 'netns', 'delete', name]);
     if (result.exitCode !== 0 && namedNetnsInode(name) !== undefined) {
@@ -93,6 +105,43 @@ export function teardownSync(state: LabState): string[] {
       problems.push(`cannot remove ${dir}: ${(error as Error).message}`);
     }
   }
+  return problems;
+}
+
+/** The cgroup directories of lab `id` in every hierarchy of this machine (booted guests make them). */
+export function labCgroups(id: string): string[] {
+  const found: string[] = [];
+  for (const hierarchy of ['unified', 'systemd']) {
+    const base = join('/sys/fs/cgroup', hierarchy);
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(base);
+    } catch {
+      continue;
+    }
+    for (const entry of entries) if (entry.startsWith(`${LAB_PREFIX}${id}-`)) found.push(join(base, entry));
+  }
+  return found;
+}
+
+/** Removes cgroup directories deepest first (a cgroup goes only once empty); returns the problems. */
+function removeCgroups(dirs: readonly string[]): string[] {
+  const problems: string[] = [];
+  const remove = (dir: string) => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) if (entry.isDirectory()) remove(join(dir, entry.name));
+    try {
+      rmdirSync(dir);
+    } catch (error) {
+      problems.push(`cannot remove cgroup ${dir}: ${(error as Error).message}`);
+    }
+  };
+  for (const dir of dirs) remove(dir);
   return problems;
 }
 
@@ -136,7 +185,8 @@ export function sweepStaleLabs(): string[] {
     if (startTimeOf(Number(pid)) === startTime) continue;
     const netns = [`${LAB_PREFIX}${match[1]}-srv`, `${LAB_PREFIX}${match[1]}-cli`];
     const net = netns.map(namedNetnsInode).filter((inode): inode is number => inode !== undefined);
-    teardownSync({ dir, netns, inodes: { net, mnt: [], pid: [] }, children: [], tornDown: false });
+    const cgroups = labCgroups(match[1] ?? '');
+    teardownSync({ dir, netns, inodes: { net, mnt: [], pid: [] }, children: [], cgroups, tornDown: false });
     swept.push(dir);
   }
   return swept;
