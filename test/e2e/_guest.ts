@@ -65,7 +65,7 @@ export const GUEST_PACKAGES = [
   'mosh',
 ];
 /** Change it whenever what goes into the guest root changes: the next run builds it anew. */
-const GUEST_KEY = 'bookworm-guest-3';
+const GUEST_KEY = 'bookworm-guest-4';
 /** The firewall a guest boots with; the other two are masked. */
 export type GuestFirewall = 'ufw' | 'nftables' | 'firewalld';
 const FIREWALL_UNITS: Record<GuestFirewall, string> = {
@@ -94,6 +94,13 @@ const GUEST_ENV: Record<string, string> = {
   DEBIAN_FRONTEND: 'noninteractive',
   SYSTEMD_PAGER: '',
 };
+
+export interface GuestOptions {
+  /** The guest's and the client side's addresses (one /24); default GUEST_V4 and CLIENT_V4. */
+  address?: { guest: string; client: string };
+  /** Put this guest's veth end in that guest's client side (one controller reaching both guests). */
+  clientSideOf?: Guest;
+}
 
 export interface GuestRunOptions {
   timeoutMs?: number;
@@ -149,7 +156,7 @@ export async function guestImage(): Promise<RootImage> {
 
 /**
  * minbase + GUEST_PACKAGES (downloaded in this machine's network namespace, installed offline), the
- * .debs kept in apt's cache (a test reinstalls mosh from it), systemd-networkd set up for host0.
+ * .debs kept in apt's cache (a test reinstalls mosh from it), systemd-networkd enabled.
  */
 async function buildGuestImage(tar: string, minbase: string): Promise<void> {
   const host = await createChrootHost(unpack(minbase));
@@ -162,11 +169,7 @@ async function buildGuestImage(tar: string, minbase: string): Promise<void> {
     await aptOk(
       host.run([...apt, '--no-download', 'install', ...GUEST_PACKAGES], { timeoutMs: 20 * 60_000 }),
     );
-    host.writeFile(
-      '/etc/systemd/network/10-moshwall-lab.network',
-      `[Match]\nName=host0\n\n[Network]\nAddress=${GUEST_V4}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n`,
-      0o644,
-    );
+    // host0's address is each guest's own (prepareRoot writes it).
     await host.runOk(['systemctl', 'enable', 'systemd-networkd.service']);
     // Nothing in the lab waits for "online"; the veth's outer end is configured by the test.
     await host.runOk(['systemctl', 'mask', 'systemd-networkd-wait-online.service']);
@@ -184,11 +187,15 @@ async function buildGuestImage(tar: string, minbase: string): Promise<void> {
  * ADMIN_NFTABLES_CONF; firewalld with its default zone), maintainer scripts free to start services.
  * Does not boot it: call boot().
  */
-export async function createGuest(image: string, firewall: GuestFirewall): Promise<Guest> {
+export async function createGuest(
+  image: string,
+  firewall: GuestFirewall,
+  options: GuestOptions = {},
+): Promise<Guest> {
   sweepStaleLabs();
   const state = trackLab();
   try {
-    return await buildGuest(state, image, firewall);
+    return await buildGuest(state, image, firewall, options);
   } catch (error) {
     const problems = teardownSync(state);
     if (problems.length > 0) {
@@ -201,7 +208,13 @@ export async function createGuest(image: string, firewall: GuestFirewall): Promi
 }
 
 /** The steps of createGuest; each records what it made in `state` first. */
-async function buildGuest(state: LabState, image: string, firewall: GuestFirewall): Promise<Guest> {
+async function buildGuest(
+  state: LabState,
+  image: string,
+  firewall: GuestFirewall,
+  options: GuestOptions,
+): Promise<Guest> {
+  const address = options.address ?? { guest: GUEST_V4, client: CLIENT_V4 };
   const id = randomBytes(4).toString('hex');
   const dir = mkdtempSync(join(tmpdir(), `${LAB_PREFIX}${id}-`));
   state.dir = dir;
@@ -210,15 +223,19 @@ async function buildGuest(state: LabState, image: string, firewall: GuestFirewal
   const root = join(dir, 'root');
   mkdirSync(root, { mode: 0o755 });
   await runOk(['tar', '-C', root, '--numeric-owner', '-xpf', image], { timeoutMs: 300_000 });
-  await prepareRoot(root, firewall);
+  await prepareRoot(root, firewall, address.guest);
 
-  const clientNetns = `${LAB_PREFIX}${id}-cli`;
-  await runOk(['ip', 'netns', 'add', clientNetns]);
-  state.netns.push(clientNetns);
-  const netInode = namedNetnsInode(clientNetns);
-  if (netInode === undefined)
-    throw new LabError(`ip netns add ${clientNetns} left no /run/netns/${clientNetns}`);
-  state.inodes.net.push(netInode);
+  // A guest sharing another's client side leaves that namespace (and what runs in it) to its owner.
+  const clientNetns = options.clientSideOf?.clientNetns ?? `${LAB_PREFIX}${id}-cli`;
+  if (options.clientSideOf === undefined) {
+    await runOk(['ip', 'netns', 'add', clientNetns]);
+    state.netns.push(clientNetns);
+    const netInode = namedNetnsInode(clientNetns);
+    if (netInode === undefined) {
+      throw new LabError(`ip netns add ${clientNetns} left no /run/netns/${clientNetns}`);
+    }
+    state.inodes.net.push(netInode);
+  }
   await runOk(['ip', '-n', clientNetns, 'link', 'set', 'lo', 'up']);
 
   const cgroups = ['unified', 'systemd'].map((hierarchy) =>
@@ -323,7 +340,7 @@ async function buildGuest(state: LabState, image: string, firewall: GuestFirewal
         async () => (await run(['ip', '-n', clientNetns, 'link', 'show', clientIf])).exitCode === 0,
         10_000,
       );
-      await runOk(['ip', '-n', clientNetns, 'address', 'add', `${CLIENT_V4}/24`, 'dev', clientIf]);
+      await runOk(['ip', '-n', clientNetns, 'address', 'add', `${address.client}/24`, 'dev', clientIf]);
       await runOk(['ip', '-n', clientNetns, 'link', 'set', clientIf, 'up']);
       // Until systemd has its bus up, systemctl answers "offline" or nothing: ask again.
       const running = await pollFor(
@@ -412,7 +429,13 @@ function consoleTail(dir: string, boot: number): string {
 }
 
 /** Masks the firewalls other than `firewall`, sets `firewall` up as an admin would, frees service starts. */
-async function prepareRoot(root: string, firewall: GuestFirewall): Promise<void> {
+async function prepareRoot(root: string, firewall: GuestFirewall, address: string): Promise<void> {
+  writeInRoot(
+    root,
+    '/etc/systemd/network/10-moshwall-lab.network',
+    `[Match]\nName=host0\n\n[Network]\nAddress=${address}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n`,
+    0o644,
+  );
   // The image forbids service starts (policy-rc.d, for its build in a chroot); a booted guest allows them.
   await runOk(['rm', '-f', join(root, 'usr/sbin/policy-rc.d')]);
   for (const [name, unit] of Object.entries(FIREWALL_UNITS)) {

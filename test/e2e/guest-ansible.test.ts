@@ -1,0 +1,211 @@
+// The Ansible role on two booted Debian 12 guests (systemd as PID 1, UFW with default deny; _guest.ts)
+// in one playbook run, from a controller on their shared client side over real SSH (key auth, become
+// via sudo): the role installs the .deb and the service runs under systemd on both (its unit active,
+// enabled, its MainPID the daemon, a session's port opened through the shim on each); a second run
+// reports changed=0 on both.
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { buildDeb, REPO } from './_deb.ts';
+import { LabError, type Result, runOk } from './_exec.ts';
+import { createGuest, GUEST_V4, type Guest, guestImage } from './_guest.ts';
+import { waitUntil } from './_poll.ts';
+import { tcpListening, udpArrivals } from './_procfs.ts';
+import { labSkipReason } from './lab.ts';
+
+const PLAYBOOK = join(REPO, 'ansible', 'playbook.example.yml');
+const UDP_SCRIPT = fileURLToPath(new URL('./fixtures/udp.mjs', import.meta.url));
+/** The second guest's /24 (TEST-NET-3), beside the first's on the same client side. */
+const SECOND = { guest: '203.0.113.1', client: '203.0.113.2' };
+const HOSTS = [
+  { name: 'guest-a', address: GUEST_V4 },
+  { name: 'guest-b', address: SECOND.guest },
+];
+
+/** One host's PLAY RECAP counts. */
+interface Recap {
+  ok: number;
+  changed: number;
+  unreachable: number;
+  failed: number;
+}
+
+/** The PLAY RECAP of every host in ansible-playbook's default output, and the tasks that changed. */
+function recaps(result: Result): { hosts: Map<string, Recap>; changedTasks: string[] } {
+  const hosts = new Map<string, Recap>();
+  for (const match of result.stdout.matchAll(
+    /^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)/gm,
+  )) {
+    const [ok, changed, unreachable, failed] = match.slice(2).map(Number);
+    hosts.set(match[1] ?? '', {
+      ok: ok ?? -1,
+      changed: changed ?? -1,
+      unreachable: unreachable ?? -1,
+      failed: failed ?? -1,
+    });
+  }
+  const changedTasks: string[] = [];
+  let task = '';
+  for (const line of result.stdout.split('\n')) {
+    const header = /^TASK \[(.+)\] \*+$/.exec(line);
+    if (header) task = header[1] ?? '';
+    const changed = /^changed: \[(\S+)\]/.exec(line);
+    if (changed) changedTasks.push(`${changed[1]}: ${task}`);
+  }
+  return { hosts, changedTasks };
+}
+
+describe('the Ansible role on two booted Debian 12 guests (systemd PID 1) in one playbook run', {
+  skip: labSkipReason(),
+}, () => {
+  const guests: Guest[] = [];
+  let key = '';
+  let run: () => Promise<{ result: Result; seconds: number }> = async () => {
+    throw new LabError('the guests did not come up in before()');
+  };
+  const figures: string[] = [];
+
+  before(async () => {
+    const image = await guestImage();
+    const first = await createGuest(image.tar, 'ufw');
+    guests.push(first);
+    guests.push(await createGuest(image.tar, 'ufw', { address: SECOND, clientSideOf: first }));
+    const deb = await buildDeb(join(first.dir, 'out'));
+    mkdirSync(join(first.dir, 'ssh'), { mode: 0o700 });
+    key = join(first.dir, 'ssh', 'id_ed25519');
+    await runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'moshwall-guest-ansible', '-f', key]);
+    for (const guest of guests) {
+      const boot = await guest.boot();
+      figures.push(`boot ${(boot.ms / 1000).toFixed(1)} s`);
+      await guest.runOk(['ufw', 'allow', '22/tcp'], { env: { LANG: 'C' } });
+      for (const user of ['deploy', 'mwguest']) {
+        await guest.runOk(['useradd', '--create-home', '--shell', '/bin/bash', '--user-group', user]);
+        guest.writeFile(`/home/${user}/.ssh/authorized_keys`, readFileSync(`${key}.pub`), 0o600);
+        await guest.runOk(['chown', '-R', `${user}:${user}`, `/home/${user}/.ssh`]);
+        await guest.runOk(['chmod', '700', `/home/${user}/.ssh`]);
+      }
+      guest.writeFile('/etc/sudoers.d/deploy', 'deploy ALL=(ALL:ALL) NOPASSWD: ALL\n', 0o440);
+      await guest.runOk(['visudo', '-c']);
+      const live = guest;
+      assert.ok(await waitUntil(() => tcpListening(live.pid1(), 22, 'v4'), 10_000), 'sshd listens');
+    }
+
+    // The controller: its own ansible.cfg, home and control sockets, in the first guest's lab directory.
+    const home = join(first.dir, 'ansible-home');
+    mkdirSync(home, { mode: 0o700 });
+    const config = join(first.dir, 'ansible.cfg');
+    writeFileSync(
+      config,
+      [
+        '[defaults]',
+        'host_key_checking = False',
+        'interpreter_python = /usr/bin/python3',
+        `local_tmp = ${home}/tmp`,
+        'retry_files_enabled = False',
+        'timeout = 30',
+        '[ssh_connection]',
+        'ssh_args = -F /dev/null -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o IdentityAgent=none',
+        `control_path_dir = ${home}/cp`,
+        'pipelining = True',
+        '',
+      ].join('\n'),
+    );
+    const inventory = join(first.dir, 'inventory.ini');
+    writeFileSync(
+      inventory,
+      `[moshwall_hosts]\n${HOSTS.map(({ name, address }) => `${name} ansible_host=${address} ansible_user=deploy ansible_ssh_private_key_file=${key}`).join('\n')}\n`,
+    );
+    const vars = join(first.dir, 'vars.json');
+    // No route to a mirror: the guests already have nodejs, python3-apt and ipset from their image.
+    writeFileSync(vars, JSON.stringify({ moshwall_deb_src: deb, moshwall_apt_update_cache: false }));
+    const env = {
+      HOME: home,
+      ANSIBLE_CONFIG: config,
+      ANSIBLE_NOCOLOR: '1',
+      ANSIBLE_FORCE_COLOR: '0',
+      LANG: 'C.UTF-8',
+    };
+    run = async () => {
+      const begun = performance.now();
+      const result = await first.client(['ansible-playbook', '-i', inventory, '-e', `@${vars}`, PLAYBOOK], {
+        env,
+        timeoutMs: 15 * 60_000,
+      });
+      return { result, seconds: (performance.now() - begun) / 1000 };
+    };
+  });
+
+  after(async () => {
+    console.log(`# guest-ansible figures: ${figures.join('; ')}`);
+    // The second guest first: the first owns the client side both use.
+    for (const guest of [...guests].reverse()) await guest.destroy();
+  });
+
+  test('the first run installs on both, and the service runs under systemd on each: a session gets its port', async (t) => {
+    const { result, seconds } = await run();
+    const output = `${result.stdout}\n${result.stderr}`.slice(-8000);
+    assert.equal(result.exitCode, 0, output);
+    const { hosts } = recaps(result);
+    figures.push(`first run ${seconds.toFixed(1)} s`);
+    for (const [index, guest] of guests.entries()) {
+      const host = HOSTS[index];
+      assert.ok(host);
+      const recap = hosts.get(host.name);
+      assert.ok(recap, `a PLAY RECAP for ${host.name}:\n${output}`);
+      assert.equal(recap.failed, 0, output);
+      assert.equal(recap.unreachable, 0, output);
+      assert.ok(recap.changed > 0, 'the first run changes something');
+      const show = (
+        await guest.runOk(['systemctl', 'show', '-p', 'ActiveState,UnitFileState,MainPID', 'moshwall'])
+      ).stdout;
+      assert.match(show, /^ActiveState=active$/m, show);
+      assert.match(show, /^UnitFileState=enabled$/m, show);
+      const mainPid = /^MainPID=(\d+)$/m.exec(show)?.[1] ?? '0';
+      const cmdline = (await guest.runOk(['cat', `/proc/${mainPid}/cmdline`])).stdout.split('\0').join(' ');
+      assert.match(cmdline, /moshwall\.js daemon/, `systemd's MainPID is the daemon: ${cmdline}`);
+
+      // A mosh-server over ssh, as mosh starts it: the shim has the daemon open its port first.
+      const ssh = await guest.client(
+        [
+          ...['ssh', '-F', '/dev/null', '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none'],
+          ...['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
+          ...['-o', 'LogLevel=ERROR', `mwguest@${host.address}`, '--'],
+          ...['mosh-server', 'new', '-s', '-l', 'LANG=C.UTF-8'],
+        ],
+        { timeoutMs: 20_000 },
+      );
+      const port = /^MOSH CONNECT (\d+) /m.exec(ssh.stdout)?.[1];
+      assert.ok(port, `mosh-server over ssh on ${host.name}: ${ssh.stdout}${ssh.stderr}`);
+      const arrivedBefore = udpArrivals(guest.pid1(), 'v4');
+      const sent = await guest.client([process.execPath, UDP_SCRIPT, 'stream', host.address, port, '300'], {
+        timeoutMs: 10_000,
+      });
+      const count = Number(/^sent (\d+)$/m.exec(sent.stdout)?.[1] ?? -1);
+      await waitUntil(() => udpArrivals(guest.pid1(), 'v4') - arrivedBefore >= count, 1000);
+      assert.equal(
+        udpArrivals(guest.pid1(), 'v4') - arrivedBefore,
+        count,
+        `port ${port} open on ${host.name}`,
+      );
+      const journal = (await guest.runOk(['journalctl', '-u', 'moshwall', '-o', 'cat', '--no-pager'])).stdout;
+      assert.match(journal, new RegExp(`^info request-served port=${port} state=open$`, 'm'), journal);
+      t.diagnostic(`${host.name}: ${show.trim().split('\n').join(' ')}; session port ${port} open`);
+    }
+  });
+
+  test('the second run reports changed=0 on both', async () => {
+    const { result, seconds } = await run();
+    const output = `${result.stdout}\n${result.stderr}`.slice(-8000);
+    assert.equal(result.exitCode, 0, output);
+    const { hosts, changedTasks } = recaps(result);
+    figures.push(`second run ${seconds.toFixed(1)} s`);
+    for (const { name } of HOSTS) {
+      const recap = hosts.get(name);
+      assert.ok(recap, `a PLAY RECAP for ${name}:\n${output}`);
+      assert.equal(recap.failed, 0, output);
+      assert.equal(recap.changed, 0, `changed on a second run: ${changedTasks.join('; ')}`);
+    }
+  });
+});
