@@ -5,6 +5,7 @@ import { identifyPeers, socketInode } from '../daemon/peer.ts';
 import type { PeerIdentity } from '../daemon/server.ts';
 import { readRealUid } from '../discovery/details.ts';
 import type { ProcReader } from '../discovery/proc-reader.ts';
+import { holdersOf } from '../discovery/sockets.ts';
 import type { Runner } from '../exec.ts';
 
 /** The file descriptor behind an accepted Unix socket (Node keeps it on the socket's handle). */
@@ -55,7 +56,10 @@ export function createHostPeerIdentity(reader: ProcReader, run: Runner): PeerIde
   };
 }
 
-/** The holder watch's reads of the host: a signal-0 probe for existence, /proc/PID/status for the rest. */
+/**
+ * The holder watch's reads of the host: a signal-0 probe for existence, /proc/PID/status for the rest,
+ * and the sessions' owners' processes' fd tables for a sharer of a session's socket.
+ */
 export function hostHolderEdges(reader: ProcReader): HolderEdges {
   return {
     alive(pid) {
@@ -72,6 +76,27 @@ export function hostHolderEdges(reader: ProcReader): HolderEdges {
       } catch {
         return undefined;
       }
+    },
+    sharer(inodes, uids, known) {
+      // One status read per unknown process (its uids), fd walks only for the owners' own processes.
+      const owned = (pid: number) => {
+        if (known.has(pid)) return false;
+        try {
+          const status = holderStatus(reader.readText(`/proc/${pid}/status`));
+          return status !== undefined && (uids.has(status.realUid) || uids.has(status.effectiveUid));
+        } catch {
+          return false;
+        }
+      };
+      try {
+        for (const [inode, pids] of holdersOf(reader, inodes, owned).holders) {
+          const pid = pids.find((each) => !known.has(each));
+          if (pid !== undefined) return { pid, inode };
+        }
+      } catch {
+        // /proc unreadable: the next full reconcile says so.
+      }
+      return undefined;
     },
   };
 }

@@ -12,7 +12,7 @@ import { describeError, MoshwallError } from '../errors.ts';
 import type { BackendProbe } from '../firewall.ts';
 import type { Logger } from '../log.ts';
 import type { ListenAddress } from '../metrics/listen.ts';
-import { fingerprintHasPort, readFingerprint } from './fingerprint.ts';
+import { fingerprintHasPort, readFingerprint, socketsOnPorts } from './fingerprint.ts';
 import { createHolderWatch, type HolderEdges } from './holder-watch.ts';
 import { createDaemonMetrics, type DaemonMetrics } from './metrics.ts';
 import { portOutcome } from './outcome.ts';
@@ -207,6 +207,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         report.sessions.map((allowed) => allowed.session),
         deps.clock.now(),
         report.refused,
+        socketsOnPorts(seen, new Set(report.sessions.map((allowed) => allowed.session.port))),
       );
       log.debug('reconciled', {
         sessions: report.sessions.length,

@@ -61,6 +61,22 @@ export function fingerprintHasPort(fingerprint: string | undefined, port: number
   return fingerprint.split(',').some((key) => key.split(':')[1] === String(port));
 }
 
+/** Socket inode → port, for the sockets of a fingerprint (of socketFingerprint) on one of `ports`. */
+export function socketsOnPorts(
+  fingerprint: string | undefined,
+  ports: ReadonlySet<number>,
+): Map<number, number> {
+  const found = new Map<number, number>();
+  if (fingerprint === undefined || fingerprint.startsWith('error: ')) return found;
+  for (const key of fingerprint.split(',')) {
+    const [family, port, inode] = key.split(':');
+    if ((family === 'v4' || family === 'v6') && ports.has(Number(port)) && /^\d+$/.test(inode ?? '')) {
+      found.set(Number(inode), Number(port));
+    }
+  }
+  return found;
+}
+
 /**
  * The fingerprint of the sockets read now; a failed read gives a fingerprint of its own (so a
  * recovery counts as a change) instead of throwing.

@@ -6,6 +6,16 @@ export interface HolderEdges {
   alive(pid: number): boolean;
   /** The tracer and real and effective uids of pid, or undefined when it cannot be read (gone). */
   status(pid: number): { tracerPid: number; realUid: number; effectiveUid: number } | undefined;
+  /**
+   * A process other than `known` whose real or effective uid is one of `uids` and that holds one of
+   * the `inodes` (a session's socket, taken or handed out beside its genuine holder), or undefined.
+   * Optional: without it, such a sharer is found at the next full reconcile only.
+   */
+  sharer?(
+    inodes: ReadonlySet<number>,
+    uids: ReadonlySet<number>,
+    known: ReadonlySet<number>,
+  ): { pid: number; inode: number } | undefined;
 }
 
 /** How often the watch looks, and how many status files it may read per second. */
@@ -14,9 +24,15 @@ export interface HolderWatchLimits {
   aliveEveryMs: number;
   /** Status reads (tracer, uid) per second, spread round-robin over the sessions. */
   statusReadsPerSecond: number;
+  /** How often the session owners' other processes are looked through for a session's socket. */
+  sharersEveryMs: number;
 }
 
-export const DEFAULT_HOLDER_WATCH: HolderWatchLimits = { aliveEveryMs: 1000, statusReadsPerSecond: 100 };
+export const DEFAULT_HOLDER_WATCH: HolderWatchLimits = {
+  aliveEveryMs: 1000,
+  statusReadsPerSecond: 100,
+  sharersEveryMs: 1500,
+};
 
 /**
  * The tracer and real and effective uids in a /proc/PID/status text, found directly (the watch reads
@@ -36,25 +52,37 @@ export function holderStatus(
  * open for long after its socket leaves genuine hands: each holder is probed for existence every
  * `aliveEveryMs` (the genuine mosh-server gone while its socket lives on means someone else holds it),
  * and its status is read round-robin within a budget of reads per second (a tracer attached, the uid
- * changed). `check` returns why a full reconcile is due, or undefined; the reconcile then walks every
- * holder and decides. Pure over its edges; the caller passes the time.
+ * changed), and every `sharersEveryMs` the other processes of the sessions' owners are looked through
+ * for a session's socket (taken with pidfd_getfd while the genuine server lives on: only its owner, or
+ * root, may do that). `check` returns why a full reconcile is due, or undefined; the reconcile then
+ * walks every holder and decides. Pure over its edges; the caller passes the time.
  */
 export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits = DEFAULT_HOLDER_WATCH) {
   let sessions: MoshSession[] = [];
   let refused: RefusedHolder[] = [];
+  let inodes = new Map<number, number>();
   let cursor = 0;
+  let lastSharers = Number.NEGATIVE_INFINITY;
   let lastAlive = Number.NEGATIVE_INFINITY;
   let lastStatus = Number.NEGATIVE_INFINITY;
   let owed = 0;
   return {
     /**
-     * The sessions the last reconcile opened (their holders are what is watched), and the holders it
-     * refused: one that ends may have been the only reason (a helper that held the socket a moment).
+     * The sessions the last reconcile opened (their holders are what is watched), the holders it
+     * refused (one that ends may have been the only reason: a helper that held the socket a moment),
+     * and the sockets of the sessions' ports (inode → port) that the sharer look searches for.
      */
-    track(current: readonly MoshSession[], now: number, refusedNow: readonly RefusedHolder[] = []): void {
+    track(
+      current: readonly MoshSession[],
+      now: number,
+      refusedNow: readonly RefusedHolder[] = [],
+      socketPorts: ReadonlyMap<number, number> = new Map(),
+    ): void {
       sessions = [...current];
       refused = [...refusedNow];
+      inodes = new Map(socketPorts);
       cursor = 0;
+      lastSharers = now;
       lastAlive = now;
       lastStatus = now;
       owed = 0;
@@ -85,6 +113,18 @@ export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits 
         }
         if (status.realUid !== session.uid || status.effectiveUid !== session.uid) {
           return `holder pid ${session.pid} of port ${session.port} changed uid`;
+        }
+      }
+      if (edges.sharer !== undefined && inodes.size > 0 && now - lastSharers >= limits.sharersEveryMs) {
+        lastSharers = now;
+        const known = new Set([
+          ...sessions.map((session) => session.pid),
+          ...refused.map((holder) => holder.pid),
+        ]);
+        const uids = new Set(sessions.map((session) => session.uid));
+        const found = edges.sharer(new Set(inodes.keys()), uids, known);
+        if (found !== undefined) {
+          return `pid ${found.pid} also holds the socket of port ${inodes.get(found.inode) ?? '?'}`;
         }
       }
       return undefined;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { fingerprintHasPort, socketFingerprint } from '../../../src/daemon/fingerprint.ts';
+import { fingerprintHasPort, socketFingerprint, socketsOnPorts } from '../../../src/daemon/fingerprint.ts';
 import { parseProcNetUdp } from '../../../src/discovery/udp.ts';
 
 const udp = readFileSync('test/fixtures/proc/lab/net/udp', 'utf8');
@@ -41,5 +41,21 @@ describe('socketFingerprint', () => {
     assert.equal(fingerprintHasPort(all, 6077), false);
     assert.equal(fingerprintHasPort(all, 777), false);
     assert.equal(fingerprintHasPort(undefined, 60777), false);
+  });
+});
+
+describe('socketsOnPorts', () => {
+  it('maps the inodes of the sockets on the given ports (either family) to their port, nothing else', () => {
+    const fingerprint = 'v4:60001:5001,v4:60002:5002,v6:60001:6001,?garbage line';
+    assert.deepEqual(
+      [...socketsOnPorts(fingerprint, new Set([60001]))],
+      [
+        [5001, 60001],
+        [6001, 60001],
+      ],
+    );
+    assert.equal(socketsOnPorts(fingerprint, new Set()).size, 0);
+    assert.equal(socketsOnPorts(undefined, new Set([60001])).size, 0);
+    assert.equal(socketsOnPorts('error: cannot read /proc/net/udp', new Set([60001])).size, 0);
   });
 });

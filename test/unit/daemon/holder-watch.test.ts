@@ -28,7 +28,11 @@ test('a genuine holder that ends while its socket lives on is noticed at the nex
     session({ pid: 11, port: 60002, uid: 1000 }),
   ];
   for (const each of sessions) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
-  const watch = createHolderWatch(edges, { aliveEveryMs: 1000, statusReadsPerSecond: 0 });
+  const watch = createHolderWatch(edges, {
+    aliveEveryMs: 1000,
+    statusReadsPerSecond: 0,
+    sharersEveryMs: 1500,
+  });
   watch.track(sessions, 0);
   assert.equal(watch.check(500), undefined);
   table.delete(11);
@@ -42,7 +46,11 @@ test('a tracer or a uid change is found within the status budget, round-robin ov
     session({ pid: 100 + index, port: 60100 + index, uid: 1000 }),
   );
   for (const each of sessions) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
-  const watch = createHolderWatch(edges, { aliveEveryMs: 1000, statusReadsPerSecond: 4 });
+  const watch = createHolderWatch(edges, {
+    aliveEveryMs: 1000,
+    statusReadsPerSecond: 4,
+    sharersEveryMs: 1500,
+  });
   watch.track(sessions, 0);
   for (let now = 250; now <= 2500; now += 250) assert.equal(watch.check(now), undefined);
   assert.equal(reads.length, 10, '4 reads a second for 2.5 s: every session once');
@@ -80,7 +88,11 @@ test('holderStatus reads the tracer and uids of a real /proc/PID/status, and und
 test('a refused holder that ends (a helper that held the socket a moment) is noticed at the next check', () => {
   const { table, edges } = host();
   table.set(4300, { tracerPid: 0, realUid: 0, effectiveUid: 0 });
-  const watch = createHolderWatch(edges, { aliveEveryMs: 1000, statusReadsPerSecond: 0 });
+  const watch = createHolderWatch(edges, {
+    aliveEveryMs: 1000,
+    statusReadsPerSecond: 0,
+    sharersEveryMs: 1500,
+  });
   const helper = {
     pid: 4300,
     uid: 0,
@@ -96,4 +108,80 @@ test('a refused holder that ends (a helper that held the socket a moment) is not
   table.delete(4300);
   assert.equal(watch.check(500), 'refused holder pid 4300 of port 60001 ended');
   assert.equal(watch.check(750), undefined, 'said once');
+});
+
+test("the owners' other processes are looked through for a session's socket every sharersEveryMs, asking with the sessions' uids, inodes and known holders", () => {
+  const { table, edges } = host();
+  const sessions = [
+    session({ pid: 10, port: 60001, uid: 1000 }),
+    session({ pid: 11, port: 60002, uid: 1001 }),
+  ];
+  for (const each of sessions)
+    table.set(each.pid, { tracerPid: 0, realUid: each.uid, effectiveUid: each.uid });
+  const asked: Array<{ inodes: number[]; uids: number[]; known: number[] }> = [];
+  let holding: { pid: number; inode: number } | undefined;
+  const watch = createHolderWatch(
+    {
+      ...edges,
+      sharer(inodes, uids, known) {
+        asked.push({ inodes: [...inodes].sort(), uids: [...uids].sort(), known: [...known].sort() });
+        return holding;
+      },
+    },
+    { aliveEveryMs: 1000, statusReadsPerSecond: 0, sharersEveryMs: 1500 },
+  );
+  const helper = {
+    pid: 12,
+    uid: 0,
+    user: 'root',
+    port: 60001,
+    family: 'v4' as const,
+    localAddress: '0.0.0.0',
+    exe: '/x',
+    reason: 'r',
+  };
+  table.set(12, { tracerPid: 0, realUid: 0, effectiveUid: 0 });
+  watch.track(
+    sessions,
+    0,
+    [helper],
+    new Map([
+      [5001, 60001],
+      [5002, 60002],
+    ]),
+  );
+  assert.equal(watch.check(1000), undefined);
+  assert.equal(asked.length, 0, 'not before sharersEveryMs');
+  assert.equal(watch.check(1500), undefined);
+  assert.deepEqual(asked, [{ inodes: [5001, 5002], uids: [1000, 1001], known: [10, 11, 12] }]);
+  holding = { pid: 77, inode: 5002 };
+  assert.equal(watch.check(2000), undefined, 'the next look is 1.5 s later');
+  assert.equal(watch.check(3000), 'pid 77 also holds the socket of port 60002');
+});
+
+test('without sockets to look for (or without the edge) no sharer look happens', () => {
+  const { table, edges } = host();
+  const sessions = [session({ pid: 10, port: 60001, uid: 1000 })];
+  table.set(10, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
+  let asked = 0;
+  const watch = createHolderWatch(
+    {
+      ...edges,
+      sharer: () => {
+        asked++;
+        return { pid: 1, inode: 1 };
+      },
+    },
+    { aliveEveryMs: 1000, statusReadsPerSecond: 0, sharersEveryMs: 1500 },
+  );
+  watch.track(sessions, 0);
+  assert.equal(watch.check(5000), undefined);
+  assert.equal(asked, 0);
+  const plain = createHolderWatch(edges, {
+    aliveEveryMs: 1000,
+    statusReadsPerSecond: 0,
+    sharersEveryMs: 1500,
+  });
+  plain.track(sessions, 0, [], new Map([[5001, 60001]]));
+  assert.equal(plain.check(5000), undefined);
 });
