@@ -88,7 +88,7 @@ function parseRecap(result: Result, seconds: number): Recap {
 }
 
 describe('ansible-lint', () => {
-  test('the role and the example playbook pass its production profile', async () => {
+  test('the role, the example playbook and the fleet status playbook pass its production profile', async () => {
     const home = mkdtempSync(join(tmpdir(), 'moshwall-ansible-lint-'));
     try {
       const role = join(REPO, 'ansible', 'roles', 'moshwall');
@@ -101,6 +101,7 @@ describe('ansible-lint', () => {
         '-p',
         role,
         PLAYBOOK,
+        join(REPO, 'ansible', 'fleet-status.yml'),
       ];
       const result = await run(lint, { env: { ...BASE_ENV, HOME: home }, timeoutMs: 120_000 });
       const output = `${result.stdout}${result.stderr}`;

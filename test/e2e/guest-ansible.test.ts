@@ -2,7 +2,8 @@
 // in one playbook run, from a controller on their shared client side over real SSH (key auth, become
 // via sudo): the role installs the .deb and the service runs under systemd on both (its unit active,
 // enabled, its MainPID the daemon, a session's port opened through the shim on each); a second run
-// reports changed=0 on both.
+// reports changed=0 on both; ansible/fleet-status.yml prints one table of both guests' sessions, rules
+// and problems, with an unreachable third host as a row of its own.
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +17,9 @@ import { tcpListening, udpArrivals } from './_procfs.ts';
 import { labSkipReason } from './lab.ts';
 
 const PLAYBOOK = join(REPO, 'ansible', 'playbook.example.yml');
+const FLEET_PLAYBOOK = join(REPO, 'ansible', 'fleet-status.yml');
+/** An inventory host at an address nothing answers on (the client side's /24, no guest there). */
+const UNREACHABLE = { name: 'guest-gone', address: '198.51.100.77' };
 const UDP_SCRIPT = fileURLToPath(new URL('./fixtures/udp.mjs', import.meta.url));
 /** The second guest's /24 (TEST-NET-3), beside the first's on the same client side. */
 const SECOND = { guest: '203.0.113.1', client: '203.0.113.2' };
@@ -62,9 +66,10 @@ describe('the Ansible role on two booted Debian 12 guests (systemd PID 1) in one
 }, () => {
   const guests: Guest[] = [];
   let key = '';
-  let run: () => Promise<{ result: Result; seconds: number }> = async () => {
-    throw new LabError('the guests did not come up in before()');
-  };
+  let run: (playbook?: string, extra?: string[]) => Promise<{ result: Result; seconds: number }> =
+    async () => {
+      throw new LabError('the guests did not come up in before()');
+    };
   const figures: string[] = [];
 
   before(async () => {
@@ -127,12 +132,15 @@ describe('the Ansible role on two booted Debian 12 guests (systemd PID 1) in one
       ANSIBLE_FORCE_COLOR: '0',
       LANG: 'C.UTF-8',
     };
-    run = async () => {
+    run = async (playbook = PLAYBOOK, extra = []) => {
       const begun = performance.now();
-      const result = await first.client(['ansible-playbook', '-i', inventory, '-e', `@${vars}`, PLAYBOOK], {
-        env,
-        timeoutMs: 15 * 60_000,
-      });
+      const result = await first.client(
+        ['ansible-playbook', '-i', inventory, '-e', `@${vars}`, ...extra, playbook],
+        {
+          env,
+          timeoutMs: 15 * 60_000,
+        },
+      );
       return { result, seconds: (performance.now() - begun) / 1000 };
     };
   });
@@ -207,5 +215,56 @@ describe('the Ansible role on two booted Debian 12 guests (systemd PID 1) in one
       assert.equal(recap.failed, 0, output);
       assert.equal(recap.changed, 0, `changed on a second run: ${changedTasks.join('; ')}`);
     }
+  });
+  test("fleet-status.yml: one table of both guests' sessions, rules and problems; an unreachable host is a row with its error", async (t) => {
+    const [first, second] = guests;
+    assert.ok(first && second);
+    const ssh = (address: string) =>
+      second.client(
+        [
+          ...['ssh', '-F', '/dev/null', '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none'],
+          ...['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
+          ...[
+            '-o',
+            'LogLevel=ERROR',
+            `mwguest@${address}`,
+            '--',
+            'mosh-server',
+            'new',
+            '-s',
+            '-l',
+            'LANG=C.UTF-8',
+          ],
+        ],
+        { timeoutMs: 20_000 },
+      );
+    const started = await ssh(SECOND.guest);
+    const port = /^MOSH CONNECT (\d+) /m.exec(started.stdout)?.[1];
+    assert.ok(port, started.stdout + started.stderr);
+    const inventory = join(first.dir, 'fleet-inventory.ini');
+    writeFileSync(
+      inventory,
+      `${readFileSync(join(first.dir, 'inventory.ini'), 'utf8')}${UNREACHABLE.name} ansible_host=${UNREACHABLE.address} ansible_user=deploy ansible_ssh_private_key_file=${key} ansible_ssh_common_args='-o ConnectTimeout=3'\n`,
+    );
+    const report = join(first.dir, 'fleet.txt');
+    const { result, seconds } = await run(FLEET_PLAYBOOK, [
+      '-i',
+      inventory,
+      '-e',
+      `moshwall_fleet_report=${report}`,
+    ]);
+    const output = `${result.stdout}\n${result.stderr}`.slice(-8000);
+    assert.equal(result.exitCode, 0, output);
+    const table = readFileSync(report, 'utf8');
+    t.diagnostic(table);
+    figures.push(`fleet status over 2 guests + 1 unreachable: ${seconds.toFixed(1)} s`);
+    assert.match(table, /^guest-a\s+ufw\s+\d+\s+\d+\s+\d+\s+\d+$/m);
+    assert.match(table, /^guest-b\s+ufw\s+[1-9]\d*\s+[1-9]\d*\s+\d+\s+\d+$/m);
+    assert.match(table, new RegExp(`^guest-b\\s+mwguest\\s+${port}/v4\\s+\\S+\\s+\\d+s\\s+open$`, 'm'));
+    assert.match(table, /^guest-gone\s+-\s+-\s+-\s+-\s+1$/m);
+    assert.match(table, /^guest-gone\s+unreachable: /m);
+    assert.match(result.stdout, /ok: \[localhost\]/, 'the table is printed too');
+    const recap = recaps(result).hosts;
+    for (const { name } of HOSTS) assert.equal(recap.get(name)?.changed, 0, `${name} read only`);
   });
 });

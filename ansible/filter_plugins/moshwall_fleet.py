@@ -1,0 +1,130 @@
+"""moshwall_fleet_table: one text table of every host's `moshwall status --json` (fleet-status.yml).
+
+Pure Python (stdlib only). Input: the inventory hostnames and hostvars, where each host that was reached
+has the registered result `moshwall_fleet_status` of `moshwall status --json`. A host that was not
+reached, whose moshwall failed, or whose output is not the JSON expected is a row with its error: one
+bad host never hides the others.
+"""
+
+import json
+
+REGISTERED = "moshwall_fleet_status"
+
+
+def _age(seconds):
+    """A short age: 45s, 12m03s, 3h07m, 2d04h."""
+    try:
+        total = int(seconds)
+    except (TypeError, ValueError):
+        return "?"
+    if total < 60:
+        return "%ds" % total
+    if total < 3600:
+        return "%dm%02ds" % (total // 60, total % 60)
+    if total < 86400:
+        return "%dh%02dm" % (total // 3600, total % 3600 // 60)
+    return "%dd%02dh" % (total // 86400, total % 86400 // 3600)
+
+
+def _first_line(text, limit=160):
+    """The first non-empty line of text, cut to limit characters."""
+    for line in str(text or "").splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return ""
+
+
+def _status_of(result):
+    """(status dict, None) from one host's registered result, or (None, why it has none)."""
+    if not isinstance(result, dict):
+        return None, "no status gathered (the host was not in this run)"
+    if result.get("unreachable"):
+        return None, "unreachable: " + (_first_line(result.get("msg")) or "?")
+    if result.get("rc") != 0:
+        why = _first_line(result.get("stderr")) or _first_line(result.get("msg")) or _first_line(result.get("stdout"))
+        return None, "moshwall status failed (exit %s): %s" % (result.get("rc"), why or "no output")
+    try:
+        status = json.loads(result.get("stdout") or "")
+    except ValueError:
+        return None, "moshwall status printed no JSON: " + (_first_line(result.get("stdout")) or "nothing")
+    if not isinstance(status, dict) or not isinstance(status.get("sessions"), list):
+        return None, "moshwall status printed JSON of another shape"
+    return status, None
+
+
+def _problems_of(status):
+    """Every problem one host's status names, one line each."""
+    problems = []
+    firewall = status.get("firewall") or {}
+    if not firewall.get("active", False):
+        problems.append("firewall %s is not active" % status.get("backend", "?"))
+    for problem in firewall.get("problems") or []:
+        problems.append("firewall: " + _first_line(problem))
+    for warning in status.get("warnings") or []:
+        problems.append("warning: " + _first_line(warning))
+    for holder in status.get("refused") or []:
+        problems.append(
+            "refused: port %s/%s held by %s pid %s (%s)"
+            % (holder.get("port"), holder.get("family"), holder.get("user"), holder.get("pid"), _first_line(holder.get("reason")))
+        )
+    for process in status.get("uninspected") or []:
+        if process.get("root"):
+            continue
+        problems.append(
+            "uninspected: pid %s %s (%s %s)"
+            % (process.get("pid"), process.get("exe") or "?", process.get("path"), process.get("code"))
+        )
+    for rule in status.get("rules") or []:
+        if rule.get("state") == "stale":
+            problems.append("stale rule: %s/%s from %s" % (rule.get("port"), rule.get("family"), rule.get("source")))
+    conntrack = status.get("conntrack")
+    if isinstance(conntrack, dict) and not conntrack.get("available", True):
+        problems.append("conntrack: " + (_first_line(conntrack.get("problem"), 120) or "not available"))
+    return problems
+
+
+def _table(header, rows):
+    """Rows under a header, columns padded to their widest cell."""
+    widths = [max(len(str(row[column])) for row in [header] + rows) for column in range(len(header))]
+    return ["  ".join(str(cell).ljust(widths[index]) for index, cell in enumerate(row)).rstrip() for row in [header] + rows]
+
+
+def moshwall_fleet_table(hostnames, hostvars):
+    """The fleet's table as text: a line per host, a line per session, a line per problem."""
+    hosts = []
+    sessions = []
+    problems = []
+    for name in sorted(hostnames):
+        status, error = _status_of((hostvars.get(name) or {}).get(REGISTERED))
+        if status is None:
+            hosts.append([name, "-", "-", "-", "-", 1])
+            problems.append([name, error])
+            continue
+        own = _problems_of(status)
+        live = [rule for rule in status.get("rules") or [] if rule.get("state") == "live"]
+        hosts.append([name, status.get("backend", "?"), len(status["sessions"]), len(live), len(status.get("rules") or []), len(own)])
+        for session in status["sessions"]:
+            sessions.append(
+                [
+                    name,
+                    session.get("user", "?"),
+                    "%s/%s" % (session.get("port"), session.get("family")),
+                    session.get("clientAddress") or "-",
+                    _age(session.get("ageSeconds")),
+                    session.get("rule", "?"),
+                ]
+            )
+        problems.extend([name, line] for line in own)
+    lines = _table(["HOST", "BACKEND", "SESSIONS", "LIVE RULES", "RULES OF OURS", "PROBLEMS"], hosts)
+    lines += ["", "SESSIONS"]
+    lines += _table(["HOST", "USER", "PORT", "CLIENT", "AGE", "RULE"], sessions) if sessions else ["(none)"]
+    lines += ["", "PROBLEMS"]
+    lines += _table(["HOST", "PROBLEM"], problems) if problems else ["(none)"]
+    return "\n".join(lines)
+
+
+class FilterModule(object):
+    """Ansible's entry point for the filter."""
+
+    def filters(self):
+        return {"moshwall_fleet_table": moshwall_fleet_table}
