@@ -1,8 +1,8 @@
 // The picture of the Grafana dashboard in the README (docs/dashboard.svg), drawn from real data: in the
 // e2e lab, `moshwall daemon` with metrics on and the shim installed, a real Prometheus scraping it every
 // second, and for ~2.5 minutes real mosh-servers started over ssh through the shim (alice and bob,
-// up to six live, the oldest ended now and then) and a program that is not mosh-server holding a port
-// (refused). Then every query of deploy/grafana/moshwall-dashboard.json runs against that Prometheus
+// up to eight live, the oldest ended now and then, all of them towards the end) and two programs that are not mosh-server holding a
+// port each (refused). Then every query of deploy/grafana/moshwall-dashboard.json runs against that Prometheus
 // (query_range over the run, $__rate_interval = 15s, $instance = .+) and each panel is drawn where its
 // gridPos puts it: stat panels as their last value, time series as lines, the table as rows. No Grafana
 // is needed (none is packaged for Debian); the layout, titles and queries are the dashboard's own.
@@ -46,10 +46,13 @@ async function prometheus(lab: Lab, path: string): Promise<{ status: string; dat
       timeoutMs: 15_000,
     },
   );
-  return JSON.parse((JSON.parse(answer.stdout) as { body: string }).body);
+  const body = (JSON.parse(answer.stdout || '{}') as { body?: string }).body;
+  // Not up yet (or not answering): the caller polls or reports.
+  if (body === undefined) return { status: `no answer: ${answer.stdout.trim()}` };
+  return JSON.parse(body);
 }
 
-/** The run: daemon, Prometheus, sessions coming and going, one refused holder. Returns [start, end] (s). */
+/** The run: Prometheus, sessions coming and going, two refused holders. Returns [start, end] (s). */
 async function workload(lab: Lab, seconds: number, started: number[]): Promise<[number, number]> {
   const dir = join(lab.dir, 'prometheus');
   mkdirSync(dir, { recursive: true });
@@ -73,23 +76,27 @@ async function workload(lab: Lab, seconds: number, started: number[]): Promise<[
   const begin = Date.now() / 1000;
   const live: number[] = [];
   let port = 60200;
-  let refused = false;
+  let refused = 0;
   for (let second = 0; second < seconds; second += 5) {
-    const user = second % 10 === 0 ? 'alice' : 'bob';
-    port += 1;
-    const session = await lab.startMoshServer(user, { port });
-    started.push(session.pid);
-    live.push(session.pid);
-    if (live.length > 6 || (second % 15 === 10 && live.length > 2)) {
+    // Sessions come (two of every three steps) and go (the oldest) for the first 3/4 of the run, then
+    // only go, one per step.
+    if (second < (seconds * 3) / 4 && second % 15 !== 10) {
+      port += 1;
+      const session = await lab.startMoshServer(second % 10 === 0 ? 'alice' : 'bob', { port });
+      started.push(session.pid);
+      live.push(session.pid);
+    } else if (live.length > 0) {
       await lab.killServerProcess(live.shift() ?? -1);
     }
-    if (!refused && second >= seconds / 3) {
-      refused = true;
+    if (live.length > 8) await lab.killServerProcess(live.shift() ?? -1);
+    // Two programs that are not mosh-server take a port in the range, a third of the run apart: refused.
+    if (refused < 2 && second >= ((refused + 1) * seconds) / 3) {
+      refused += 1;
       const holder = await lab.startServer(
         [
           'python3',
           '-c',
-          'import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(("0.0.0.0",60999))\ntime.sleep(600)',
+          `import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(("0.0.0.0",${60990 + refused}))\ntime.sleep(600)`,
         ],
         { user: 'bob' },
       );
@@ -164,7 +171,7 @@ function panelSvg(
       });
     });
   } else {
-    const plot = { x: box.x + 56, y: box.y + 32, w: box.w - 70, h: box.h - 80 };
+    const plot = { x: box.x + 56, y: box.y + 32, w: box.w - 70, h: box.h - 92 };
     const lines = answers.flatMap((answer) =>
       answer.series.map((series) => ({
         legend: legendOf(series, answer.target, answer.target.expr),
@@ -174,7 +181,8 @@ function panelSvg(
       })),
     );
     const values = lines.flatMap((line) => line.points.map(([, value]) => value));
-    const top = Math.max(1e-9, ...values) * 1.1;
+    const highest = Math.max(0, ...values);
+    const top = highest > 0 ? highest * 1.1 : 1;
     const xOf = (at: number) => plot.x + ((at - range[0]) / (range[1] - range[0])) * plot.w;
     const yOf = (value: number) => plot.y + plot.h - (value / top) * plot.h;
     for (const share of [0, 0.5, 1]) {
@@ -200,7 +208,7 @@ function panelSvg(
         parts.push(`<polyline points="${path}" fill="none" stroke="${color}" stroke-width="1.5"/>`);
       }
       const legendX = box.x + 10 + (index % 3) * ((box.w - 20) / 3);
-      const legendY = box.y + box.h - 24 + Math.floor(index / 3) * 13;
+      const legendY = box.y + box.h - 20 + Math.floor(index / 3) * 13;
       parts.push(`<rect x="${legendX}" y="${legendY - 8}" width="10" height="3" fill="${color}"/>`);
       parts.push(
         `<text x="${legendX + 14}" y="${legendY - 4}" fill="#ccccdc" font-size="10">${xmlText(line.legend.slice(0, 38))}</text>`,
