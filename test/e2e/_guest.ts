@@ -32,6 +32,7 @@ import {
   type Started,
   start,
 } from './_exec.ts';
+import { DEBIAN_NFTABLES_CONF } from './_firewalls.ts';
 import { pollFor, waitUntil } from './_poll.ts';
 import { childPids, isGone, namedNetnsInode, namespaceOf } from './_procfs.ts';
 import {
@@ -73,20 +74,6 @@ const FIREWALL_UNITS: Record<GuestFirewall, string> = {
   nftables: 'nftables.service',
   firewalld: 'firewalld.service',
 };
-/** The admin's nftables.conf of an nftables guest: default drop, ssh allowed. */
-export const ADMIN_NFTABLES_CONF = `#!/usr/sbin/nft -f
-# The admin's firewall (moshwall test guest): default drop, ssh and established traffic allowed.
-flush ruleset
-table inet filter {
-  chain input {
-    type filter hook input priority filter; policy drop;
-    ct state established,related accept
-    iif "lo" accept
-    tcp dport 22 accept
-    meta l4proto icmp accept
-  }
-}
-`;
 const GUEST_ENV: Record<string, string> = {
   PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
   LANG: 'C.UTF-8',
@@ -184,7 +171,7 @@ async function buildGuestImage(tar: string, minbase: string): Promise<void> {
 /**
  * Unpacks `image` into a fresh lab directory and prepares it to boot with `firewall` as its only
  * firewall (the others masked; UFW enabled with its default deny: the test allows 22/tcp; nftables with
- * ADMIN_NFTABLES_CONF; firewalld with its default zone), maintainer scripts free to start services.
+ * the labs' Debian nftables.conf, DEBIAN_NFTABLES_CONF; firewalld with its default zone), maintainer scripts free to start services.
  * Does not boot it: call boot().
  */
 export async function createGuest(
@@ -446,6 +433,6 @@ async function prepareRoot(root: string, firewall: GuestFirewall, address: strin
     const conf = readFileSync(join(root, 'etc/ufw/ufw.conf'), 'utf8').replace(/^ENABLED=.*$/m, 'ENABLED=yes');
     writeInRoot(root, '/etc/ufw/ufw.conf', conf, 0o644);
   } else if (firewall === 'nftables') {
-    writeInRoot(root, '/etc/nftables.conf', ADMIN_NFTABLES_CONF, 0o755);
+    writeInRoot(root, '/etc/nftables.conf', DEBIAN_NFTABLES_CONF, 0o755);
   }
 }

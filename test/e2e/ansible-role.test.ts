@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ansibleController } from './_ansible.ts';
 import {
   CHROOT_V4,
   type ChrootHost,
@@ -34,7 +35,6 @@ import {
   targetImage,
   unpack,
 } from './_chroot.ts';
-
 import { buildDeb, REPO, SHIM_LINK, SHIM_TARGET } from './_deb.ts';
 import { BASE_ENV, type Result, run, runOk } from './_exec.ts';
 import { ourRulePorts } from './_observe.ts';
@@ -295,26 +295,8 @@ describe("the Ansible role against a debootstrap'd Debian 12 over real SSH", {
       throw new Error(`sshd in the managed host did not listen: ${sshd.output().stderr}`);
     }
 
-    // The controller: its own ansible.cfg, home, temp and control sockets, all in the lab directory.
-    const home = join(dir, 'ansible-home');
-    mkdirSync(home, { mode: 0o700 });
-    const config = join(dir, 'ansible.cfg');
-    writeFileSync(
-      config,
-      [
-        '[defaults]',
-        'host_key_checking = False',
-        'interpreter_python = /usr/bin/python3',
-        `local_tmp = ${home}/tmp`,
-        'retry_files_enabled = False',
-        'timeout = 30',
-        '[ssh_connection]',
-        'ssh_args = -F /dev/null -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o IdentityAgent=none',
-        `control_path_dir = ${home}/cp`,
-        'pipelining = True',
-        '',
-      ].join('\n'),
-    );
+    // The controller: its own ansible.cfg, home and control sockets, in the lab directory.
+    ansibleEnv = ansibleController(dir);
     inventory = join(dir, 'inventory.ini');
     writeFileSync(
       inventory,
@@ -335,13 +317,6 @@ describe("the Ansible role against a debootstrap'd Debian 12 over real SSH", {
         moshwall_ufw_fast_path: 'off',
       }),
     );
-    ansibleEnv = {
-      HOME: home,
-      ANSIBLE_CONFIG: config,
-      ANSIBLE_NOCOLOR: '1',
-      ANSIBLE_FORCE_COLOR: '0',
-      LANG: 'C.UTF-8',
-    };
     timings.push(
       `managed host up (unpack, namespaces, users, sshd, ufw): ${((performance.now() - begun) / 1000).toFixed(1)} s`,
     );

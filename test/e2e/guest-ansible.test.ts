@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ansibleController } from './_ansible.ts';
 import { buildDeb, REPO } from './_deb.ts';
 import { LabError, type Result, runOk } from './_exec.ts';
 import { createGuest, GUEST_V4, type Guest, guestImage } from './_guest.ts';
@@ -97,26 +98,8 @@ describe('the Ansible role on two booted Debian 12 guests (systemd PID 1) in one
       assert.ok(await waitUntil(() => tcpListening(live.pid1(), 22, 'v4'), 10_000), 'sshd listens');
     }
 
-    // The controller: its own ansible.cfg, home and control sockets, in the first guest's lab directory.
-    const home = join(first.dir, 'ansible-home');
-    mkdirSync(home, { mode: 0o700 });
-    const config = join(first.dir, 'ansible.cfg');
-    writeFileSync(
-      config,
-      [
-        '[defaults]',
-        'host_key_checking = False',
-        'interpreter_python = /usr/bin/python3',
-        `local_tmp = ${home}/tmp`,
-        'retry_files_enabled = False',
-        'timeout = 30',
-        '[ssh_connection]',
-        'ssh_args = -F /dev/null -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o IdentityAgent=none',
-        `control_path_dir = ${home}/cp`,
-        'pipelining = True',
-        '',
-      ].join('\n'),
-    );
+    // The controller: its own ansible.cfg, home and control sockets, in the lab directory.
+    const env = ansibleController(first.dir);
     const inventory = join(first.dir, 'inventory.ini');
     writeFileSync(
       inventory,
@@ -125,13 +108,6 @@ describe('the Ansible role on two booted Debian 12 guests (systemd PID 1) in one
     const vars = join(first.dir, 'vars.json');
     // No route to a mirror: the guests already have nodejs, python3-apt and ipset from their image.
     writeFileSync(vars, JSON.stringify({ moshwall_deb_src: deb, moshwall_apt_update_cache: false }));
-    const env = {
-      HOME: home,
-      ANSIBLE_CONFIG: config,
-      ANSIBLE_NOCOLOR: '1',
-      ANSIBLE_FORCE_COLOR: '0',
-      LANG: 'C.UTF-8',
-    };
     run = async (playbook = PLAYBOOK, extra = []) => {
       const begun = performance.now();
       const result = await first.client(

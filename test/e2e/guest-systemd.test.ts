@@ -143,8 +143,8 @@ function backgroundStream(
 
 /**
  * Runs `command` in the guest while datagrams stream to `port` every 10 ms, and watches them arrive
- * (every 2 ms) from the command's start until they have flowed again for 1 s after it returned (10 s at
- * most; some reloads are asynchronous, so the command's return says little). Returns how long the
+ * (every 2 ms) from the command's start for at least 3 s after it returned (some reloads are
+ * asynchronous, so the command's return says little), until they have flowed without a gap for 1 s. Returns how long the
  * command took, the datagrams lost, and the longest silence: the time the port was closed (~10 ms when
  * it never was), with when it ended, counted from the command's start.
  */
@@ -173,11 +173,15 @@ async function underStream(
     await guest.runOk(command, { timeoutMs: 60_000 });
     const returned = performance.now();
     commandMs = returned - begun;
+    // Some reloads act after the command returned (firewalld's is asynchronous): watch 3 s at least,
+    // then until datagrams have flowed without a gap for 1 s.
     cameBack = await waitUntil(
-      () =>
-        arrivals.some((at) => at > returned) &&
-        performance.now() - Math.max(returned, silenceEnd(arrivals, begun).at) > 1000,
-      10_000,
+      () => {
+        const now = performance.now();
+        const last = arrivals.at(-1) ?? 0;
+        return now - returned > 3000 && now - last < 100 && now - flowingSince(arrivals, begun) > 1000;
+      },
+      15_000,
       20,
     );
   } catch (error) {
@@ -194,6 +198,15 @@ async function underStream(
     backAtMs: silence.at - begun,
     cameBack,
   };
+}
+
+/** When the current run of arrivals without a gap over 50 ms began. */
+function flowingSince(arrivals: number[], begun: number): number {
+  let since = begun;
+  for (let index = 1; index < arrivals.length; index += 1) {
+    if ((arrivals[index] ?? 0) - (arrivals[index - 1] ?? 0) > 50) since = arrivals[index] ?? since;
+  }
+  return since;
 }
 
 /** The longest gap between consecutive arrivals (from `begun`): its length and when it ended. */

@@ -63,9 +63,8 @@ describe('trust that lasts: a port closes soon after its socket leaves genuine h
     return ms;
   };
 
-  test("alice takes her server's socket (pidfd_getfd) and ends the server: the port closes", async (t) => {
-    const server = await openSession(60031);
-    const from = theDaemon().lines().length;
+  /** alice's python takes her server's socket (pidfd_getfd) and holds it; resolves once it says so. */
+  const grab = async (server: MoshServer): Promise<void> => {
     const grabber = await theLab().startServer(['python3', '-c', GRAB_SCRIPT, String(server.nsPid)], {
       user: 'alice',
     });
@@ -79,6 +78,12 @@ describe('trust that lasts: a port closes soon after its socket leaves genuine h
       /^holding \d+ socket:\[\d+\]$/m,
       'pidfd_getfd works here (no Yama)',
     );
+  };
+
+  test("alice takes her server's socket (pidfd_getfd) and ends the server: the port closes", async (t) => {
+    const server = await openSession(60031);
+    const from = theDaemon().lines().length;
+    await grab(server);
     const endedAt = performance.now();
     await theLab().killServerProcess(server.pid);
     await closedAfter(t, 60031, endedAt, 'server ended, python holds its socket');
@@ -91,20 +96,8 @@ describe('trust that lasts: a port closes soon after its socket leaves genuine h
   test("alice takes her server's socket (pidfd_getfd) and keeps the server running: the port closes", async (t) => {
     const server = await openSession(60033);
     const from = theDaemon().lines().length;
-    const grabber = await theLab().startServer(['python3', '-c', GRAB_SCRIPT, String(server.nsPid)], {
-      user: 'alice',
-    });
-    started.push(grabber.pid);
-    assert.ok(
-      await waitUntil(() => grabber.output().stdout.includes('\n'), 5000, 50),
-      grabber.output().stderr,
-    );
+    await grab(server);
     const takenAt = performance.now();
-    assert.match(
-      grabber.output().stdout,
-      /^holding \d+ socket:\[\d+\]$/m,
-      'pidfd_getfd works here (no Yama)',
-    );
     await closedAfter(t, 60033, takenAt, 'python took the socket, the server still runs');
     await theDaemon().waitForLine(
       /^info holder-changed reason="pid \d+ also holds the socket of port 60033"/,
