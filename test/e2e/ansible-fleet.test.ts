@@ -103,6 +103,14 @@ describe('ansible/fleet-status.yml on the controller: one table under --limit an
     const { result, table, output } = await fleet([]);
     assert.equal(result.exitCode, 0, output);
     assert.equal(output.match(/TASK \[Show the table\]/g)?.length, 1, output);
+    assert.match(
+      result.stdout,
+      /TASK \[Show the table\][^]*?"msg": \[\n\s+"HOST /,
+      'the table is printed too',
+    );
+    for (const host of ['shell-a', 'shell-b', 'shell-gone']) {
+      assert.match(output, new RegExp(`^${host}\\s+: ok=\\d+\\s+changed=0 `, 'm'), `${host} read only`);
+    }
     assert.match(table, /^shell-a {2,}ufw {2,}1 {2,}1 {2,}1 {2,}0$/m, table);
     assert.match(table, /^shell-b {2,}alice {2,}60001\/v4 {2,}203\.0\.113\.7 {2,}1m15s {2,}open$/m, table);
     assert.match(table, /^shell-gone {2,}unreachable: Failed to connect to the host via ssh/m, table);
