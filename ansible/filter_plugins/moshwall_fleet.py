@@ -50,6 +50,21 @@ def _first_line(text, limit=160):
     return ""
 
 
+def _error_of(result):
+    """
+    Why a host's moshwall failed: its own "moshwall: error: ..." line, else the last line of stderr (Node's
+    warnings come first: Debian's nodejs without ca-certificates, as the role installs it, warns on every
+    start), else the first line of Ansible's msg or of stdout.
+    """
+    lines = [line.strip() for line in str(result.get("stderr") or "").splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("moshwall: error:"):
+            return line[:160]
+    if lines:
+        return lines[-1][:160]
+    return _first_line(result.get("msg")) or _first_line(result.get("stdout"))
+
+
 def _status_of(result):
     """(status dict, None) from one host's registered result, or (None, why it has none)."""
     if not isinstance(result, dict):
@@ -57,8 +72,7 @@ def _status_of(result):
     if result.get("unreachable"):
         return None, "unreachable: " + (_first_line(result.get("msg")) or "?")
     if result.get("rc") != 0:
-        why = _first_line(result.get("stderr")) or _first_line(result.get("msg")) or _first_line(result.get("stdout"))
-        return None, "moshwall status failed (exit %s): %s" % (result.get("rc"), why or "no output")
+        return None, "moshwall status failed (exit %s): %s" % (result.get("rc"), _error_of(result) or "no output")
     try:
         status = json.loads(result.get("stdout") or "")
     except ValueError:

@@ -132,3 +132,21 @@ test("a host's values cannot forge rows or send escape sequences: every control 
   assert.match(text, /\(not named mosh-server: \\u001b\]0;owned\\u0007\\u001b\[2J\)$/m);
   assert.match(text, /^web1\s+alice\s+60005\/v4\s+203\.0\.113\.9\\u202e\s+1h02m\s+open$/m);
 });
+
+test("a failing host's row names moshwall's error, not the Node warning printed before it", () => {
+  // Debian's nodejs without ca-certificates (the role installs it without recommends) warns on every start.
+  const warning =
+    'Warning: Ignoring extra certs from `/etc/ssl/certs/ca-certificates.crt`, load failed: error:80000002:system library::No such file or directory';
+  const error =
+    'moshwall: error: /etc/moshwall/moshwall.toml:3: port_range: "60000:70000" is not a range within 1:65535 with first <= last';
+  const text = table(['db1', 'db2'], {
+    db1: { moshwall_fleet_status: { rc: 3, stdout: '', stderr: `${warning}\n${error} [file=x]\n` } },
+    db2: { moshwall_fleet_status: { rc: 1, stdout: '', stderr: `${warning}\nKilled\n` } },
+  });
+  assert.match(
+    text,
+    /^db1\s+moshwall status failed \(exit 3\): moshwall: error: \/etc\/moshwall\/moshwall\.toml:3: port_range/m,
+  );
+  assert.match(text, /^db2\s+moshwall status failed \(exit 1\): Killed$/m);
+  assert.doesNotMatch(text, /Ignoring extra certs/);
+});
