@@ -52,9 +52,10 @@ def _first_line(text, limit=160):
 
 def _error_of(result):
     """
-    Why a host's moshwall failed: its own "moshwall: error: ..." line, else the last line of stderr (Node's
-    warnings come first: Debian's nodejs without ca-certificates, as the role installs it, warns on every
-    start), else the first line of Ansible's msg or of stdout.
+    Why a host's moshwall failed: its own "moshwall: error: ..." line, else the last line of stderr (what
+    comes first may be a warning: moshwall's "moshwall: warn ..." lines, or Node's, e.g. when root's
+    environment names a NODE_EXTRA_CA_CERTS file that is missing), else the first line of Ansible's msg
+    or of stdout.
     """
     lines = [line.strip() for line in str(result.get("stderr") or "").splitlines() if line.strip()]
     for line in lines:

@@ -133,8 +133,8 @@ test("a host's values cannot forge rows or send escape sequences: every control 
   assert.match(text, /^web1\s+alice\s+60005\/v4\s+203\.0\.113\.9\\u202e\s+1h02m\s+open$/m);
 });
 
-test("a failing host's row names moshwall's error, not the Node warning printed before it", () => {
-  // Debian's nodejs without ca-certificates (the role installs it without recommends) warns on every start.
+test("a failing host's row names moshwall's error, not a warning printed before it", () => {
+  // Node warns first when root's environment names a NODE_EXTRA_CA_CERTS file that is missing.
   const warning =
     'Warning: Ignoring extra certs from `/etc/ssl/certs/ca-certificates.crt`, load failed: error:80000002:system library::No such file or directory';
   const error =
