@@ -105,7 +105,7 @@ describe('ansible/fleet-status.yml on the controller: one table under --limit an
     assert.equal(output.match(/TASK \[Show the table\]/g)?.length, 1, output);
     assert.match(
       result.stdout,
-      /TASK \[Show the table\][^]*?"msg": \[\n\s+"HOST /,
+      /TASK \[Show the table\][\s\S]*?"msg": \[\n\s+"HOST /,
       'the table is printed too',
     );
     for (const host of ['shell-a', 'shell-b', 'shell-gone']) {

@@ -265,7 +265,7 @@ describe('the Ansible role on two booted Debian 12 guests (systemd PID 1) in one
     assert.match(table, /^guest-gone\s+unreachable: /m);
     assert.match(
       result.stdout,
-      /TASK \[Show the table\][^]*?"msg": \[\n\s+"HOST /,
+      /TASK \[Show the table\][\s\S]*?"msg": \[\n\s+"HOST /,
       'the table is printed too',
     );
     const recap = recaps(result).hosts;
