@@ -7,8 +7,24 @@ bad host never hides the others.
 """
 
 import json
+import re
 
 REGISTERED = "moshwall_fleet_status"
+
+# C0/C1 controls, DEL, the Unicode line/paragraph separators and bidi overrides: what a host's values
+# (a process's exe or name, a reason quoting them, a login's SSH_CONNECTION) could use to forge rows or
+# send escape sequences to the admin's terminal. The same set as moshwall's own terminalText().
+_CONTROLS = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(char):
+    """A control character as visible text: \\n, \\r, \\t, else \\u and four hex digits."""
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, "\\u%04x" % ord(char))
+
+
+def _safe(value):
+    """One cell as one line of terminal text: every control character shown as an escape."""
+    return _CONTROLS.sub(lambda match: _visible(match.group(0)), str(value))
 
 
 def _age(seconds):
@@ -34,6 +50,22 @@ def _first_line(text, limit=160):
     return ""
 
 
+def _error_of(result):
+    """
+    Why a host's moshwall failed: its own "moshwall: error: ..." line, else the last line of stderr (what
+    comes first may be a warning: moshwall's "moshwall: warn ..." lines, or Node's, e.g. when root's
+    environment names a NODE_EXTRA_CA_CERTS file that is missing), else the first line of Ansible's msg
+    or of stdout.
+    """
+    lines = [line.strip() for line in str(result.get("stderr") or "").splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("moshwall: error:"):
+            return line[:160]
+    if lines:
+        return lines[-1][:160]
+    return _first_line(result.get("msg")) or _first_line(result.get("stdout"))
+
+
 def _status_of(result):
     """(status dict, None) from one host's registered result, or (None, why it has none)."""
     if not isinstance(result, dict):
@@ -41,8 +73,7 @@ def _status_of(result):
     if result.get("unreachable"):
         return None, "unreachable: " + (_first_line(result.get("msg")) or "?")
     if result.get("rc") != 0:
-        why = _first_line(result.get("stderr")) or _first_line(result.get("msg")) or _first_line(result.get("stdout"))
-        return None, "moshwall status failed (exit %s): %s" % (result.get("rc"), why or "no output")
+        return None, "moshwall status failed (exit %s): %s" % (result.get("rc"), _error_of(result) or "no output")
     try:
         status = json.loads(result.get("stdout") or "")
     except ValueError:
@@ -84,9 +115,10 @@ def _problems_of(status):
 
 
 def _table(header, rows):
-    """Rows under a header, columns padded to their widest cell."""
-    widths = [max(len(str(row[column])) for row in [header] + rows) for column in range(len(header))]
-    return ["  ".join(str(cell).ljust(widths[index]) for index, cell in enumerate(row)).rstrip() for row in [header] + rows]
+    """Rows under a header, every cell made safe (_safe), columns padded to their widest cell."""
+    cells = [[_safe(cell) for cell in row] for row in [header] + rows]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(header))]
+    return ["  ".join(cell.ljust(widths[index]) for index, cell in enumerate(row)).rstrip() for row in cells]
 
 
 def moshwall_fleet_table(hostnames, hostvars):

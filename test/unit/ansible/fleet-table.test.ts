@@ -14,7 +14,8 @@ function table(hostnames: string[], hostvars: Record<string, unknown>): string {
     'data = json.load(sys.stdin)',
     "print(FilterModule().filters()['moshwall_fleet_table'](data['hosts'], data['hostvars']))",
   ].join('\n');
-  const result = spawnSync('python3', ['-c', script], {
+  // -B: no __pycache__ written into the repository's ansible/filter_plugins.
+  const result = spawnSync('python3', ['-B', '-c', script], {
     input: JSON.stringify({ hosts: hostnames, hostvars }),
     encoding: 'utf8',
   });
@@ -104,4 +105,48 @@ test('a host with no result at all (not in this run) and an empty fleet still gi
   const empty = table([], {});
   assert.match(empty, /^HOST\s+BACKEND/);
   assert.match(empty, /^PROBLEMS\n\(none\)$/m);
+});
+
+test("a host's values cannot forge rows or send escape sequences: every control character is escaped", () => {
+  // A user names what their processes show: an exe path with a newline and a forged row after it, an ESC
+  // sequence in a refusal's reason, a bidi override in a session's client address (its SSH_CONNECTION).
+  const forged = 'web9  ufw  0  0  0  0';
+  const hostile = {
+    ...status,
+    sessions: [{ ...status.sessions[0], clientAddress: '203.0.113.9\u202e' }],
+    refused: [{ ...status.refused[0], reason: 'not named mosh-server: \u001b]0;owned\u0007\u001b[2J' }],
+    uninspected: [
+      { pid: 77, uids: [1002], root: false, exe: `/tmp/x\n${forged}`, path: '/proc/77/fd', code: 'EACCES' },
+    ],
+  };
+  const text = table(['web1'], {
+    web1: { moshwall_fleet_status: { rc: 0, stdout: JSON.stringify(hostile), stderr: '' } },
+  });
+  assert.doesNotMatch(
+    text,
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+    /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/,
+  );
+  assert.ok(!text.split('\n').includes(forged), 'no forged row');
+  assert.match(text, /^web1\s+uninspected: pid 77 \/tmp\/x\\nweb9 {2}ufw/m);
+  assert.match(text, /\(not named mosh-server: \\u001b\]0;owned\\u0007\\u001b\[2J\)$/m);
+  assert.match(text, /^web1\s+alice\s+60005\/v4\s+203\.0\.113\.9\\u202e\s+1h02m\s+open$/m);
+});
+
+test("a failing host's row names moshwall's error, not a warning printed before it", () => {
+  // Node warns first when root's environment names a NODE_EXTRA_CA_CERTS file that is missing.
+  const warning =
+    'Warning: Ignoring extra certs from `/etc/ssl/certs/ca-certificates.crt`, load failed: error:80000002:system library::No such file or directory';
+  const error =
+    'moshwall: error: /etc/moshwall/moshwall.toml:3: port_range: "60000:70000" is not a range within 1:65535 with first <= last';
+  const text = table(['db1', 'db2'], {
+    db1: { moshwall_fleet_status: { rc: 3, stdout: '', stderr: `${warning}\n${error} [file=x]\n` } },
+    db2: { moshwall_fleet_status: { rc: 1, stdout: '', stderr: `${warning}\nKilled\n` } },
+  });
+  assert.match(
+    text,
+    /^db1\s+moshwall status failed \(exit 3\): moshwall: error: \/etc\/moshwall\/moshwall\.toml:3: port_range/m,
+  );
+  assert.match(text, /^db2\s+moshwall status failed \(exit 1\): Killed$/m);
+  assert.doesNotMatch(text, /Ignoring extra certs/);
 });
