@@ -1,11 +1,12 @@
-// The picture of the Grafana dashboard in the README (docs/dashboard.svg), drawn from real data: in the
-// e2e lab, `moshwall daemon` with metrics on and the shim installed, a real Prometheus scraping it every
-// second, and for ~2.5 minutes real mosh-servers started over ssh through the shim (alice and bob,
-// up to eight live, the oldest ended now and then, all of them towards the end) and two programs that are not mosh-server holding a
-// port each (refused). Then every query of deploy/grafana/moshwall-dashboard.json runs against that Prometheus
-// (query_range over the run, $__rate_interval = 15s, $instance = .+) and each panel is drawn where its
-// gridPos puts it: stat panels as their last value, time series as lines, the table as rows. No Grafana
-// is needed (none is packaged for Debian); the layout, titles and queries are the dashboard's own.
+// The picture of the Grafana dashboard in the README (deploy/grafana/moshwall-dashboard.svg), drawn from
+// real data: in the e2e lab, `moshwall daemon` with metrics on and the shim installed, a real Prometheus scraping it every
+// second, and for ~2.5 minutes real mosh-servers started over ssh through the shim (alice and bob, up
+// to eight live, the oldest ended now and then, then one by one in the last quarter) and two programs
+// that are not mosh-server holding a port each (refused). Then every query of
+// deploy/grafana/moshwall-dashboard.json runs against that Prometheus (query_range over the run,
+// $__rate_interval = 15s, $instance = .+) and each panel is drawn where its gridPos puts it: stat
+// panels as their last value, time series as lines, the table as rows. No Grafana is needed (none is
+// packaged for Debian); the layout, titles and queries are the dashboard's own.
 // Run as root: `node --import tsx scripts/dashboard-picture.ts [--seconds N]` after `npm run build`.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ import { createLab, type Lab } from '../test/e2e/lab.ts';
 
 const HOG = fileURLToPath(new URL('../test/e2e/fixtures/http-hog.mjs', import.meta.url));
 const DASHBOARD = fileURLToPath(new URL('../deploy/grafana/moshwall-dashboard.json', import.meta.url));
-const OUT = fileURLToPath(new URL('../docs/dashboard.svg', import.meta.url));
+const OUT = fileURLToPath(new URL('../deploy/grafana/moshwall-dashboard.svg', import.meta.url));
 const METRICS_PORT = 9654;
 const PROMETHEUS_PORT = 19090;
 const CONFIG = `backend = "ufw"\nport_range = "60000:61000"\nmetrics_listen = "127.0.0.1:${METRICS_PORT}"\n`;
@@ -182,7 +183,9 @@ function panelSvg(
     );
     const values = lines.flatMap((line) => line.points.map(([, value]) => value));
     const highest = Math.max(0, ...values);
-    const top = highest > 0 ? highest * 1.1 : 1;
+    // Counts get whole ticks (an even top, so its half is whole too); anything else 10 % headroom.
+    const counts = values.every((value) => Number.isInteger(value));
+    const top = highest <= 0 ? 1 : counts ? 2 * Math.ceil((highest + 1) / 2) : highest * 1.1;
     const xOf = (at: number) => plot.x + ((at - range[0]) / (range[1] - range[0])) * plot.w;
     const yOf = (value: number) => plot.y + plot.h - (value / top) * plot.h;
     for (const share of [0, 0.5, 1]) {
