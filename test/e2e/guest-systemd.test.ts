@@ -567,12 +567,26 @@ for (const firewall of ['ufw', 'nftables', 'firewalld'] as const) {
         'on_stop = "keep": the port stays open while the daemon is stopped',
       );
       setConfig(g, 'on_stop', '"flush"');
+      const starts = [...(await journal(g)).matchAll(/^info starting /gm)].length;
       await g.runOk(['systemctl', 'start', 'moshwall']);
-      // The daemon adopts the live session's rule (it stayed open), then stops with a flush.
-      await sleep(1000);
+      // The daemon is up (its signal handlers are in place once it logs "starting": a SIGTERM before
+      // that ends Node before any of moshwall runs) and has the live session; then it stops with a flush.
+      assert.ok(
+        await waitUntil(
+          async () => [...(await journal(g)).matchAll(/^info starting /gm)].length > starts,
+          15_000,
+          50,
+        ),
+        await journal(g),
+      );
+      assert.ok(await waitOpen(g, port), 'the restarted daemon keeps the live session open');
       await g.runOk(['systemctl', 'stop', 'moshwall']);
       const flushed = await stream(g, port, 300);
-      assert.equal(flushed.arrived, 0, 'on_stop = "flush": the port is closed once the daemon stopped');
+      assert.equal(
+        flushed.arrived,
+        0,
+        `on_stop = "flush": the port is closed once the daemon stopped:\n${(await journal(g)).split('\n').slice(-12).join('\n')}`,
+      );
       const now = await firewallState(g, firewall);
       assert.ok(
         now === firewallBefore,
