@@ -225,8 +225,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
 
   /**
    * The shim's quick path (engine openPortQuickly): its one port checked and opened, no full scan; a
-   * full reconcile follows QUICK_FOLLOW_UP_MS later. Undefined when the full path must answer (no probe yet, a cap, a
-   * refusal or no session on the port: the full path looks again, with its retries).
+   * full reconcile follows QUICK_FOLLOW_UP_MS later. Undefined when the full path must answer (no probe
+   * yet, a cap, a refusal or no session on the port: the full path looks again, with its retries).
    */
   const openQuickly = async (port: number): Promise<SyncReport | undefined> => {
     const firewall = probe;

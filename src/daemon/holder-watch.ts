@@ -61,6 +61,10 @@ export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits 
   let sessions: MoshSession[] = [];
   let refused: RefusedHolder[] = [];
   let inodes = new Map<number, number>();
+  /** For the sharer look: the pids it skips (the tracked holders), the owners and sockets it looks for. */
+  let known = new Set<number>();
+  let owners = new Set<number>();
+  let sockets = new Set<number>();
   let cursor = 0;
   let lastSharers = Number.NEGATIVE_INFINITY;
   let lastAlive = Number.NEGATIVE_INFINITY;
@@ -81,6 +85,9 @@ export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits 
       sessions = [...current];
       refused = [...refusedNow];
       inodes = new Map(socketPorts);
+      known = new Set([...sessions.map((session) => session.pid), ...refused.map((holder) => holder.pid)]);
+      owners = new Set(sessions.map((session) => session.uid));
+      sockets = new Set(inodes.keys());
       cursor = 0;
       lastSharers = now;
       lastAlive = now;
@@ -117,12 +124,7 @@ export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits 
       }
       if (edges.sharer !== undefined && inodes.size > 0 && now - lastSharers >= limits.sharersEveryMs) {
         lastSharers = now;
-        const known = new Set([
-          ...sessions.map((session) => session.pid),
-          ...refused.map((holder) => holder.pid),
-        ]);
-        const uids = new Set(sessions.map((session) => session.uid));
-        const found = edges.sharer(new Set(inodes.keys()), uids, known);
+        const found = edges.sharer(sockets, owners, known);
         if (found !== undefined) {
           return `pid ${found.pid} also holds the socket of port ${inodes.get(found.inode) ?? '?'}`;
         }

@@ -27,6 +27,7 @@ import { dirname, join } from 'node:path';
 import {
   BASE_ENV,
   LabError,
+  passOn,
   type Result,
   type RunOptions,
   run,
@@ -317,11 +318,7 @@ async function buildChrootHost(
         : ['setpriv', `--reuid=${opts.user}`, `--regid=${opts.user}`, '--init-groups', '--'];
     return [
       [...enter(online), 'chroot', root, ...drop, ...argv],
-      {
-        env: { ...CHROOT_ENV, ...opts.env },
-        ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
-        ...(opts.input === undefined ? {} : { input: opts.input }),
-      },
+      passOn(opts, { ...CHROOT_ENV, ...opts.env }),
     ];
   };
 
@@ -345,11 +342,7 @@ async function buildChrootHost(
     },
     runPeer(argv, opts = {}) {
       if (state.tornDown) throw new LabError('This chroot host has been destroyed');
-      return run(['ip', 'netns', 'exec', peerNetns, ...argv], {
-        env: { ...BASE_ENV, ...opts.env },
-        ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
-        ...(opts.input === undefined ? {} : { input: opts.input }),
-      });
+      return run(['ip', 'netns', 'exec', peerNetns, ...argv], passOn(opts, { ...BASE_ENV, ...opts.env }));
     },
     path: (path) => {
       if (!path.startsWith('/')) throw new LabError(`Expected an absolute path, got "${path}"`);

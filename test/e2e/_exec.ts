@@ -115,6 +115,18 @@ function startLogged(
   return { pid: child.pid ?? -1, argv: [file, ...args], output, done, child };
 }
 
+/** Run options from a lab call's options: `env` as given, timeout and input only when set. */
+export function passOn(
+  opts: { timeoutMs?: number; input?: string },
+  env: Record<string, string>,
+): RunOptions {
+  return {
+    env,
+    ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+    ...(opts.input === undefined ? {} : { input: opts.input }),
+  };
+}
+
 /** Runs argv to its end under a timeout (SIGKILL, then a LabError naming the command and its output). */
 export async function run(argv: readonly string[], options: RunOptions = {}): Promise<Result> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;

@@ -25,6 +25,7 @@ import {
 import {
   BASE_ENV,
   LabError,
+  passOn,
   type Result,
   type RunOptions,
   run,
@@ -40,9 +41,11 @@ import {
   LAB_PREFIX,
   type LabState,
   ownerLine,
+  pinNamespaces,
   sweepStaleLabs,
   teardownSync,
   trackLab,
+  unpinNamespaces,
 } from './_teardown.ts';
 
 /** The guest's address and the client side's (TEST-NET-2: no real network uses it). */
@@ -185,6 +188,7 @@ export async function createGuest(
     return await buildGuest(state, image, firewall, options);
   } catch (error) {
     const problems = teardownSync(state);
+    unpinNamespaces(state);
     if (problems.length > 0) {
       throw new LabError(`createGuest failed, and so did part of its teardown: ${problems.join('; ')}`, {
         cause: error,
@@ -239,30 +243,20 @@ async function buildGuest(
   let nspawn: Started | undefined;
   let pid1 = -1;
   let boots = 0;
+  /** The namespaces of the current boot, as recorded in state.inodes (see boot()). */
+  let bootInodes: Array<{ kind: 'pid' | 'net' | 'mnt'; inode: number }> = [];
   const alive = () => {
     if (state.tornDown) throw new LabError('This guest has been destroyed');
-    if (pid1 <= 0 || isGone(pid1))
-      throw new LabError(`The guest is not running (console: ${join(dir, 'console.log')})`);
+    if (pid1 <= 0 || isGone(pid1)) throw new LabError(`The guest is not running: ${consoleTail(dir, boots)}`);
     return pid1;
   };
   const inGuest = (argv: string[], opts: GuestRunOptions): [string[], RunOptions] => [
     ['nsenter', '-t', String(alive()), '-a', '--wd=/', '--', ...argv],
-    {
-      env: { ...GUEST_ENV, ...opts.env },
-      ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
-      ...(opts.input === undefined ? {} : { input: opts.input }),
-    },
+    passOn(opts, { ...GUEST_ENV, ...opts.env }),
   ];
   const inClient = (argv: string[], opts: GuestRunOptions): [string[], RunOptions] => {
     if (state.tornDown) throw new LabError('This guest has been destroyed');
-    return [
-      ['ip', 'netns', 'exec', clientNetns, ...argv],
-      {
-        env: { ...BASE_ENV, ...opts.env },
-        ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
-        ...(opts.input === undefined ? {} : { input: opts.input }),
-      },
-    ];
+    return [['ip', 'netns', 'exec', clientNetns, ...argv], passOn(opts, { ...BASE_ENV, ...opts.env })];
   };
 
   const guest: Guest = {
@@ -319,10 +313,16 @@ async function buildGuest(
         throw new LabError(`systemd-nspawn did not start the guest: ${consoleTail(dir, boots)}`);
       }
       pid1 = found;
+      // This boot's namespaces, for the teardown to find its processes by, held open until the boot
+      // ends: a freed namespace's inode number goes to the next namespace anyone makes.
       for (const kind of ['pid', 'net', 'mnt'] as const) {
         const inode = namespaceOf(pid1, kind);
-        if (inode !== undefined && !state.inodes[kind].includes(inode)) state.inodes[kind].push(inode);
+        if (inode !== undefined && !state.inodes[kind].includes(inode)) {
+          state.inodes[kind].push(inode);
+          bootInodes.push({ kind, inode });
+        }
       }
+      pinNamespaces(state, pid1, ['pid', 'net', 'mnt'], 'The guest');
       await waitUntil(
         async () => (await run(['ip', '-n', clientNetns, 'link', 'show', clientIf])).exitCode === 0,
         10_000,
@@ -368,6 +368,15 @@ async function buildGuest(
           `systemd-nspawn ended with ${String(code)} on a reboot, not 133: ${consoleTail(dir, boots)}`,
         );
       }
+      // Every process of that boot is gone: its namespaces go (its veth with them) and are forgotten.
+      unpinNamespaces(state);
+      for (const { kind, inode } of bootInodes)
+        state.inodes[kind] = state.inodes[kind].filter((each) => each !== inode);
+      bootInodes = [];
+      await waitUntil(
+        async () => (await run(['ip', '-n', clientNetns, 'link', 'show', clientIf])).exitCode !== 0,
+        10_000,
+      );
       return guest.boot();
     },
     async destroy() {
@@ -379,6 +388,7 @@ async function buildGuest(
         await Promise.race([launcher.done, new Promise((resolve) => setTimeout(resolve, 15_000))]);
       }
       const problems = teardownSync(state);
+      unpinNamespaces(state);
       await childrenReaped(state);
       if (problems.length > 0) throw new LabError(`Guest teardown left problems: ${problems.join('; ')}`);
     },

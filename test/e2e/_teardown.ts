@@ -202,7 +202,7 @@ const namespacePins = new WeakMap<LabState, number[]>();
 export function pinNamespaces(
   state: LabState,
   holderPid: number,
-  kinds: readonly ('mnt' | 'pid')[],
+  kinds: readonly ('mnt' | 'pid' | 'net')[],
   what: string,
 ): void {
   const fds: number[] = [];

@@ -100,6 +100,7 @@ async function idleSession(guest: Guest): Promise<number> {
 /** Datagrams from the client side to `port` for `ms`: how many were sent, how many got past the firewall. */
 async function stream(guest: Guest, port: number, ms: number): Promise<{ sent: number; arrived: number }> {
   const before = udpArrivals(guest.pid1(), 'v4');
+  // It ends itself after `ms` (a SIGTERM that early could come before its handler is in).
   const result = await guest.client(
     [process.execPath, UDP_SCRIPT, 'stream', GUEST_V4, String(port), String(ms)],
     {
@@ -144,9 +145,9 @@ function backgroundStream(
 /**
  * Runs `command` in the guest while datagrams stream to `port` every 10 ms, and watches them arrive
  * (every 2 ms) from the command's start for at least 3 s after it returned (some reloads are
- * asynchronous, so the command's return says little), until they have flowed without a gap for 1 s. Returns how long the
- * command took, the datagrams lost, and the longest silence: the time the port was closed (~10 ms when
- * it never was), with when it ended, counted from the command's start.
+ * asynchronous, so the command's return says little), until they have flowed without a gap for 1 s.
+ * Returns how long the command took, the datagrams lost, and the longest silence: the time the port was
+ * closed (~10 ms when it never was), with when it ended, counted from the command's start.
  */
 async function underStream(
   guest: Guest,
@@ -242,6 +243,18 @@ async function waitClosed(guest: Guest, port: number, ms = 10_000): Promise<numb
 /** The daemon's journal lines (message text only). */
 async function journal(guest: Guest): Promise<string> {
   return (await guest.runOk(['journalctl', '-u', 'moshwall', '-o', 'cat', '--no-pager'])).stdout;
+}
+
+/** Runs `action`, then waits until the journal has one more line matching `pattern` than before. */
+async function afterJournalLine(
+  guest: Guest,
+  pattern: RegExp,
+  action: () => Promise<unknown>,
+): Promise<void> {
+  const count = async () => [...(await journal(guest)).matchAll(pattern)].length;
+  const before = await count();
+  await action();
+  assert.ok(await waitUntil(async () => (await count()) > before, 15_000, 50), await journal(guest));
 }
 
 /** Output of a command for assertion messages. */
@@ -536,15 +549,7 @@ for (const firewall of ['ufw', 'nftables', 'firewalld'] as const) {
         const exe = (await g.runOk(['readlink', `/proc/${pid}/exe`])).stdout.trim();
         assert.match(exe, / \(deleted\)$/, 'the live mosh-server runs a replaced binary');
         // A full reconcile looks at it again: SIGHUP (logged "reloaded"), then 3 s of datagrams, all through.
-        const reloads = [...(await journal(g)).matchAll(/^info reloaded /gm)].length;
-        await g.runOk(['systemctl', 'reload', 'moshwall']);
-        assert.ok(
-          await waitUntil(
-            async () => [...(await journal(g)).matchAll(/^info reloaded /gm)].length > reloads,
-            10_000,
-          ),
-          await journal(g),
-        );
+        await afterJournalLine(g, /^info reloaded /gm, () => g.runOk(['systemctl', 'reload', 'moshwall']));
         const kept = await stream(g, second, 3000);
         assert.equal(
           kept.arrived,
@@ -567,18 +572,9 @@ for (const firewall of ['ufw', 'nftables', 'firewalld'] as const) {
         'on_stop = "keep": the port stays open while the daemon is stopped',
       );
       setConfig(g, 'on_stop', '"flush"');
-      const starts = [...(await journal(g)).matchAll(/^info starting /gm)].length;
-      await g.runOk(['systemctl', 'start', 'moshwall']);
-      // The daemon is up (its signal handlers are in place once it logs "starting": a SIGTERM before
-      // that ends Node before any of moshwall runs) and has the live session; then it stops with a flush.
-      assert.ok(
-        await waitUntil(
-          async () => [...(await journal(g)).matchAll(/^info starting /gm)].length > starts,
-          15_000,
-          50,
-        ),
-        await journal(g),
-      );
+      // The daemon is up (it logs "starting" once its signal handlers are in) and has the live session;
+      // then it stops with a flush.
+      await afterJournalLine(g, /^info starting /gm, () => g.runOk(['systemctl', 'start', 'moshwall']));
       assert.ok(await waitOpen(g, port), 'the restarted daemon keeps the live session open');
       await g.runOk(['systemctl', 'stop', 'moshwall']);
       const flushed = await stream(g, port, 300);

@@ -21,6 +21,7 @@ import {
   BASE_ENV,
   BASE_PATH,
   LabError,
+  passOn,
   type Result,
   type RunOptions,
   run,
@@ -400,15 +401,6 @@ interface Built {
   /** nsenter argv that enters the server host's namespaces (before --wd and --). */
   enter: string[];
   firewalld: LabFirewalld | undefined;
-}
-
-/** RunOptions with only the fields that are set (exactOptionalPropertyTypes). */
-function passOn(opts: { timeoutMs?: number; input?: string }, env: Record<string, string>): RunOptions {
-  return {
-    env,
-    ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
-    ...(opts.input === undefined ? {} : { input: opts.input }),
-  };
 }
 
 /** The Lab object over a fully built state. */
