@@ -49,6 +49,11 @@ export interface Config {
   pollIntervalMs: number;
   /** Daemon: a full reconcile at least this often, changed or not. */
   resyncIntervalMs: number;
+  /**
+   * Daemon: between reconciles, each open session's holder is checked (tracer, uid) and the owners'
+   * other processes are looked through for its socket this often (the holder watch).
+   */
+  watchIntervalMs: number;
   /** Daemon: the Unix socket the shim asks through. */
   socketPath: string;
   /** Daemon: on SIGTERM keep live sessions' rules ("keep") or remove every rule of ours ("flush"). */
@@ -81,6 +86,7 @@ export const DEFAULT_CONFIG: Config = {
   lockTimeoutMs: 60000,
   pollIntervalMs: 250,
   resyncIntervalMs: 30000,
+  watchIntervalMs: 1500,
   socketPath: '/run/moshwall/moshwall.sock',
   onStop: 'keep',
   shimTimeoutMs: 3000,
@@ -203,6 +209,7 @@ const CHECKS: Record<string, Check> = {
   lock_timeout_ms: (value, fail) => ({ lockTimeoutMs: integer(value, 0, 3600000, fail) }),
   poll_interval_ms: (value, fail) => ({ pollIntervalMs: integer(value, 20, 60000, fail) }),
   resync_interval_ms: (value, fail) => ({ resyncIntervalMs: integer(value, 1000, 86400000, fail) }),
+  watch_interval_ms: (value, fail) => ({ watchIntervalMs: integer(value, 250, 60000, fail) }),
   socket_path: (value, fail) => ({ socketPath: absolutePath(value, fail) }),
   on_stop: (value, fail) => {
     if (value !== 'keep' && value !== 'flush')

@@ -1,6 +1,12 @@
-import { readlinkSync } from 'node:fs';
+import { closeSync, openSync, readlinkSync, readSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { type HolderEdges, holderStatus } from '../daemon/holder-watch.ts';
+import {
+  type HolderEdges,
+  holderStatus,
+  holderStatusOfBytes,
+  sharerWalkDue,
+  type WalkedProcess,
+} from '../daemon/holder-watch.ts';
 import { identifyPeers, socketInode } from '../daemon/peer.ts';
 import type { PeerIdentity } from '../daemon/server.ts';
 import { readRealUid } from '../discovery/details.ts';
@@ -56,11 +62,118 @@ export function createHostPeerIdentity(reader: ProcReader, run: Runner): PeerIde
   };
 }
 
+/** How much of a /proc/PID/status the watch reads: its tracer and uid lines come within the first few hundred bytes. */
+const STATUS_HEAD_BYTES = 1024;
+/** At most this many status files are kept open (past it, the others are opened for each read). */
+const MAX_OPEN_STATUS_FILES = 4096;
+
 /**
- * The holder watch's reads of the host: a signal-0 probe for existence, /proc/PID/status for the rest,
- * and the sessions' owners' processes' fd tables for a sharer of a session's socket.
+ * The watched holders' /proc/PID/status files, each opened once and read again from its start (a
+ * pread: no path walk, ~2 µs against ~6 µs for open, read, close). An open file stays bound to the
+ * process it was opened for: once that process is gone, a read fails (ESRCH) even if its pid is reused.
+ */
+function createStatusFiles(reader: ProcReader) {
+  const open = new Map<number, number>();
+  const head = Buffer.allocUnsafe(STATUS_HEAD_BYTES);
+  /** Closes pid's file, if one is open. */
+  const close = (pid: number) => {
+    const fd = open.get(pid);
+    open.delete(pid);
+    if (fd !== undefined) closeSync(fd);
+  };
+  return {
+    /** The tracer and uids of pid from its open status file, or undefined when it cannot be read. */
+    read(pid: number): ReturnType<typeof holderStatus> {
+      try {
+        let fd = open.get(pid);
+        if (fd === undefined && open.size < MAX_OPEN_STATUS_FILES) {
+          fd = openSync(`/proc/${pid}/status`, 'r');
+          open.set(pid, fd);
+        }
+        if (fd === undefined) return holderStatus(reader.readText(`/proc/${pid}/status`));
+        const length = readSync(fd, head, 0, STATUS_HEAD_BYTES, 0);
+        const status = holderStatusOfBytes(head, length);
+        // A name long enough to push the lines past the head (escaped, up to 64 bytes: not in practice).
+        if (status === undefined && length === STATUS_HEAD_BYTES)
+          return holderStatus(reader.readText(`/proc/${pid}/status`));
+        return status;
+      } catch {
+        close(pid);
+        return undefined;
+      }
+    },
+    /** Closes the files of every pid not in `pids`. */
+    keepOnly(pids: ReadonlySet<number>): void {
+      for (const pid of [...open.keys()]) if (!pids.has(pid)) close(pid);
+    },
+  };
+}
+
+/**
+ * An owner's process as the sharer look sees it cheaply, or undefined when it is not one of `uids`'
+ * (or is gone): the owner of /proc/PID/fd is the process's effective uid (one stat, no text made),
+ * except for a process that is not dumpable, which /proc shows as root: only for those is the status
+ * read (real and effective uid). Its size is the number of open fds (kernel 6.2 on; 0 before).
+ */
+function ownersProcess(
+  reader: ProcReader,
+  pid: number,
+  uids: ReadonlySet<number>,
+): { pid: number; fds: number } | undefined {
+  try {
+    const fd = statSync(`/proc/${pid}/fd`);
+    if (!uids.has(fd.uid)) {
+      if (fd.uid !== 0) return undefined;
+      const status = holderStatus(reader.readText(`/proc/${pid}/status`));
+      if (status === undefined || !(uids.has(status.realUid) || uids.has(status.effectiveUid)))
+        return undefined;
+    }
+    return { pid, fds: fd.size };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The look for a sharer (HolderEdges.sharer) over the host: the owners' processes found cheaply, their
+ * fd tables walked when sharerWalkDue says so (a process whose fd count has not moved since its last
+ * walk is skipped, up to SHARER_FULL_WALK_EVERY looks).
+ */
+function createSharerLook(reader: ProcReader): NonNullable<HolderEdges['sharer']> {
+  let look = 0;
+  let walked = new Map<number, WalkedProcess>();
+  return (inodes, uids, known) => {
+    look += 1;
+    const seen = new Map<number, WalkedProcess>();
+    const due = (pid: number) => {
+      if (known.has(pid)) return false;
+      const now = ownersProcess(reader, pid, uids);
+      if (now === undefined) return false;
+      const before = walked.get(pid);
+      const walk = sharerWalkDue(before, now, look);
+      seen.set(pid, walk || before === undefined ? { fds: now.fds, look } : before);
+      return walk;
+    };
+    try {
+      const { holders } = holdersOf(reader, inodes, due);
+      walked = seen;
+      for (const [inode, pids] of holders) {
+        const pid = pids.find((each) => !known.has(each));
+        if (pid !== undefined) return { pid, inode };
+      }
+    } catch {
+      // /proc unreadable: the next full reconcile says so.
+    }
+    return undefined;
+  };
+}
+
+/**
+ * The holder watch's reads of the host: a signal-0 probe for existence, the holders' status files
+ * (kept open), and the sessions' owners' processes' fd tables for a sharer of a session's socket.
  */
 export function hostHolderEdges(reader: ProcReader): HolderEdges {
+  const statusFiles = createStatusFiles(reader);
   return {
     alive(pid) {
       try {
@@ -70,33 +183,8 @@ export function hostHolderEdges(reader: ProcReader): HolderEdges {
         return (error as NodeJS.ErrnoException).code === 'EPERM';
       }
     },
-    status(pid) {
-      try {
-        return holderStatus(reader.readText(`/proc/${pid}/status`));
-      } catch {
-        return undefined;
-      }
-    },
-    sharer(inodes, uids, known) {
-      // One status read per unknown process (its uids), fd walks only for the owners' own processes.
-      const owned = (pid: number) => {
-        if (known.has(pid)) return false;
-        try {
-          const status = holderStatus(reader.readText(`/proc/${pid}/status`));
-          return status !== undefined && (uids.has(status.realUid) || uids.has(status.effectiveUid));
-        } catch {
-          return false;
-        }
-      };
-      try {
-        for (const [inode, pids] of holdersOf(reader, inodes, owned).holders) {
-          const pid = pids.find((each) => !known.has(each));
-          if (pid !== undefined) return { pid, inode };
-        }
-      } catch {
-        // /proc unreadable: the next full reconcile says so.
-      }
-      return undefined;
-    },
+    status: (pid) => statusFiles.read(pid),
+    watching: (pids) => statusFiles.keepOnly(pids),
+    sharer: createSharerLook(reader),
   };
 }

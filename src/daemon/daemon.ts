@@ -13,7 +13,7 @@ import type { BackendProbe } from '../firewall.ts';
 import type { Logger } from '../log.ts';
 import type { ListenAddress } from '../metrics/listen.ts';
 import { fingerprintHasPort, readFingerprint, socketsOnPorts } from './fingerprint.ts';
-import { createHolderWatch, type HolderEdges } from './holder-watch.ts';
+import { createHolderWatch, DEFAULT_HOLDER_WATCH, type HolderEdges } from './holder-watch.ts';
 import { createDaemonMetrics, type DaemonMetrics } from './metrics.ts';
 import { portOutcome } from './outcome.ts';
 import { type DaemonResponse, type OpenedPort, parseRequest } from './protocol.ts';
@@ -132,7 +132,16 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   /** The backend's change watcher (started after the first good reconcile), closed on reload and stop. */
   let watch: { close(): void } | undefined;
   const refusalLog = createRefusalLog();
-  const holders = deps.holderEdges === undefined ? undefined : createHolderWatch(deps.holderEdges);
+  /** The holder watch, paced by the config's watch_interval_ms (made again on SIGHUP). */
+  const watchFor = (current: Config) =>
+    deps.holderEdges === undefined
+      ? undefined
+      : createHolderWatch(deps.holderEdges, {
+          ...DEFAULT_HOLDER_WATCH,
+          statusEveryMs: current.watchIntervalMs,
+          sharersEveryMs: current.watchIntervalMs,
+        });
+  let holders = watchFor(config);
   /** The ports of ours per uid: the last full reconcile's, and the quick opens since (per-user caps). */
   let knownPorts = new Map<number, Set<number>>();
   /** Adds the report's sessions to knownPorts. */
@@ -418,6 +427,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       };
       if (config.metricsListen === undefined) delete config.metricsListen;
       engine = deps.makeEngine(config, metrics);
+      holders = watchFor(config);
       watch?.close();
       watch = undefined;
       probe = undefined;

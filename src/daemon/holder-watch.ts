@@ -7,6 +7,11 @@ export interface HolderEdges {
   /** The tracer and real and effective uids of pid, or undefined when it cannot be read (gone). */
   status(pid: number): { tracerPid: number; realUid: number; effectiveUid: number } | undefined;
   /**
+   * The pids whose status the watch reads from now on (called at every track): an edge that keeps a
+   * file open per holder closes the others'. Optional.
+   */
+  watching?(pids: ReadonlySet<number>): void;
+  /**
    * A process other than `known` whose real or effective uid is one of `uids` and that holds one of
    * the `inodes` (a session's socket, taken or handed out beside its genuine holder), or undefined.
    * Optional: without it, such a sharer is found at the next full reconcile only.
@@ -22,15 +27,24 @@ export interface HolderEdges {
 export interface HolderWatchLimits {
   /** Every open session's holder is probed for existence this often. */
   aliveEveryMs: number;
-  /** Status reads (tracer, uid) per second, spread round-robin over the sessions. */
+  /** Each holder's status (tracer, uid) is read once per this many ms, round-robin over the sessions… */
+  statusEveryMs: number;
+  /** …within this many status reads per second at most (past it, each holder is read less often). */
   statusReadsPerSecond: number;
+  /**
+   * …and at least this many a second, when there are fewer holders than that (each is then read at
+   * every check: a session's end is found at the next poll, not the next existence probe). Default 0.
+   */
+  minStatusReadsPerSecond?: number;
   /** How often the session owners' other processes are looked through for a session's socket. */
   sharersEveryMs: number;
 }
 
 export const DEFAULT_HOLDER_WATCH: HolderWatchLimits = {
   aliveEveryMs: 1000,
-  statusReadsPerSecond: 100,
+  statusEveryMs: 1500,
+  statusReadsPerSecond: 700,
+  minStatusReadsPerSecond: 100,
   sharersEveryMs: 1500,
 };
 
@@ -47,12 +61,112 @@ export function holderStatus(
   return { tracerPid: Number(tracer[1]), realUid: Number(uids[1]), effectiveUid: Number(uids[2]) };
 }
 
+/** What the sharer look remembers of an owner's process it walked: its fd count then, and which look. */
+export interface WalkedProcess {
+  fds: number;
+  look: number;
+}
+
+/** Every owner's process is walked at least once per this many looks, whatever its fd count says. */
+export const SHARER_FULL_WALK_EVERY = 10;
+
+/**
+ * Whether the sharer look walks an owner's process's fd tables at look number `look`: when it is new
+ * to the look, when its fd count (the size of /proc/PID/fd, kernel 6.2 on; 0 before) moved or is
+ * unknown, and in any case once every SHARER_FULL_WALK_EVERY looks (spread by pid): for a socket taken
+ * and moved over an fd closed in between (the same count), or taken into the fd table of a thread of
+ * its own (unshare(CLONE_FILES)), which the count does not show.
+ */
+export function sharerWalkDue(
+  before: WalkedProcess | undefined,
+  now: { pid: number; fds: number },
+  look: number,
+): boolean {
+  if (before === undefined || now.fds === 0 || before.fds !== now.fds) return true;
+  return look - before.look >= SHARER_FULL_WALK_EVERY || (look + now.pid) % SHARER_FULL_WALK_EVERY === 0;
+}
+
+const TRACER_LINE = new TextEncoder().encode('\nTracerPid:\t');
+const UID_LINE = new TextEncoder().encode('\nUid:\t');
+
+/** Index of `needle` in bytes[from, length), or -1. */
+function indexOfBytes(bytes: Uint8Array, length: number, needle: Uint8Array, from: number): number {
+  const first = needle[0];
+  outer: for (let at = from; at + needle.length <= length; at += 1) {
+    if (bytes[at] !== first) continue;
+    for (let offset = 1; offset < needle.length; offset += 1)
+      if (bytes[at + offset] !== needle[offset]) continue outer;
+    return at;
+  }
+  return -1;
+}
+
+/** Whether bytes[index] is an ASCII digit. */
+function isDigit(bytes: Uint8Array, index: number): boolean {
+  const byte = bytes[index] as number;
+  return byte >= 0x30 && byte <= 0x39;
+}
+
+/**
+ * The decimal number at bytes[at] and the index past the byte `end` that must follow it (as the regex
+ * `(\d+)end` reads it: Number of the digits), or undefined.
+ */
+function numberAt(bytes: Uint8Array, length: number, at: number, end: number): [number, number] | undefined {
+  let index = at;
+  while (index < length && isDigit(bytes, index)) index += 1;
+  if (index === at || index >= length || bytes[index] !== end) return undefined;
+  let value = 0;
+  if (index - at > 15) value = Number(String.fromCharCode(...bytes.subarray(at, index)));
+  else for (let digit = at; digit < index; digit += 1) value = value * 10 + (bytes[digit] as number) - 0x30;
+  return [value, index + 1];
+}
+
+/** The numbers after the first `line` in bytes[0, length) that is followed by one number per end byte. */
+function firstLineWith(
+  bytes: Uint8Array,
+  length: number,
+  line: Uint8Array,
+  ends: number[],
+): number[] | undefined {
+  for (
+    let at = indexOfBytes(bytes, length, line, 0);
+    at >= 0;
+    at = indexOfBytes(bytes, length, line, at + 1)
+  ) {
+    const values: number[] = [];
+    let next = at + line.length;
+    for (const end of ends) {
+      const found = numberAt(bytes, length, next, end);
+      if (found === undefined) break;
+      values.push(found[0]);
+      next = found[1];
+    }
+    if (values.length === ends.length) return values;
+  }
+  return undefined;
+}
+
+/**
+ * holderStatus over the first `length` bytes of a /proc/PID/status read into a buffer, without
+ * making a string of it (the watch reads hundreds a second): the same answer as holderStatus on
+ * their text, undefined when a line is missing or cut off.
+ */
+export function holderStatusOfBytes(
+  bytes: Uint8Array,
+  length: number,
+): { tracerPid: number; realUid: number; effectiveUid: number } | undefined {
+  const tracer = firstLineWith(bytes, length, TRACER_LINE, [0x0a]);
+  const uids = firstLineWith(bytes, length, UID_LINE, [0x09, 0x09]);
+  if (tracer === undefined || uids === undefined) return undefined;
+  return { tracerPid: tracer[0] as number, realUid: uids[0] as number, effectiveUid: uids[1] as number };
+}
+
 /**
  * Watches the genuine holders of the open sessions between reconciles, cheaply, so a port does not stay
  * open for long after its socket leaves genuine hands: each holder is probed for existence every
  * `aliveEveryMs` (the genuine mosh-server gone while its socket lives on means someone else holds it),
- * and its status is read round-robin within a budget of reads per second (a tracer attached, the uid
- * changed), and every `sharersEveryMs` the other processes of the sessions' owners are looked through
+ * and its status is read round-robin, each once per `statusEveryMs` within a budget of reads per
+ * second (a tracer attached, the uid changed), and every `sharersEveryMs` the other processes of the sessions' owners are looked through
  * for a session's socket (taken with pidfd_getfd while the genuine server lives on: only its owner, or
  * root, may do that). `check` returns why a full reconcile is due, or undefined; the reconcile then
  * walks every holder and decides. Pure over its edges; the caller passes the time.
@@ -84,6 +198,7 @@ export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits 
     ): void {
       sessions = [...current];
       refused = [...refusedNow];
+      edges.watching?.(new Set(sessions.map((session) => session.pid)));
       inodes = new Map(socketPorts);
       known = new Set([...sessions.map((session) => session.pid), ...refused.map((holder) => holder.pid)]);
       owners = new Set(sessions.map((session) => session.uid));
@@ -108,7 +223,14 @@ export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits 
         const gone = sessions.find((session) => !edges.alive(session.pid));
         if (gone !== undefined) return `holder pid ${gone.pid} of port ${gone.port} ended`;
       }
-      owed = Math.min(sessions.length, owed + ((now - lastStatus) / 1000) * limits.statusReadsPerSecond);
+      const perSecond = Math.min(
+        limits.statusReadsPerSecond,
+        Math.max(
+          limits.minStatusReadsPerSecond ?? 0,
+          (sessions.length * 1000) / Math.max(1, limits.statusEveryMs),
+        ),
+      );
+      owed = Math.min(sessions.length, owed + ((now - lastStatus) / 1000) * perSecond);
       lastStatus = now;
       for (; owed >= 1; owed -= 1) {
         const session = sessions[cursor % sessions.length] as MoshSession;

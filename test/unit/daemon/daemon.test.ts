@@ -333,6 +333,37 @@ describe('runDaemon', () => {
     assert.equal(await daemon.exit, 0);
   });
 
+  it('paces the look for sharers by watch_interval_ms, and a SIGHUP with a new value re-paces it', async () => {
+    const looks: number[] = [];
+    const edges: HolderEdges = {
+      alive: () => true,
+      status: () => ({ tracerPid: 0, realUid: 1000, effectiveUid: 1000 }),
+      sharer: () => {
+        looks.push(performance.now());
+        return undefined;
+      },
+    };
+    const daemon = fakeDaemon(
+      { resyncIntervalMs: 3_600_000, watchIntervalMs: 250 },
+      createMemoryBackend(),
+      () => 'UDP: inuse 1',
+      1000,
+      edges,
+    );
+    daemon.state.sessions = [session({ pid: 4242, port: 60001, uid: 1000 })];
+    await eventually(() => daemon.ours().includes(60001), 'opened');
+    await eventually(() => looks.length >= 3, 'looked every 250 ms');
+    daemon.state.nextConfig = () => ({ ...DEFAULT_CONFIG, pollIntervalMs: 20, watchIntervalMs: 60_000 });
+    daemon.signal('SIGHUP');
+    await eventually(() => daemon.lines.some((line) => /^info reloaded /.test(line)), 'reloaded');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const settled = looks.length;
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    assert.equal(looks.length, settled, 'no look within a second once watch_interval_ms is 60 s');
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+  });
+
   it('closes a port soon after its genuine holder ends while the socket lives on (no socket change), and says why', async () => {
     const alive = new Set([4242]);
     const edges: HolderEdges = {

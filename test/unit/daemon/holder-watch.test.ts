@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { createHolderWatch, holderStatus } from '../../../src/daemon/holder-watch.ts';
+import fc from 'fast-check';
+import {
+  createHolderWatch,
+  holderStatus,
+  holderStatusOfBytes,
+  SHARER_FULL_WALK_EVERY,
+  sharerWalkDue,
+} from '../../../src/daemon/holder-watch.ts';
 import { session } from '../../support/builders.ts';
 
 /** Edges over a table the test edits: pid → status (absent: gone). */
@@ -30,6 +37,7 @@ test('a genuine holder that ends while its socket lives on is noticed at the nex
   for (const each of sessions) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
   const watch = createHolderWatch(edges, {
     aliveEveryMs: 1000,
+    statusEveryMs: 1000,
     statusReadsPerSecond: 0,
     sharersEveryMs: 1500,
   });
@@ -48,6 +56,7 @@ test('a tracer or a uid change is found within the status budget, round-robin ov
   for (const each of sessions) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
   const watch = createHolderWatch(edges, {
     aliveEveryMs: 1000,
+    statusEveryMs: 1000,
     statusReadsPerSecond: 4,
     sharersEveryMs: 1500,
   });
@@ -63,6 +72,41 @@ test('a tracer or a uid change is found within the status budget, round-robin ov
   found = undefined;
   for (let now = 5250; now <= 8000 && found === undefined; now += 250) found = watch.check(now);
   assert.equal(found, 'holder pid 103 of port 60103 changed uid');
+});
+
+test('each holder is read once per statusEveryMs when the budget allows, not more; the budget caps it past that', () => {
+  const { table, edges, reads } = host();
+  const few = Array.from({ length: 3 }, (_, index) =>
+    session({ pid: 200 + index, port: 60200 + index, uid: 1000 }),
+  );
+  for (const each of few) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
+  const limits = { aliveEveryMs: 1000, statusEveryMs: 1500, statusReadsPerSecond: 700, sharersEveryMs: 1500 };
+  const watch = createHolderWatch(edges, limits);
+  watch.track(few, 0);
+  for (let now = 250; now <= 3000; now += 250) watch.check(now);
+  assert.equal(reads.length, 6, '3 holders, each once per 1.5 s, over 3 s');
+  const many = Array.from({ length: 2000 }, (_, index) =>
+    session({ pid: 1000 + index, port: 1000 + index, uid: 1000 }),
+  );
+  for (const each of many) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
+  reads.length = 0;
+  watch.track(many, 3000);
+  for (let now = 3250; now <= 5000; now += 250) watch.check(now);
+  assert.equal(reads.length, 1400, '2000 holders: 700 reads a second at most, over 2 s');
+  const floored = createHolderWatch(edges, { ...limits, minStatusReadsPerSecond: 100 });
+  reads.length = 0;
+  floored.track(few.slice(0, 1), 5000);
+  for (let now = 5250; now <= 6000; now += 250) floored.check(now);
+  assert.equal(reads.length, 4, 'one holder, 100 a second at least: read at every check');
+});
+
+test('every track tells the edges which holders it now watches (an edge keeps their status files open)', () => {
+  const { edges } = host();
+  const told: number[][] = [];
+  const watch = createHolderWatch({ ...edges, watching: (pids) => told.push([...pids].sort()) });
+  watch.track([session({ pid: 31, port: 60031 }), session({ pid: 30, port: 60030 })], 0);
+  watch.track([], 100);
+  assert.deepEqual(told, [[30, 31], []]);
 });
 
 test('no sessions, nothing read; a new track starts over', () => {
@@ -85,11 +129,45 @@ test('holderStatus reads the tracer and uids of a real /proc/PID/status, and und
   assert.equal(holderStatus(''), undefined);
 });
 
+test('holderStatusOfBytes gives what holderStatus gives, on real status files and on generated ones, cut anywhere', () => {
+  const real = readFileSync(`/proc/${process.pid}/status`);
+  assert.deepEqual(holderStatusOfBytes(real, real.length), holderStatus(real.toString('latin1')));
+  assert.notEqual(holderStatusOfBytes(real, real.length), undefined);
+  const uid = fc.integer({ min: 0, max: 4294967295 });
+  const line = fc.oneof(
+    fc.constantFrom('State:\tS (sleeping)', 'Tgid:\t5', 'Gid:\t0\t0\t0\t0', 'Uid:\t', 'TracerPid:\t'),
+    fc.string({ maxLength: 20 }).map((text) => text.replace(/\n/g, ' ')),
+  );
+  fc.assert(
+    fc.property(
+      fc.array(line, { maxLength: 6 }),
+      fc.array(line, { maxLength: 6 }),
+      fc.option(fc.tuple(fc.integer({ min: 0, max: 4194304 }), uid, uid, uid)),
+      fc.nat(),
+      (before, after, values, cut) => {
+        const middle =
+          values === null
+            ? []
+            : [`TracerPid:\t${values[0]}`, `Uid:\t${values[1]}\t${values[2]}\t${values[3]}\t${values[3]}`];
+        const text = ['Name:\tmosh-server', ...before, ...middle, ...after, ''].join('\n');
+        const bytes = Buffer.from(text, 'latin1');
+        const length = cut % (bytes.length + 1);
+        assert.deepEqual(
+          holderStatusOfBytes(bytes, length),
+          holderStatus(bytes.toString('latin1', 0, length)),
+        );
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
 test('a refused holder that ends (a helper that held the socket a moment) is noticed at the next check', () => {
   const { table, edges } = host();
   table.set(4300, { tracerPid: 0, realUid: 0, effectiveUid: 0 });
   const watch = createHolderWatch(edges, {
     aliveEveryMs: 1000,
+    statusEveryMs: 1000,
     statusReadsPerSecond: 0,
     sharersEveryMs: 1500,
   });
@@ -128,7 +206,7 @@ test("the owners' other processes are looked through for a session's socket ever
         return holding;
       },
     },
-    { aliveEveryMs: 1000, statusReadsPerSecond: 0, sharersEveryMs: 1500 },
+    { aliveEveryMs: 1000, statusEveryMs: 1000, statusReadsPerSecond: 0, sharersEveryMs: 1500 },
   );
   const helper = {
     pid: 12,
@@ -172,16 +250,51 @@ test('without sockets to look for (or without the edge) no sharer look happens',
         return { pid: 1, inode: 1 };
       },
     },
-    { aliveEveryMs: 1000, statusReadsPerSecond: 0, sharersEveryMs: 1500 },
+    { aliveEveryMs: 1000, statusEveryMs: 1000, statusReadsPerSecond: 0, sharersEveryMs: 1500 },
   );
   watch.track(sessions, 0);
   assert.equal(watch.check(5000), undefined);
   assert.equal(asked, 0);
   const plain = createHolderWatch(edges, {
     aliveEveryMs: 1000,
+    statusEveryMs: 1000,
     statusReadsPerSecond: 0,
     sharersEveryMs: 1500,
   });
   plain.track(sessions, 0, [], new Map([[5001, 60001]]));
   assert.equal(plain.check(5000), undefined);
+});
+
+test("the sharer look walks an owner's process when new, when its fd count moved or is unknown, and once every SHARER_FULL_WALK_EVERY looks", () => {
+  const single = { pid: 4000, fds: 4 };
+  assert.equal(sharerWalkDue(undefined, single, 7), true, 'new to the look');
+  assert.equal(sharerWalkDue({ fds: 4, look: 7 }, single, 8), false, 'same count, walked a look ago');
+  assert.equal(
+    sharerWalkDue({ fds: 4, look: 7 }, { ...single, fds: 5 }, 8),
+    true,
+    'a socket taken: one fd more',
+  );
+  assert.equal(
+    sharerWalkDue({ fds: 4, look: 7 }, { ...single, fds: 0 }, 8),
+    true,
+    'no count (kernel before 6.2)',
+  );
+  const walks: number[] = [];
+  let before = { fds: 4, look: 0 };
+  for (let look = 1; look <= 3 * SHARER_FULL_WALK_EVERY; look += 1) {
+    if (sharerWalkDue(before, single, look)) {
+      walks.push(look);
+      before = { fds: 4, look };
+    }
+  }
+  assert.equal(walks.length, 3, 'an unchanged process: once every SHARER_FULL_WALK_EVERY looks');
+  assert.ok(walks.every((look, index) => look - (walks[index - 1] ?? 0) <= SHARER_FULL_WALK_EVERY));
+  const phases = new Set(
+    Array.from({ length: 100 }, (_, pid) =>
+      Array.from({ length: SHARER_FULL_WALK_EVERY }, (_, look) => look + 1).find((look) =>
+        sharerWalkDue({ fds: 4, look: 0 }, { pid, fds: 4 }, look),
+      ),
+    ),
+  );
+  assert.equal(phases.size, SHARER_FULL_WALK_EVERY, 'spread over the looks by pid, not all at once');
 });
