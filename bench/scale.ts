@@ -18,7 +18,8 @@
 // Prints the tables and writes them to bench/results/scale.md, keeping the rows there of backends not
 // run now (a run replaces only its own backends' rows). Needs root, gcc, and `npm run build` (run
 // it as `npm run bench:scale`). Options: --backends ufw,nftables,… (default all profiles), --sessions N
-// (1000), --runs N (50), --counts 0,100,1000, --idle-s S (30), --connect-runs N (5; 0 skips it), --help.
+// (1000), --runs N (50), --counts 0,100,1000, --idle-s S (30), --connect-runs N (5; 0 skips it), --shells
+// (each session with a stand-in shell beside it, a process of its user holding no socket), --help.
 // The parts: scale/profiles.ts (each backend's setup), scale/measure.ts (the lab runs), scale/report.ts.
 // Prints figures; never passes or fails on them.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';

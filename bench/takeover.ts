@@ -3,8 +3,10 @@
 // and end the server; (2) take it and keep the server running; (3) attach a tracer (strace -p). In the
 // e2e lab, `moshwall daemon` with a plain UFW config (runtime fast path); per way N sessions (--runs,
 // default 10): the time from the change to the daemon's `info closed port=P` line (for (2) from the
-// moment python printed that it holds the socket). Writes results/takeover.md; prints figures, never
-// passes or fails on them. Needs root (`sudo npm run bench:takeover`).
+// moment python printed that it holds the socket). With --background N, N more sessions stay live
+// throughout (the scale bench's stand-in mosh-server, run as its ten lab users): the watch then has N
+// holders to go round. Writes results/takeover.md (results/takeover-N.md with --background N); prints
+// figures, never passes or fails on them. Needs root and gcc (`sudo npm run bench:takeover`).
 import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { GRAB_SCRIPT } from '../test/e2e/_attacks.ts';
@@ -13,9 +15,20 @@ import { waitUntil } from '../test/e2e/_poll.ts';
 import { createLab, type Lab } from '../test/e2e/lab.ts';
 import { median } from '../test/support/stats.ts';
 import { markdownTable, printAndWrite, runBench } from './_run.ts';
+import { compileFake, hostPids, installFake, startSessions } from './scale/measure.ts';
+import { RANGE, USERS } from './scale/profiles.ts';
 
-const RESULTS = fileURLToPath(new URL('./results/takeover.md', import.meta.url));
-const CONFIG = 'backend = "ufw"\nport_range = "60000:61000"\n';
+/** The config: UFW's defaults, and with background sessions the scale bench's range and no per-user cap. */
+function configFor(background: number): string {
+  if (background === 0) return 'backend = "ufw"\nport_range = "60000:61000"\n';
+  return `backend = "ufw"\nport_range = "${RANGE}"\nmax_sessions_per_user = 0\n`;
+}
+
+/** The value of a numeric option, or its default. */
+function option(name: string, fallback: number): number {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? Number(process.argv[at + 1]) : fallback;
+}
 
 /** One way of taking a port out of genuine hands: does it to the server, resolves with when it happened. */
 interface Way {
@@ -76,12 +89,28 @@ function percentile(values: number[], share: number): number {
 }
 
 runBench('bench/takeover', async () => {
-  const runsAt = process.argv.indexOf('--runs');
-  const runs = runsAt > 0 ? Number(process.argv[runsAt + 1]) : 10;
-  const lab = await createLab();
+  const runs = option('--runs', 10);
+  const background = option('--background', 0);
+  if (!Number.isInteger(background) || background < 0 || background > 1000 || background % USERS.length !== 0)
+    throw new Error(`--background must be a multiple of ${USERS.length} from 0 to 1000`);
+  const lab = await createLab(background > 0 ? { users: USERS } : {});
+  const fake = background > 0 ? compileFake() : undefined;
   const rows: string[][] = [];
+  let backgroundPids: number[] = [];
   try {
-    const daemon = await startDaemon(lab, CONFIG);
+    const daemon = await startDaemon(lab, configFor(background));
+    if (fake !== undefined) {
+      installFake(lab, fake.binary);
+      backgroundPids = hostPids(lab, await startSessions(lab, background));
+      await daemon.waitForLine(/^info opened port=/, { timeoutMs: 60_000 });
+      const opened = await waitUntil(
+        () => daemon.lines().filter((line) => /^info opened port=/.test(line.text)).length >= background,
+        120_000,
+        100,
+      );
+      if (!opened) throw new Error(`the daemon did not open the ${background} background sessions`);
+      process.stdout.write(`${background} background sessions open\n`);
+    }
     let port = 60100;
     for (const way of WAYS) {
       const times: number[] = [];
@@ -115,18 +144,26 @@ runBench('bench/takeover', async () => {
     }
     await daemon.stop();
   } finally {
+    for (const pid of backgroundPids) await lab.killServerProcess(pid).catch(() => undefined);
+    fake?.remove();
     await lab.destroy();
   }
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? '?'}, kernel ${release()}, node ${process.version}`;
   printAndWrite(
-    RESULTS,
+    fileURLToPath(new URL(`./results/takeover${background > 0 ? `-${background}` : ''}.md`, import.meta.url)),
     [
       '# How soon a port closes once its socket leaves genuine hands',
       '',
-      `${new Date().toISOString()}, ${machine}. \`bench/takeover.ts --runs ${runs}\`: the e2e lab's UFW`,
+      `${new Date().toISOString()}, ${machine}. \`bench/takeover.ts --runs ${runs}${background > 0 ? ` --background ${background}` : ''}\`: the e2e lab's UFW`,
       '(runtime fast path), `moshwall daemon` with its default holder watch; alice does each thing to her',
       "own live mosh-server; time from the change to the daemon's `info closed port=P` line. p99 is the",
       'nearest-rank 99th percentile (with 10 runs: the slowest).',
+      ...(background > 0
+        ? [
+            '',
+            `${background} other sessions live throughout (the scale bench's stand-in mosh-server, ${background / USERS.length} for each of ${USERS.length} lab users, alice among them).`,
+          ]
+        : []),
       '',
       ...markdownTable(['way', 'runs', 'p50', 'p99', 'fastest'], rows),
       '',

@@ -99,12 +99,22 @@ export async function idleCost(pid: number, seconds: number, hz: number): Promis
   };
 }
 
-/** The pids (as the lab sees them) of the sessions started, from the launchers' "MOSH CONNECT PORT PID" lines. */
-export async function startSessions(lab: Lab, sessions: number): Promise<number[]> {
+/**
+ * The pids (as the lab sees them) of the sessions started, from the launchers' "MOSH CONNECT PORT PID"
+ * lines; with `shells`, each with a stand-in shell beside it (bench/fixtures/fake-mosh-server.c).
+ */
+export async function startSessions(lab: Lab, sessions: number, shells = false): Promise<number[]> {
   const each = sessions / USERS.length;
   const outputs = await Promise.all(
     USERS.map(async (user, index) => {
-      const result = await lab.runServer([FAKE, SERVER_V4, String(FIRST_PORT + index * each), String(each)], {
+      const argv = [
+        FAKE,
+        SERVER_V4,
+        String(FIRST_PORT + index * each),
+        String(each),
+        ...(shells ? ['shell'] : []),
+      ];
+      const result = await lab.runServer(argv, {
         user,
         timeoutMs: 120_000,
       });
@@ -174,7 +184,7 @@ export async function converge(
   try {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const startedAt = performance.now();
-    const nsPids = await startSessions(lab, sessions);
+    const nsPids = await startSessions(lab, sessions, options.shells);
     const startMs = performance.now() - startedAt;
     const opened = await waitUntil(async () => (await ourPortCount(backend)) >= sessions, 600_000, 100);
     if (!opened) throw new LabError(`the daemon did not open ${sessions} ports:\n${daemon.log()}`);

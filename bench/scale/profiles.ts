@@ -208,6 +208,8 @@ export interface Options {
   counts: number[];
   idleS: number;
   connectRuns: number;
+  /** Each session with a shell beside it (a process of its user holding no socket), as a real one has. */
+  shells: boolean;
 }
 
 /** The value after --name, or undefined. */
@@ -255,6 +257,7 @@ export function parseOptions(): Options {
     counts,
     idleS: count('idle-s', 30),
     connectRuns: count('connect-runs', 5, 0),
+    shells: process.argv.includes('--shells'),
   };
 }
 

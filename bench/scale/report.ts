@@ -227,7 +227,7 @@ export function report(results: BackendResult[], earlier: Earlier, options: Opti
       return note === undefined ? [] : [note];
     }),
     '- Connect: "wide open" is an admin rule accepting the whole range and no daemon; "daemon+shim" is `moshwall daemon` (started for the run, given 1.5 s for its start-up) with the shim as /usr/local/bin/mosh-server, with no other session, interleaved with wide open; the last row is the same with every bench session live. One uncounted wide-open connect runs first.',
-    `- Idle: the daemon (no --verbose, poll_interval_ms ${DEFAULT_CONFIG.pollIntervalMs}) over ${options.idleS} s with every session live, utime+stime of /proc/PID/stat; VmHWM is the peak RSS since the daemon started (it includes the converge).`,
+    `- Idle: the daemon (no --verbose, poll_interval_ms ${DEFAULT_CONFIG.pollIntervalMs}) over ${options.idleS} s with every session live, utime+stime of /proc/PID/stat; VmHWM is the peak RSS since the daemon started (it includes the converge).${options.shells ? ' Every session had a stand-in shell beside it (--shells).' : ''}`,
     '',
   ].join('\n');
 }
