@@ -10,6 +10,7 @@ import {
 import { identifyPeers, socketInode } from '../daemon/peer.ts';
 import type { PeerIdentity } from '../daemon/server.ts';
 import { readRealUid } from '../discovery/details.ts';
+import { readPtraceScope } from '../discovery/host-reads.ts';
 import type { ProcReader } from '../discovery/proc-reader.ts';
 import { holdersOf } from '../discovery/sockets.ts';
 import type { Runner } from '../exec.ts';
@@ -170,7 +171,8 @@ function createSharerLook(reader: ProcReader): NonNullable<HolderEdges['sharer']
 
 /**
  * The holder watch's reads of the host: a signal-0 probe for existence, the holders' status files
- * (kept open), and the sessions' owners' processes' fd tables for a sharer of a session's socket.
+ * (kept open), the sessions' owners' processes' fd tables for a sharer of a session's socket, and
+ * Yama's ptrace_scope (2 or more: locked).
  */
 export function hostHolderEdges(reader: ProcReader): HolderEdges {
   const statusFiles = createStatusFiles(reader);
@@ -186,5 +188,6 @@ export function hostHolderEdges(reader: ProcReader): HolderEdges {
     status: (pid) => statusFiles.read(pid),
     watching: (pids) => statusFiles.keepOnly(pids),
     sharer: createSharerLook(reader),
+    locked: () => (readPtraceScope(reader) ?? 0) >= 2,
   };
 }

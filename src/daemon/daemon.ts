@@ -140,8 +140,11 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
           ...DEFAULT_HOLDER_WATCH,
           statusEveryMs: current.watchIntervalMs,
           sharersEveryMs: current.watchIntervalMs,
+          lockedEveryMs: Math.max(current.watchIntervalMs, DEFAULT_HOLDER_WATCH.lockedEveryMs ?? 0),
         });
   let holders = watchFor(config);
+  /** Whether the watch ran locked (Yama ptrace_scope ≥ 2) at the last track: its pace is logged on a change. */
+  let watchLocked = false;
   /** The ports of ours per uid: the last full reconcile's, and the quick opens since (per-user caps). */
   let knownPorts = new Map<number, Set<number>>();
   /** Adds the report's sessions to knownPorts. */
@@ -218,6 +221,16 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
         report.refused,
         socketsOnPorts(seen, new Set(report.sessions.map((allowed) => allowed.session.port))),
       );
+      const pace = holders?.pace();
+      if (pace !== undefined && pace.locked !== watchLocked) {
+        watchLocked = pace.locked;
+        log.info('holder-watch', {
+          everyMs: pace.statusEveryMs,
+          reason: pace.locked
+            ? 'ptrace_scope 2 or more: no user can attach to or take a socket from a mosh-server'
+            : 'users can attach to their own processes',
+        });
+      }
       log.debug('reconciled', {
         sessions: report.sessions.length,
         ms: Math.round(deps.clock.now() - startedAt),

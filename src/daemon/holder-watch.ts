@@ -21,6 +21,12 @@ export interface HolderEdges {
     uids: ReadonlySet<number>,
     known: ReadonlySet<number>,
   ): { pid: number; inode: number } | undefined;
+  /**
+   * Whether no unprivileged process can reach into another at all: Yama's ptrace_scope 2 or 3, where
+   * ptrace, pidfd_getfd, process_vm_writev and /proc/PID/mem all need CAP_SYS_PTRACE. Asked at every
+   * track. Optional: without it, never.
+   */
+  locked?(): boolean;
 }
 
 /** How often the watch looks, and how many status files it may read per second. */
@@ -38,6 +44,11 @@ export interface HolderWatchLimits {
   minStatusReadsPerSecond?: number;
   /** How often the session owners' other processes are looked through for a session's socket. */
   sharersEveryMs: number;
+  /**
+   * Status reads and sharer looks at most this often when the edges say the host is locked (no user
+   * can attach to, or take a socket from, even their own process: then neither finds what a user did).
+   */
+  lockedEveryMs?: number;
 }
 
 export const DEFAULT_HOLDER_WATCH: HolderWatchLimits = {
@@ -46,6 +57,7 @@ export const DEFAULT_HOLDER_WATCH: HolderWatchLimits = {
   statusReadsPerSecond: 700,
   minStatusReadsPerSecond: 100,
   sharersEveryMs: 1500,
+  lockedEveryMs: 10000,
 };
 
 /**
@@ -166,10 +178,13 @@ export function holderStatusOfBytes(
  * open for long after its socket leaves genuine hands: each holder is probed for existence every
  * `aliveEveryMs` (the genuine mosh-server gone while its socket lives on means someone else holds it),
  * and its status is read round-robin, each once per `statusEveryMs` within a budget of reads per
- * second (a tracer attached, the uid changed), and every `sharersEveryMs` the other processes of the sessions' owners are looked through
- * for a session's socket (taken with pidfd_getfd while the genuine server lives on: only its owner, or
- * root, may do that). `check` returns why a full reconcile is due, or undefined; the reconcile then
- * walks every holder and decides. Pure over its edges; the caller passes the time.
+ * second (a tracer attached, the uid changed), and every `sharersEveryMs` the other processes of the
+ * sessions' owners are looked through for a session's socket (taken with pidfd_getfd while the genuine
+ * server lives on: only its owner, or root, may do that). On a locked host (Yama ptrace_scope 2 or 3: no user can attach to or take a
+ * socket from even their own process) the status reads and looks slow to `lockedEveryMs`: what they
+ * look for can then only be done by root or by code already inside the server. `check` returns why a
+ * full reconcile is due, or undefined; the reconcile then walks every holder and decides. Pure over its
+ * edges; the caller passes the time.
  */
 export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits = DEFAULT_HOLDER_WATCH) {
   let sessions: MoshSession[] = [];
@@ -184,7 +199,18 @@ export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits 
   let lastAlive = Number.NEGATIVE_INFINITY;
   let lastStatus = Number.NEGATIVE_INFINITY;
   let owed = 0;
+  let locked = false;
+  /** An interval of the limits, stretched to lockedEveryMs while the host is locked. */
+  const paced = (everyMs: number) => (locked ? Math.max(everyMs, limits.lockedEveryMs ?? everyMs) : everyMs);
   return {
+    /** How often status reads and sharer looks go now, and whether the host is locked (for the log). */
+    pace(): { statusEveryMs: number; sharersEveryMs: number; locked: boolean } {
+      return {
+        statusEveryMs: paced(limits.statusEveryMs),
+        sharersEveryMs: paced(limits.sharersEveryMs),
+        locked,
+      };
+    },
     /**
      * The sessions the last reconcile opened (their holders are what is watched), the holders it
      * refused (one that ends may have been the only reason: a helper that held the socket a moment),
@@ -198,6 +224,7 @@ export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits 
     ): void {
       sessions = [...current];
       refused = [...refusedNow];
+      locked = edges.locked?.() ?? false;
       edges.watching?.(new Set(sessions.map((session) => session.pid)));
       inodes = new Map(socketPorts);
       known = new Set([...sessions.map((session) => session.pid), ...refused.map((holder) => holder.pid)]);
@@ -227,7 +254,7 @@ export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits 
         limits.statusReadsPerSecond,
         Math.max(
           limits.minStatusReadsPerSecond ?? 0,
-          (sessions.length * 1000) / Math.max(1, limits.statusEveryMs),
+          (sessions.length * 1000) / Math.max(1, paced(limits.statusEveryMs)),
         ),
       );
       owed = Math.min(sessions.length, owed + ((now - lastStatus) / 1000) * perSecond);
@@ -244,7 +271,11 @@ export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits 
           return `holder pid ${session.pid} of port ${session.port} changed uid`;
         }
       }
-      if (edges.sharer !== undefined && inodes.size > 0 && now - lastSharers >= limits.sharersEveryMs) {
+      if (
+        edges.sharer !== undefined &&
+        inodes.size > 0 &&
+        now - lastSharers >= paced(limits.sharersEveryMs)
+      ) {
         lastSharers = now;
         const found = edges.sharer(sockets, owners, known);
         if (found !== undefined) {

@@ -122,7 +122,8 @@ resync_interval_ms = 30000
 # Daemon: between reconciles, each open session's mosh-server is checked (a tracer attached, its uid
 # changed) and its owner's other processes are looked through for its socket this often. A socket
 # leaving genuine hands closes its port within about this long and a quarter of a second more; the
-# cost grows with sessions (at 1000, each with a shell beside it: ~1 % of a core at 1500).
+# cost grows with sessions (at 1000, each with a shell beside it: ~1 % of a core at 1500). With
+# kernel.yama.ptrace_scope 2 or 3 no user can do either to a process, and the daemon checks every 10 s.
 watch_interval_ms = 1500
 
 # The socket the mosh-server shim asks through (every local user may connect; a request is only a

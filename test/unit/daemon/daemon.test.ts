@@ -364,6 +364,37 @@ describe('runDaemon', () => {
     assert.equal(await daemon.exit, 0);
   });
 
+  it('says once when the host is locked (Yama ptrace_scope 2 or more) and the watch slows, and again when it is not', async () => {
+    let locked = true;
+    const edges: HolderEdges = {
+      alive: () => true,
+      status: () => ({ tracerPid: 0, realUid: 1000, effectiveUid: 1000 }),
+      locked: () => locked,
+    };
+    const daemon = fakeDaemon(
+      { resyncIntervalMs: 3_600_000 },
+      createMemoryBackend(),
+      () => 'UDP: inuse 1',
+      1000,
+      edges,
+    );
+    daemon.state.sessions = [session({ pid: 4242, port: 60001, uid: 1000 })];
+    await eventually(() => daemon.ours().includes(60001), 'opened');
+    const said = () => daemon.lines.filter((line) => /^info holder-watch /.test(line));
+    await eventually(() => said().length === 1, 'said');
+    assert.match(said()[0] ?? '', /everyMs=10000 reason="ptrace_scope 2 or more/);
+    locked = false;
+    daemon.signal('SIGHUP');
+    await eventually(
+      () => daemon.lines.some((line) => /^info reloaded /.test(line)),
+      'reloaded: a reconcile tracks again',
+    );
+    await eventually(() => said().length === 2, 'said again');
+    assert.match(said()[1] ?? '', /everyMs=1500 reason="users can attach to their own processes"/);
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+  });
+
   it('closes a port soon after its genuine holder ends while the socket lives on (no socket change), and says why', async () => {
     const alive = new Set([4242]);
     const edges: HolderEdges = {

@@ -298,3 +298,47 @@ test("the sharer look walks an owner's process when new, when its fd count moved
   );
   assert.equal(phases.size, SHARER_FULL_WALK_EVERY, 'spread over the looks by pid, not all at once');
 });
+
+test('on a locked host (Yama ptrace_scope 2 or more) status reads and sharer looks slow to lockedEveryMs; a track re-asks', () => {
+  const { table, edges, reads } = host();
+  let locked = true;
+  const looks: number[] = [];
+  const watch = createHolderWatch(
+    {
+      ...edges,
+      locked: () => locked,
+      sharer: () => {
+        looks.push(1);
+        return undefined;
+      },
+    },
+    {
+      aliveEveryMs: 1000,
+      statusEveryMs: 1500,
+      statusReadsPerSecond: 700,
+      minStatusReadsPerSecond: 100,
+      sharersEveryMs: 1500,
+      lockedEveryMs: 10000,
+    },
+  );
+  const sessions = Array.from({ length: 1000 }, (_, index) =>
+    session({ pid: 5000 + index, port: 1000 + index, uid: 1000 }),
+  );
+  for (const each of sessions) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
+  const socketPorts = new Map(sessions.map((each) => [each.pid * 10, each.port]));
+  watch.track(sessions, 0, [], socketPorts);
+  assert.deepEqual(watch.pace(), { statusEveryMs: 10000, sharersEveryMs: 10000, locked: true });
+  for (let now = 250; now <= 5000; now += 250) watch.check(now);
+  assert.equal(reads.length, 500, '100 reads a second (the floor), not 667');
+  assert.equal(looks.length, 0, 'no look before 10 s');
+  locked = false;
+  reads.length = 0;
+  watch.track(sessions, 5000, [], socketPorts);
+  assert.equal(watch.pace().locked, false);
+  for (let now = 5250; now <= 8000; now += 250) watch.check(now);
+  assert.ok(
+    reads.length >= 1990 && reads.length <= 2000,
+    `unlocked: each every 1.5 s again (about 2000 reads in 3 s), got ${reads.length}`,
+  );
+  assert.equal(looks.length, 2, 'a look every 1.5 s again: at 1.5 s and 3 s after the track');
+});
