@@ -173,6 +173,23 @@ function fakeDaemon(
   };
 }
 
+/**
+ * A daemon whose socket count never moves (only the holder watch can start a reconcile), watched
+ * through `edges`, with one session (pid 4242, port 60001, uid 1000) opened.
+ */
+async function watchedDaemon(edges: HolderEdges, initial: Partial<Config> = {}) {
+  const daemon = fakeDaemon(
+    { resyncIntervalMs: 3_600_000, ...initial },
+    createMemoryBackend(),
+    () => 'UDP: inuse 1',
+    1000,
+    edges,
+  );
+  daemon.state.sessions = [session({ pid: 4242, port: 60001, uid: 1000 })];
+  await eventually(() => daemon.ours().includes(60001), 'opened');
+  return daemon;
+}
+
 describe('runDaemon', () => {
   it('with metrics_listen, serves counts of the opens, sessions and answered requests it made', async () => {
     let render = () => '';
@@ -343,15 +360,7 @@ describe('runDaemon', () => {
         return undefined;
       },
     };
-    const daemon = fakeDaemon(
-      { resyncIntervalMs: 3_600_000, watchIntervalMs: 250 },
-      createMemoryBackend(),
-      () => 'UDP: inuse 1',
-      1000,
-      edges,
-    );
-    daemon.state.sessions = [session({ pid: 4242, port: 60001, uid: 1000 })];
-    await eventually(() => daemon.ours().includes(60001), 'opened');
+    const daemon = await watchedDaemon(edges, { watchIntervalMs: 250 });
     await eventually(() => looks.length >= 3, 'looked every 250 ms');
     daemon.state.nextConfig = () => ({ ...DEFAULT_CONFIG, pollIntervalMs: 20, watchIntervalMs: 60_000 });
     daemon.signal('SIGHUP');
@@ -371,15 +380,7 @@ describe('runDaemon', () => {
       status: () => ({ tracerPid: 0, realUid: 1000, effectiveUid: 1000 }),
       locked: () => locked,
     };
-    const daemon = fakeDaemon(
-      { resyncIntervalMs: 3_600_000 },
-      createMemoryBackend(),
-      () => 'UDP: inuse 1',
-      1000,
-      edges,
-    );
-    daemon.state.sessions = [session({ pid: 4242, port: 60001, uid: 1000 })];
-    await eventually(() => daemon.ours().includes(60001), 'opened');
+    const daemon = await watchedDaemon(edges);
     const said = () => daemon.lines.filter((line) => /^info holder-watch /.test(line));
     await eventually(() => said().length === 1, 'said');
     assert.match(said()[0] ?? '', /everyMs=10000 reason="ptrace_scope 2 or more/);
@@ -401,15 +402,7 @@ describe('runDaemon', () => {
       alive: (pid) => alive.has(pid),
       status: (pid) => (alive.has(pid) ? { tracerPid: 0, realUid: 1000, effectiveUid: 1000 } : undefined),
     };
-    const daemon = fakeDaemon(
-      { resyncIntervalMs: 3_600_000 },
-      createMemoryBackend(),
-      () => 'UDP: inuse 1',
-      1000,
-      edges,
-    );
-    daemon.state.sessions = [session({ pid: 4242, port: 60001, uid: 1000 })];
-    await eventually(() => daemon.ours().includes(60001), 'opened');
+    const daemon = await watchedDaemon(edges);
     // Another process took the socket and the server ended: the socket table and its count stand still,
     // and the next full scan sees a holder that is not genuine (here: no session any more).
     alive.delete(4242);

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   createHolderWatch,
+  DEFAULT_HOLDER_WATCH,
   holderStatus,
   holderStatusOfBytes,
   SHARER_FULL_WALK_EVERY,
@@ -299,7 +300,7 @@ test("the sharer look walks an owner's process when new, when its fd count moved
   assert.equal(phases.size, SHARER_FULL_WALK_EVERY, 'spread over the looks by pid, not all at once');
 });
 
-test('on a locked host (Yama ptrace_scope 2 or more) status reads and sharer looks slow to lockedEveryMs; a track re-asks', () => {
+test('with the defaults, on a locked host (Yama ptrace_scope 2 or more) status reads and sharer looks slow to 10 s; a track re-asks', () => {
   const { table, edges, reads } = host();
   let locked = true;
   const looks: number[] = [];
@@ -312,14 +313,7 @@ test('on a locked host (Yama ptrace_scope 2 or more) status reads and sharer loo
         return undefined;
       },
     },
-    {
-      aliveEveryMs: 1000,
-      statusEveryMs: 1500,
-      statusReadsPerSecond: 700,
-      minStatusReadsPerSecond: 100,
-      sharersEveryMs: 1500,
-      lockedEveryMs: 10000,
-    },
+    DEFAULT_HOLDER_WATCH,
   );
   const sessions = Array.from({ length: 1000 }, (_, index) =>
     session({ pid: 5000 + index, port: 1000 + index, uid: 1000 }),
