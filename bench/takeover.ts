@@ -5,7 +5,8 @@
 // default 10): the time from the change to the daemon's `info closed port=P` line (for (2) from the
 // moment python printed that it holds the socket). With --background N, N more sessions stay live
 // throughout (the scale bench's stand-in mosh-server, run as its ten lab users): the watch then has N
-// holders to go round. Writes results/takeover.md (results/takeover-N.md with --background N); prints
+// holders to go round; with --shells as well, each of them has a stand-in shell beside it (a process of
+// its user holding no socket, as a real session has), which the look for sharers goes through. Writes results/takeover.md (results/takeover-N.md with --background N); prints
 // figures, never passes or fails on them. Needs root and gcc (`sudo npm run bench:takeover`).
 import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -91,6 +92,7 @@ function percentile(values: number[], share: number): number {
 runBench('bench/takeover', async () => {
   const runs = option('--runs', 10);
   const background = option('--background', 0);
+  const shells = process.argv.includes('--shells');
   if (!Number.isInteger(background) || background < 0 || background > 1000 || background % USERS.length !== 0)
     throw new Error(`--background must be a multiple of ${USERS.length} from 0 to 1000`);
   const lab = await createLab(background > 0 ? { users: USERS } : {});
@@ -101,7 +103,7 @@ runBench('bench/takeover', async () => {
     const daemon = await startDaemon(lab, configFor(background));
     if (fake !== undefined) {
       installFake(lab, fake.binary);
-      backgroundPids = hostPids(lab, await startSessions(lab, background));
+      backgroundPids = hostPids(lab, await startSessions(lab, background, shells));
       await daemon.waitForLine(/^info opened port=/, { timeoutMs: 60_000 });
       const opened = await waitUntil(
         () => daemon.lines().filter((line) => /^info opened port=/.test(line.text)).length >= background,
@@ -150,18 +152,23 @@ runBench('bench/takeover', async () => {
   }
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? '?'}, kernel ${release()}, node ${process.version}`;
   printAndWrite(
-    fileURLToPath(new URL(`./results/takeover${background > 0 ? `-${background}` : ''}.md`, import.meta.url)),
+    fileURLToPath(
+      new URL(
+        `./results/takeover${background > 0 ? `-${background}` : ''}${shells ? '-shells' : ''}.md`,
+        import.meta.url,
+      ),
+    ),
     [
       '# How soon a port closes once its socket leaves genuine hands',
       '',
-      `${new Date().toISOString()}, ${machine}. \`bench/takeover.ts --runs ${runs}${background > 0 ? ` --background ${background}` : ''}\`: the e2e lab's UFW`,
+      `${new Date().toISOString()}, ${machine}. \`bench/takeover.ts --runs ${runs}${background > 0 ? ` --background ${background}` : ''}${shells ? ' --shells' : ''}\`: the e2e lab's UFW`,
       '(runtime fast path), `moshwall daemon` with its default holder watch; alice does each thing to her',
       "own live mosh-server; time from the change to the daemon's `info closed port=P` line. p99 is the",
       'nearest-rank 99th percentile (with 10 runs: the slowest).',
       ...(background > 0
         ? [
             '',
-            `${background} other sessions live throughout (the scale bench's stand-in mosh-server, ${background / USERS.length} for each of ${USERS.length} lab users, alice among them).`,
+            `${background} other sessions live throughout (the scale bench's stand-in mosh-server, ${background / USERS.length} for each of ${USERS.length} lab users, alice among them${shells ? ', each with a stand-in shell beside it' : ''}).`,
           ]
         : []),
       '',

@@ -65,42 +65,91 @@ export function createHostPeerIdentity(reader: ProcReader, run: Runner): PeerIde
 
 /** How much of a /proc/PID/status the watch reads: its tracer and uid lines come within the first few hundred bytes. */
 const STATUS_HEAD_BYTES = 1024;
-/** At most this many status files are kept open (past it, the others are opened for each read). */
+/** At most this many status files are kept open (past it, the others are opened for each read)… */
 const MAX_OPEN_STATUS_FILES = 4096;
+/** …and never more than this share of the daemon's open-file limit (a low LimitNOFILE, a container). */
+const STATUS_FILES_SHARE_OF_LIMIT = 0.25;
+
+/**
+ * How many status files may be kept open: MAX_OPEN_STATUS_FILES, or a quarter of the soft open-file
+ * limit in /proc/self/limits when that is lower (64 when it cannot be read).
+ */
+export function statusFileBudget(limitsText: string | undefined): number {
+  const soft = /^Max open files\s+(\d+|unlimited)\s/m.exec(limitsText ?? '')?.[1];
+  if (soft === undefined) return 64;
+  if (soft === 'unlimited') return MAX_OPEN_STATUS_FILES;
+  return Math.min(MAX_OPEN_STATUS_FILES, Math.floor(Number(soft) * STATUS_FILES_SHARE_OF_LIMIT));
+}
+
+/** The text of a file, or undefined when it cannot be read. */
+function attemptText(reader: ProcReader, path: string): string | undefined {
+  try {
+    return reader.readText(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** True for the errors of a process (or the system) out of file descriptors. */
+function outOfFiles(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'EMFILE' || code === 'ENFILE';
+}
 
 /**
  * The watched holders' /proc/PID/status files, each opened once and read again from its start (a
  * pread: no path walk, ~2 µs against ~6 µs for open, read, close). An open file stays bound to the
  * process it was opened for: once that process is gone, a read fails (ESRCH) even if its pid is reused.
+ * Within statusFileBudget; past it, or out of descriptors, a status is read the usual way.
  */
 function createStatusFiles(reader: ProcReader) {
   const open = new Map<number, number>();
   const head = Buffer.allocUnsafe(STATUS_HEAD_BYTES);
+  let budget: number | undefined;
+  /** The status of pid read the usual way (open, read, close), or undefined when it cannot be read. */
+  const readFresh = (pid: number) => {
+    try {
+      return holderStatus(reader.readText(`/proc/${pid}/status`));
+    } catch {
+      return undefined;
+    }
+  };
   /** Closes pid's file, if one is open. */
   const close = (pid: number) => {
     const fd = open.get(pid);
     open.delete(pid);
     if (fd !== undefined) closeSync(fd);
   };
+  /** pid's kept file: opened now if the budget allows; undefined past it. */
+  const fileOf = (pid: number): number | undefined => {
+    const kept = open.get(pid);
+    if (kept !== undefined) return kept;
+    budget ??= statusFileBudget(attemptText(reader, '/proc/self/limits'));
+    if (open.size >= budget) return undefined;
+    try {
+      const fd = openSync(`/proc/${pid}/status`, 'r');
+      open.set(pid, fd);
+      return fd;
+    } catch (error) {
+      if (outOfFiles(error)) budget = open.size;
+      throw error;
+    }
+  };
   return {
     /** The tracer and uids of pid from its open status file, or undefined when it cannot be read. */
     read(pid: number): ReturnType<typeof holderStatus> {
       try {
-        let fd = open.get(pid);
-        if (fd === undefined && open.size < MAX_OPEN_STATUS_FILES) {
-          fd = openSync(`/proc/${pid}/status`, 'r');
-          open.set(pid, fd);
-        }
-        if (fd === undefined) return holderStatus(reader.readText(`/proc/${pid}/status`));
+        const fd = fileOf(pid);
+        if (fd === undefined) return readFresh(pid);
         const length = readSync(fd, head, 0, STATUS_HEAD_BYTES, 0);
         const status = holderStatusOfBytes(head, length);
         // A name long enough to push the lines past the head (escaped, up to 64 bytes: not in practice).
-        if (status === undefined && length === STATUS_HEAD_BYTES)
-          return holderStatus(reader.readText(`/proc/${pid}/status`));
+        if (status === undefined && length === STATUS_HEAD_BYTES) return readFresh(pid);
         return status;
-      } catch {
+      } catch (error) {
         close(pid);
-        return undefined;
+        // Out of descriptors says nothing of the process: read it the usual way.
+        return outOfFiles(error) ? readFresh(pid) : undefined;
       }
     },
     /** Closes the files of every pid not in `pids`. */

@@ -104,6 +104,14 @@ export function noteOpened(openedAt: Map<string, OpenedPort>, report: SyncReport
   for (const key of openedAt.keys()) if (!live.has(key)) openedAt.delete(key);
 }
 
+/**
+ * The holder watch's edges under a config: with allow_foreign_namespaces, never locked (a user who owns
+ * the user namespace a server runs in may ptrace it there whatever Yama's ptrace_scope says).
+ */
+function watchEdges(edges: HolderEdges, config: Config): HolderEdges {
+  return config.allowForeignNamespaces ? { ...edges, locked: () => false } : edges;
+}
+
 /** Errors after which running on makes no sense: the admin must fix something first. */
 function isFatal(error: unknown): boolean {
   return error instanceof MoshwallError && (error.code === 'ENOFIREWALL' || error.code === 'ECONFIG');
@@ -136,7 +144,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   const watchFor = (current: Config) =>
     deps.holderEdges === undefined
       ? undefined
-      : createHolderWatch(deps.holderEdges, {
+      : createHolderWatch(watchEdges(deps.holderEdges, current), {
           ...DEFAULT_HOLDER_WATCH,
           statusEveryMs: current.watchIntervalMs,
           sharersEveryMs: current.watchIntervalMs,

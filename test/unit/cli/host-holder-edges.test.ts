@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { hostHolderEdges } from '../../../src/cli/host-daemon.ts';
+import { hostHolderEdges, statusFileBudget } from '../../../src/cli/host-daemon.ts';
 import { createHostProcReader } from '../../../src/discovery/proc-reader.ts';
 
 // The holder watch's edges over this machine's own /proc, on child processes this test starts (and
@@ -79,4 +79,17 @@ test("the sharer look finds an owner's process holding a watched socket, skips t
   assert.equal(sharer(inodes, new Set([uid]), new Set([holder.pid])), undefined, 'a known holder');
   assert.equal(sharer(inodes, new Set([uid + 4242]), new Set()), undefined, "not the owners' process");
   await end(holder);
+});
+
+test('the status files kept open stay within a quarter of the open-file limit, 4096 at most', () => {
+  const line = (soft: string) =>
+    `Limit                     Soft Limit           Hard Limit           Units     \nMax open files            ${soft}                524288               files     \n`;
+  assert.equal(statusFileBudget(line('1024')), 256);
+  assert.equal(statusFileBudget(line('100000')), 4096);
+  assert.equal(statusFileBudget(line('unlimited')), 4096);
+  assert.equal(statusFileBudget('Max open files: many'), 64);
+  assert.equal(statusFileBudget(undefined), 64);
+  const own = readFileSync('/proc/self/limits', 'utf8');
+  const soft = Number(/^Max open files\s+(\d+)/m.exec(own)?.[1]);
+  assert.equal(statusFileBudget(own), Math.min(4096, Math.floor(soft / 4)));
 });

@@ -396,6 +396,24 @@ describe('runDaemon', () => {
     assert.equal(await daemon.exit, 0);
   });
 
+  it('never slows the watch with allow_foreign_namespaces: a user owning a namespace may ptrace in it whatever Yama says', async () => {
+    let looks = 0;
+    const edges: HolderEdges = {
+      alive: () => true,
+      status: () => ({ tracerPid: 0, realUid: 1000, effectiveUid: 1000 }),
+      sharer: () => {
+        looks += 1;
+        return undefined;
+      },
+      locked: () => true,
+    };
+    const daemon = await watchedDaemon(edges, { allowForeignNamespaces: true, watchIntervalMs: 250 });
+    await eventually(() => looks >= 3, 'looked every 250 ms');
+    assert.equal(daemon.lines.filter((line) => /^info holder-watch /.test(line)).length, 0);
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+  });
+
   it('closes a port soon after its genuine holder ends while the socket lives on (no socket change), and says why', async () => {
     const alive = new Set([4242]);
     const edges: HolderEdges = {
