@@ -1,12 +1,6 @@
 import { closeSync, openSync, readlinkSync, readSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import {
-  type HolderEdges,
-  holderStatus,
-  holderStatusOfBytes,
-  sharerWalkDue,
-  type WalkedProcess,
-} from '../daemon/holder-watch.ts';
+import { type HolderEdges, holderStatus, sharerWalkDue, type WalkedProcess } from '../daemon/holder-watch.ts';
 import { identifyPeers, socketInode } from '../daemon/peer.ts';
 import type { PeerIdentity } from '../daemon/server.ts';
 import { readRealUid } from '../discovery/details.ts';
@@ -14,6 +8,7 @@ import { readPtraceScope } from '../discovery/host-reads.ts';
 import type { ProcReader } from '../discovery/proc-reader.ts';
 import { holdersOf } from '../discovery/sockets.ts';
 import type { Runner } from '../exec.ts';
+import { parseLimits } from '../hook.ts';
 
 /** The file descriptor behind an accepted Unix socket (Node keeps it on the socket's handle). */
 function descriptorOf(socket: Socket): number | undefined {
@@ -75,10 +70,9 @@ const STATUS_FILES_SHARE_OF_LIMIT = 0.25;
  * limit in /proc/self/limits when that is lower (64 when it cannot be read).
  */
 export function statusFileBudget(limitsText: string | undefined): number {
-  const soft = /^Max open files\s+(\d+|unlimited)\s/m.exec(limitsText ?? '')?.[1];
+  const soft = parseLimits(limitsText ?? '').get('Max open files')?.soft;
   if (soft === undefined) return 64;
-  if (soft === 'unlimited') return MAX_OPEN_STATUS_FILES;
-  return Math.min(MAX_OPEN_STATUS_FILES, Math.floor(Number(soft) * STATUS_FILES_SHARE_OF_LIMIT));
+  return Math.min(MAX_OPEN_STATUS_FILES, Math.floor(soft * STATUS_FILES_SHARE_OF_LIMIT));
 }
 
 /** The text of a file, or undefined when it cannot be read. */
@@ -142,7 +136,7 @@ function createStatusFiles(reader: ProcReader) {
         const fd = fileOf(pid);
         if (fd === undefined) return readFresh(pid);
         const length = readSync(fd, head, 0, STATUS_HEAD_BYTES, 0);
-        const status = holderStatusOfBytes(head, length);
+        const status = holderStatus(head.toString('latin1', 0, length));
         // A name long enough to push the lines past the head (escaped, up to 64 bytes: not in practice).
         if (status === undefined && length === STATUS_HEAD_BYTES) return readFresh(pid);
         return status;

@@ -148,7 +148,6 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
           ...DEFAULT_HOLDER_WATCH,
           statusEveryMs: current.watchIntervalMs,
           sharersEveryMs: current.watchIntervalMs,
-          lockedEveryMs: Math.max(current.watchIntervalMs, DEFAULT_HOLDER_WATCH.lockedEveryMs ?? 0),
         });
   let holders = watchFor(config);
   /** Whether the watch ran locked (Yama ptrace_scope ≥ 2) at the last track: its pace is logged on a change. */

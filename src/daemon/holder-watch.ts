@@ -98,81 +98,6 @@ export function sharerWalkDue(
   return look - before.look >= SHARER_FULL_WALK_EVERY || (look + now.pid) % SHARER_FULL_WALK_EVERY === 0;
 }
 
-const TRACER_LINE = new TextEncoder().encode('\nTracerPid:\t');
-const UID_LINE = new TextEncoder().encode('\nUid:\t');
-
-/** Index of `needle` in bytes[from, length), or -1. */
-function indexOfBytes(bytes: Uint8Array, length: number, needle: Uint8Array, from: number): number {
-  const first = needle[0];
-  outer: for (let at = from; at + needle.length <= length; at += 1) {
-    if (bytes[at] !== first) continue;
-    for (let offset = 1; offset < needle.length; offset += 1)
-      if (bytes[at + offset] !== needle[offset]) continue outer;
-    return at;
-  }
-  return -1;
-}
-
-/** Whether bytes[index] is an ASCII digit. */
-function isDigit(bytes: Uint8Array, index: number): boolean {
-  const byte = bytes[index] as number;
-  return byte >= 0x30 && byte <= 0x39;
-}
-
-/**
- * The decimal number at bytes[at] and the index past the byte `end` that must follow it (as the regex
- * `(\d+)end` reads it: Number of the digits), or undefined.
- */
-function numberAt(bytes: Uint8Array, length: number, at: number, end: number): [number, number] | undefined {
-  let index = at;
-  while (index < length && isDigit(bytes, index)) index += 1;
-  if (index === at || index >= length || bytes[index] !== end) return undefined;
-  let value = 0;
-  if (index - at > 15) value = Number(String.fromCharCode(...bytes.subarray(at, index)));
-  else for (let digit = at; digit < index; digit += 1) value = value * 10 + (bytes[digit] as number) - 0x30;
-  return [value, index + 1];
-}
-
-/** The numbers after the first `line` in bytes[0, length) that is followed by one number per end byte. */
-function firstLineWith(
-  bytes: Uint8Array,
-  length: number,
-  line: Uint8Array,
-  ends: number[],
-): number[] | undefined {
-  for (
-    let at = indexOfBytes(bytes, length, line, 0);
-    at >= 0;
-    at = indexOfBytes(bytes, length, line, at + 1)
-  ) {
-    const values: number[] = [];
-    let next = at + line.length;
-    for (const end of ends) {
-      const found = numberAt(bytes, length, next, end);
-      if (found === undefined) break;
-      values.push(found[0]);
-      next = found[1];
-    }
-    if (values.length === ends.length) return values;
-  }
-  return undefined;
-}
-
-/**
- * holderStatus over the first `length` bytes of a /proc/PID/status read into a buffer, without
- * making a string of it (the watch reads hundreds a second): the same answer as holderStatus on
- * their text, undefined when a line is missing or cut off.
- */
-export function holderStatusOfBytes(
-  bytes: Uint8Array,
-  length: number,
-): { tracerPid: number; realUid: number; effectiveUid: number } | undefined {
-  const tracer = firstLineWith(bytes, length, TRACER_LINE, [0x0a]);
-  const uids = firstLineWith(bytes, length, UID_LINE, [0x09, 0x09]);
-  if (tracer === undefined || uids === undefined) return undefined;
-  return { tracerPid: tracer[0] as number, realUid: uids[0] as number, effectiveUid: uids[1] as number };
-}
-
 /**
  * Watches the genuine holders of the open sessions between reconciles, cheaply, so a port does not stay
  * open for long after its socket leaves genuine hands: each holder is probed for existence every
@@ -180,11 +105,11 @@ export function holderStatusOfBytes(
  * and its status is read round-robin, each once per `statusEveryMs` within a budget of reads per
  * second (a tracer attached, the uid changed), and every `sharersEveryMs` the other processes of the
  * sessions' owners are looked through for a session's socket (taken with pidfd_getfd while the genuine
- * server lives on: only its owner, or root, may do that). On a locked host (Yama ptrace_scope 2 or 3: no user can attach to or take a
- * socket from even their own process) the status reads and looks slow to `lockedEveryMs`: what they
- * look for can then only be done by root or by code already inside the server. `check` returns why a
- * full reconcile is due, or undefined; the reconcile then walks every holder and decides. Pure over its
- * edges; the caller passes the time.
+ * server lives on: only its owner, or root, may do that). On a locked host (Yama ptrace_scope 2 or 3:
+ * no user can attach to or take a socket from even their own process) the status reads and looks slow
+ * to `lockedEveryMs`: what they look for can then only be done by root or by code already inside the
+ * server. `check` returns why a full reconcile is due, or undefined; the reconcile then walks every
+ * holder and decides. Pure over its edges; the caller passes the time.
  */
 export function createHolderWatch(edges: HolderEdges, limits: HolderWatchLimits = DEFAULT_HOLDER_WATCH) {
   let sessions: MoshSession[] = [];

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import fc from 'fast-check';
 import {
   createHolderWatch,
   DEFAULT_HOLDER_WATCH,
   holderStatus,
-  holderStatusOfBytes,
   SHARER_FULL_WALK_EVERY,
   sharerWalkDue,
 } from '../../../src/daemon/holder-watch.ts';
@@ -128,39 +126,6 @@ test('holderStatus reads the tracer and uids of a real /proc/PID/status, and und
   });
   assert.equal(holderStatus('Name:\tx\nUid:\t1\t1\t1\t1\n'), undefined);
   assert.equal(holderStatus(''), undefined);
-});
-
-test('holderStatusOfBytes gives what holderStatus gives, on real status files and on generated ones, cut anywhere', () => {
-  const real = readFileSync(`/proc/${process.pid}/status`);
-  assert.deepEqual(holderStatusOfBytes(real, real.length), holderStatus(real.toString('latin1')));
-  assert.notEqual(holderStatusOfBytes(real, real.length), undefined);
-  const uid = fc.integer({ min: 0, max: 4294967295 });
-  const line = fc.oneof(
-    fc.constantFrom('State:\tS (sleeping)', 'Tgid:\t5', 'Gid:\t0\t0\t0\t0', 'Uid:\t', 'TracerPid:\t'),
-    fc.string({ maxLength: 20 }).map((text) => text.replace(/\n/g, ' ')),
-  );
-  fc.assert(
-    fc.property(
-      fc.array(line, { maxLength: 6 }),
-      fc.array(line, { maxLength: 6 }),
-      fc.option(fc.tuple(fc.integer({ min: 0, max: 4194304 }), uid, uid, uid)),
-      fc.nat(),
-      (before, after, values, cut) => {
-        const middle =
-          values === null
-            ? []
-            : [`TracerPid:\t${values[0]}`, `Uid:\t${values[1]}\t${values[2]}\t${values[3]}\t${values[3]}`];
-        const text = ['Name:\tmosh-server', ...before, ...middle, ...after, ''].join('\n');
-        const bytes = Buffer.from(text, 'latin1');
-        const length = cut % (bytes.length + 1);
-        assert.deepEqual(
-          holderStatusOfBytes(bytes, length),
-          holderStatus(bytes.toString('latin1', 0, length)),
-        );
-      },
-    ),
-    { numRuns: 2000 },
-  );
 });
 
 test('a refused holder that ends (a helper that held the socket a moment) is noticed at the next check', () => {
