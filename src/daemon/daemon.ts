@@ -257,6 +257,8 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
    * full reconcile follows QUICK_FOLLOW_UP_MS later. Undefined when the full path must answer (no probe
    * yet, a cap, a refusal or no session on the port: the full path looks again, with its retries).
    */
+  /** The quick opens' pending follow-up timers (cleared on stop). */
+  const followUps = new Set<Timer>();
   const openQuickly = async (port: number): Promise<SyncReport | undefined> => {
     const firewall = probe;
     if (firewall === undefined || fingerprintHasPort(runningSeen, port)) return undefined;
@@ -283,10 +285,13 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       log.debug('quick-open-failed', { port, error: describeError(error) });
       return undefined;
     } finally {
-      deps.clock.setTimeout(
-        () => reconcile(`full check after the shim's request for port ${port}`),
-        QUICK_FOLLOW_UP_MS,
-      );
+      if (!stopping) {
+        const followUp = deps.clock.setTimeout(() => {
+          followUps.delete(followUp);
+          reconcile(`full check after the shim's request for port ${port}`);
+        }, QUICK_FOLLOW_UP_MS);
+        followUps.add(followUp);
+      }
     }
   };
 
@@ -296,8 +301,12 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     stop = resolve;
   });
 
-  /** Queues a reconcile; a failure is logged, retried with backoff, or ends the daemon if fatal. */
+  /**
+   * Queues a reconcile; a failure is logged, retried with backoff, or ends the daemon if fatal. None
+   * once stopping: on_stop = "flush" must be the last change (a late one would put a live rule back).
+   */
   const reconcile = (reason: string) => {
+    if (stopping) return;
     log.debug('reconcile', { reason });
     scheduler.request().catch((error: unknown) => {
       failures++;
@@ -362,8 +371,9 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     let report = await scheduler.request(() => fingerprintHasPort(runningSeen, port));
     // A refusal may come from a process that held the socket for a moment only (the utempter helper
     // mosh-server runs inherits it; the parent ending after its fork): look again, shortly after.
-    for (let retry = 0; retry < REFUSAL_RETRIES && refusesPort(report, port); retry++) {
+    for (let retry = 0; retry < REFUSAL_RETRIES && refusesPort(report, port) && !stopping; retry++) {
       await new Promise<void>((resolve) => deps.clock.setTimeout(resolve, REFUSAL_RETRY_MS));
+      if (stopping) break;
       report = await scheduler.request(() => false);
     }
     return report;
@@ -378,6 +388,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     }
     if (request.op === 'ping') return { ok: true, op: 'ping', version: deps.version };
     if (request.op === 'opened') return { ok: true, op: 'opened', opened: [...openedAt.values()] };
+    if (stopping) return { ok: false, port: request.port, error: 'the daemon is stopping' };
     let response: DaemonResponse;
     try {
       response = portOutcome(
@@ -404,10 +415,13 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     stopping = true;
     log.info('stopping', { signal, onStop: config.onStop });
     deps.clock.clear(timer);
+    for (const followUp of followUps) deps.clock.clear(followUp);
     watch?.close();
     server?.close();
     await metricsServer?.close();
+    // The reconciles and quick opens already going end first; none starts after (reconcile, answer).
     await scheduler.idle();
+    await exclusive(async () => {});
     let code = fatal === undefined ? 0 : 1;
     if (fatal instanceof MoshwallError && fatal.code === 'ENOFIREWALL') code = 4;
     if (config.onStop === 'flush' && fatal === undefined) {

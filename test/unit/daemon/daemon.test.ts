@@ -531,6 +531,36 @@ describe('runDaemon', () => {
     assert.deepEqual(daemon.ours(), [], 'on_stop = flush removes every rule of ours');
   });
 
+  it('on_stop = "flush": no reconcile runs after the flush (a quick open\'s follow-up or a queued one put a live rule back)', async () => {
+    const daemon = fakeDaemon({ onStop: 'flush' });
+    daemon.state.quick = true;
+    await eventually(
+      () => daemon.lines.some((line) => line.startsWith('debug reconciled')),
+      'first reconcile',
+    );
+    daemon.state.sessions = [session({ port: 60001 })];
+    // Served by the quick path: its full follow-up is due QUICK_FOLLOW_UP_MS later, after the stop.
+    assert.deepEqual(await daemon.ask('{"op":"open","port":60001}'), {
+      ok: true,
+      op: 'open',
+      port: 60001,
+      state: 'open',
+    });
+    // A request the quick path leaves to the full path: its answer and the stop race.
+    const refused = daemon.ask('{"op":"open","port":60005}');
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+    await refused;
+    const scansAtExit = daemon.state.scans.length;
+    await wait(2000);
+    assert.deepEqual(daemon.ours(), [], 'the flush is the last change');
+    assert.equal(daemon.state.scans.length, scansAtExit, 'no scan after the stop');
+    assert.ok(
+      daemon.lines.some((line) => line === 'info flushed rules=1'),
+      daemon.lines.join('\n'),
+    );
+  });
+
   it('exits 4 by itself when the firewall tool is missing', async () => {
     const daemon = fakeDaemon({}, createMemoryBackend({ installed: false }));
     assert.equal(await daemon.exit, 4);
