@@ -127,6 +127,31 @@ export function passOn(
   };
 }
 
+/** A text file's first line, or `unreadable`. */
+function firstLine(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').split('\n')[0] ?? '';
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/**
+ * What the machine was doing when a command ran out of time, for the error: the child's state and
+ * where it sleeps (D = waiting on the kernel, e.g. a stalled disk), the load, and CPU and I/O pressure.
+ */
+export function stallFacts(pid: number | undefined): string {
+  const state =
+    pid === undefined ? 'gone' : (/^\d+ \(.*\) (\S)/s.exec(firstLine(`/proc/${pid}/stat`))?.[1] ?? 'gone');
+  const wchan = pid === undefined ? '' : firstLine(`/proc/${pid}/wchan`);
+  return [
+    `child state ${state}${wchan === '' || wchan === '0' ? '' : ` in ${wchan}`}`,
+    `loadavg ${firstLine('/proc/loadavg')}`,
+    `cpu pressure ${firstLine('/proc/pressure/cpu')}`,
+    `io pressure ${firstLine('/proc/pressure/io')}`,
+  ].join('; ');
+}
+
 /** Runs argv to its end under a timeout (SIGKILL, then a LabError naming the command and its output). */
 export async function run(argv: readonly string[], options: RunOptions = {}): Promise<Result> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -138,11 +163,14 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
   const outcome = await Promise.race([started.done, timedOut]);
   clearTimeout(timer);
   if (outcome !== 'timeout') return outcome;
+  const facts = stallFacts(started.child.pid);
+  const killedAt = performance.now();
   started.child.kill('SIGKILL');
   await started.done;
+  const reapedMs = Math.round(performance.now() - killedAt);
   const { stdout, stderr } = started.output();
   throw new LabError(
-    `${showArgv(argv)} did not finish within ${timeoutMs} ms\nstdout: ${stdout.slice(-2000)}\nstderr: ${stderr.slice(-2000)}`,
+    `${showArgv(argv)} did not finish within ${timeoutMs} ms (${facts}; reaped ${reapedMs} ms after SIGKILL)\nstdout: ${stdout.slice(-2000)}\nstderr: ${stderr.slice(-2000)}`,
   );
 }
 

@@ -90,12 +90,20 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
     sortTuples((await theLab().ufwTuples()).filter((tuple) => tuple.comment !== 'moshwall'));
   /** A real mosh-server as alice over ssh; `binary` /usr/bin/mosh-server bypasses the shim. */
   const mosh = async (port: number, binary?: string) => {
-    const server = await theLab().startMoshServer('alice', {
-      port,
-      ...(binary === undefined ? {} : { binary }),
-    });
-    sessions.push(server);
-    return server;
+    try {
+      const server = await theLab().startMoshServer('alice', {
+        port,
+        ...(binary === undefined ? {} : { binary }),
+      });
+      sessions.push(server);
+      return server;
+    } catch (error) {
+      // A start that failed late (its ssh timed out after the server detached) must not leave a
+      // session to the tests after this one.
+      const known = new Set(sessions.map((server) => server.pid));
+      for (const pid of labMoshServers()) if (!known.has(pid)) await theLab().killServerProcess(pid);
+      throw error;
+    }
   };
   const endSessions = async () => {
     for (const server of sessions.splice(0)) await theLab().killServerProcess(server.pid);
@@ -139,8 +147,8 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
   };
   const shown = (result: Result) =>
     `exit ${result.exitCode}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
-  /** Host pids of `moshwall hook --watch` watchers running in the server host. */
-  const watchers = (): number[] => {
+  /** Host pids of the processes in the server host's pid namespace whose argv passes `matches`. */
+  const labProcesses = (matches: (argv: string[]) => boolean): number[] => {
     const pidNs = namespaceOf(theLab().server.holderPid, 'pid');
     return readdirSync('/proc')
       .filter((entry) => /^\d+$/.test(entry))
@@ -148,12 +156,16 @@ describe('moshwall install/uninstall in the lab', { skip: labSkipReason() }, () 
       .filter((pid) => {
         try {
           const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-          return namespaceOf(pid, 'pid') === pidNs && argv.includes('hook') && argv.includes('--watch');
+          return namespaceOf(pid, 'pid') === pidNs && matches(argv);
         } catch {
           return false;
         }
       });
   };
+  /** Host pids of the mosh-servers running in the server host. */
+  const labMoshServers = () => labProcesses((argv) => /(^|\/)mosh-server$/.test(argv[0] ?? ''));
+  /** Host pids of `moshwall hook --watch` watchers running in the server host. */
+  const watchers = () => labProcesses((argv) => argv.includes('hook') && argv.includes('--watch'));
 
   before(async () => {
     adminRules = await admins();
