@@ -12,6 +12,7 @@ import { describeError, MoshwallError } from '../errors.ts';
 import type { BackendProbe } from '../firewall.ts';
 import type { Logger } from '../log.ts';
 import type { ListenAddress } from '../metrics/listen.ts';
+import type { ScanResult } from '../model.ts';
 import { fingerprintHasPort, readFingerprint, socketsOnPorts } from './fingerprint.ts';
 import { createHolderWatch, DEFAULT_HOLDER_WATCH, type HolderEdges } from './holder-watch.ts';
 import { createDaemonMetrics, type DaemonMetrics } from './metrics.ts';
@@ -112,6 +113,44 @@ function watchEdges(edges: HolderEdges, config: Config): HolderEdges {
   return config.allowForeignNamespaces ? { ...edges, locked: () => false } : edges;
 }
 
+/** The last full scan of a reconcile, the sockets it began with, and how many resyncs reused it since. */
+export interface LastScan {
+  result: ScanResult;
+  fingerprint: string;
+  reuses: number;
+}
+
+/** The reason the poll gives a periodic resync (the only reconcile that may reuse a scan). */
+const PERIODIC_RESYNC = 'periodic resync';
+
+/** A resync reuses the last scan at most this many times in a row: /proc is walked at least every 10th. */
+export const RESYNC_SCAN_REUSES = 9;
+
+/**
+ * Whether a reconcile may decide on the last scan instead of walking /proc again: only a periodic
+ * resync that nothing else asked for, with the holder watch on (it sees a holder end, a tracer, a uid
+ * change and a sharer among the owners' processes between scans), the same sockets in range as that
+ * scan began with, nothing refused or left uninspected by it (a refused holder may let go of its copy
+ * of a socket without ending), and fewer than RESYNC_SCAN_REUSES reuses since it ran. The resync's
+ * firewall listing and plan run either way: a rule removed behind our back is still put back.
+ */
+export function mayReuseScan(
+  last: LastScan | undefined,
+  seen: string,
+  onlyResync: boolean,
+  watched: boolean,
+): last is LastScan {
+  return (
+    last !== undefined &&
+    onlyResync &&
+    watched &&
+    last.fingerprint === seen &&
+    last.result.refused.length === 0 &&
+    (last.result.uninspected?.length ?? 0) === 0 &&
+    last.reuses < RESYNC_SCAN_REUSES
+  );
+}
+
 /** Errors after which running on makes no sense: the admin must fix something first. */
 function isFatal(error: unknown): boolean {
   return error instanceof MoshwallError && (error.code === 'ENOFIREWALL' || error.code === 'ECONFIG');
@@ -191,9 +230,20 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
 
   const scheduler = createScheduler((onAllowed) => exclusive(() => fullReconcile(onAllowed)));
 
+  /** The last full scan, for a resync that nothing else asked for (mayReuseScan). */
+  let lastScan: LastScan | undefined;
+  /** Whether anything but the periodic resync asked for a reconcile since the last one began. */
+  let scanAsked = true;
+  /** Marks the next reconcile as asked for by more than the resync: it walks /proc in full. */
+  const needsScan = () => {
+    scanAsked = true;
+  };
+
   /** One full reconcile (see runDaemon): probe when due, scan, change the firewall, track the holders. */
   async function fullReconcile(onAllowed: (report: SyncReport) => void): Promise<SyncReport> {
     const startedAt = deps.clock.now();
+    const resyncOnly = !scanAsked;
+    scanAsked = false;
     if (!probe || startedAt - probedAt >= config.resyncIntervalMs) {
       probe = await probeOrFail(engine.backend);
       probedAt = startedAt;
@@ -204,8 +254,17 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     const seenCounts = deps.readSocketCounts?.();
     const seen = readFingerprint(deps.readUdp, config.portRange);
     runningSeen = seen;
+    const reused = mayReuseScan(lastScan, seen, resyncOnly, holders !== undefined) ? lastScan : undefined;
+    let scanned: ScanResult | undefined;
+    const scan = () => {
+      if (reused !== undefined) return reused.result;
+      scanned = engine.scan();
+      return scanned;
+    };
     try {
-      const report = await syncOnce(engine, { dryRun: false, firewall: probe, onAllowed });
+      const report = await syncOnce({ ...engine, scan }, { dryRun: false, firewall: probe, onAllowed });
+      if (scanned !== undefined) lastScan = { result: scanned, fingerprint: seen, reuses: 0 };
+      else if (reused !== undefined) reused.reuses += 1;
       lastFingerprint = seen;
       lastCounts = seenCounts;
       lastToken = engine.backend.changeToken?.();
@@ -241,10 +300,12 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       log.debug('reconciled', {
         sessions: report.sessions.length,
         ms: Math.round(deps.clock.now() - startedAt),
+        ...(reused === undefined ? {} : { scan: 'reused' }),
       });
       return report;
     } catch (error) {
       probe = undefined;
+      lastScan = undefined;
       metrics.reconcileFailed((deps.clock.now() - startedAt) / 1000);
       throw error;
     } finally {
@@ -307,6 +368,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
    */
   const reconcile = (reason: string) => {
     if (stopping) return;
+    if (reason !== PERIODIC_RESYNC) needsScan();
     log.debug('reconcile', { reason });
     scheduler.request().catch((error: unknown) => {
       failures++;
@@ -347,7 +409,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       reconcile('firewall rules changed');
     } else if (deps.clock.now() - lastRunAt >= config.resyncIntervalMs) {
       lastRunAt = deps.clock.now();
-      reconcile('periodic resync');
+      reconcile(PERIODIC_RESYNC);
     } else {
       const changed = holders?.check(deps.clock.now());
       if (changed !== undefined) {
@@ -368,12 +430,14 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
   /** The report of a full reconcile that serves a shim request for `port` (with retries after a refusal). */
   const servedInFull = async (port: number): Promise<SyncReport> => {
     // A reconcile that began with this port's socket already bound serves the request as well as a new one.
+    needsScan();
     let report = await scheduler.request(() => fingerprintHasPort(runningSeen, port));
     // A refusal may come from a process that held the socket for a moment only (the utempter helper
     // mosh-server runs inherits it; the parent ending after its fork): look again, shortly after.
     for (let retry = 0; retry < REFUSAL_RETRIES && refusesPort(report, port) && !stopping; retry++) {
       await new Promise<void>((resolve) => deps.clock.setTimeout(resolve, REFUSAL_RETRY_MS));
       if (stopping) break;
+      needsScan();
       report = await scheduler.request(() => false);
     }
     return report;
@@ -462,6 +526,7 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
       if (config.metricsListen === undefined) delete config.metricsListen;
       engine = deps.makeEngine(config, metrics);
       holders = watchFor(config);
+      lastScan = undefined;
       watch?.close();
       watch = undefined;
       probe = undefined;

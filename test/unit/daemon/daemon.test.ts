@@ -3,7 +3,14 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { Clock, Timer } from '../../../src/clock.ts';
 import { type Config, DEFAULT_CONFIG } from '../../../src/config.ts';
-import { type DaemonDeps, FULL_POLL_EVERY, runDaemon } from '../../../src/daemon/daemon.ts';
+import {
+  type DaemonDeps,
+  FULL_POLL_EVERY,
+  type LastScan,
+  mayReuseScan,
+  RESYNC_SCAN_REUSES,
+  runDaemon,
+} from '../../../src/daemon/daemon.ts';
 import type { HolderEdges } from '../../../src/daemon/holder-watch.ts';
 import type { DaemonResponse } from '../../../src/daemon/protocol.ts';
 import { ConfigError } from '../../../src/errors.ts';
@@ -190,6 +197,39 @@ async function watchedDaemon(edges: HolderEdges, initial: Partial<Config> = {}) 
   return daemon;
 }
 
+describe('mayReuseScan', () => {
+  const last = (over: Partial<LastScan> = {}, result: Partial<LastScan['result']> = {}): LastScan => ({
+    result: { sessions: [session({ port: 60001 })], refused: [], uninspected: [], ...result },
+    fingerprint: 'v4:60001:4242',
+    reuses: 0,
+    ...over,
+  });
+  it('reuses the last scan only for a resync alone, watched, with the same sockets and nothing refused', () => {
+    assert.equal(mayReuseScan(last(), 'v4:60001:4242', true, true), true);
+    assert.equal(mayReuseScan(undefined, 'v4:60001:4242', true, true), false, 'no scan yet');
+    assert.equal(mayReuseScan(last(), 'v4:60001:4242', false, true), false, 'something else asked');
+    assert.equal(mayReuseScan(last(), 'v4:60001:4242', true, false), false, 'no holder watch');
+    assert.equal(mayReuseScan(last(), 'v4:60001:4243', true, true), false, 'the sockets changed');
+    const refused = { pid: 5, port: 60001, uid: 1000, user: 'alice', reason: 'not genuine' };
+    assert.equal(
+      mayReuseScan(last({}, { refused: [refused as never] }), 'v4:60001:4242', true, true),
+      false,
+      'a holder refused',
+    );
+    assert.equal(
+      mayReuseScan(last({}, { uninspected: [{ pid: 6 } as never] }), 'v4:60001:4242', true, true),
+      false,
+      'a process left uninspected',
+    );
+    assert.equal(mayReuseScan(last({ reuses: RESYNC_SCAN_REUSES - 1 }), 'v4:60001:4242', true, true), true);
+    assert.equal(
+      mayReuseScan(last({ reuses: RESYNC_SCAN_REUSES }), 'v4:60001:4242', true, true),
+      false,
+      'walked in full at least every 10th resync',
+    );
+  });
+});
+
 describe('runDaemon', () => {
   it('with metrics_listen, serves counts of the opens, sessions and answered requests it made', async () => {
     let render = () => '';
@@ -346,6 +386,37 @@ describe('runDaemon', () => {
     );
     assert.deepEqual(await daemon.ask('{"op":"ping"}'), { ok: true, op: 'ping', version: 'test' });
     assert.deepEqual(daemon.ours(), []);
+    daemon.signal('SIGTERM');
+    assert.equal(await daemon.exit, 0);
+  });
+
+  it('a resync alone reuses the last scan (walking in full every 10th) but still lists and repairs the firewall', async () => {
+    const edges: HolderEdges = {
+      alive: () => true,
+      status: () => ({ tracerPid: 0, realUid: 1000, effectiveUid: 1000 }),
+    };
+    const daemon = await watchedDaemon(edges, { resyncIntervalMs: 100 });
+    const resyncs = () => daemon.lines.filter((line) => line.startsWith('debug reconciled')).length;
+    const scansBefore = daemon.state.fullScans;
+    const resyncsBefore = resyncs();
+    await eventually(() => resyncs() - resyncsBefore >= 12, '12 resyncs');
+    const runs = resyncs() - resyncsBefore;
+    const scans = daemon.state.fullScans - scansBefore;
+    assert.ok(
+      scans >= 1 && scans <= Math.ceil(runs / (RESYNC_SCAN_REUSES + 1)) + 1,
+      `${scans} scans in ${runs} resyncs`,
+    );
+    assert.ok(daemon.lines.some((line) => /^debug reconciled .*scan=reused/.test(line)));
+    // A rule removed behind our back is put back by a resync that reused the scan.
+    await daemon.backend.revoke([anySpec(60001, 'v4')]);
+    assert.deepEqual(daemon.ours(), []);
+    const scansThen = daemon.state.fullScans;
+    await eventually(() => daemon.ours().includes(60001), 'put back');
+    assert.ok(daemon.state.fullScans - scansThen <= 1);
+    // Anything else that asks (here a shim request) walks /proc in full.
+    const asked = daemon.state.fullScans;
+    assert.equal((await daemon.ask('{"op":"open","port":60001}')).ok, true);
+    assert.ok(daemon.state.fullScans > asked, 'a request scans');
     daemon.signal('SIGTERM');
     assert.equal(await daemon.exit, 0);
   });
