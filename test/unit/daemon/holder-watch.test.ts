@@ -7,6 +7,7 @@ import {
   holderStatus,
   SHARER_FULL_WALK_EVERY,
   sharerWalkDue,
+  statusesCoverAlive,
 } from '../../../src/daemon/holder-watch.ts';
 import { session } from '../../support/builders.ts';
 
@@ -45,6 +46,39 @@ test('a genuine holder that ends while its socket lives on is noticed at the nex
   table.delete(11);
   assert.equal(watch.check(900), undefined, 'not probed before aliveEveryMs');
   assert.equal(watch.check(1000), 'holder pid 11 of port 60002 ended');
+});
+
+test('no existence probes while the status reads come round as often (a gone holder fails its read)', () => {
+  const { table, edges } = host();
+  let probes = 0;
+  const counted = {
+    ...edges,
+    alive: (pid: number) => {
+      probes += 1;
+      return edges.alive(pid);
+    },
+  };
+  const sessions = Array.from({ length: 1000 }, (_, index) =>
+    session({ pid: 1000 + index, port: 60000 + (index % 1000), uid: 1000 }),
+  );
+  for (const each of sessions) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
+  const watch = createHolderWatch(counted, DEFAULT_HOLDER_WATCH);
+  watch.track(sessions, 0);
+  for (let now = 250; now <= 3000; now += 250) assert.equal(watch.check(now), undefined);
+  assert.equal(probes, 0, '1000 holders at 667 status reads a second: each read every 1.5 s');
+  table.delete(1500);
+  let found: string | undefined;
+  let at = 3000;
+  while (found === undefined && at < 6000) {
+    at += 250;
+    found = watch.check(at);
+  }
+  assert.equal(found, 'holder pid 1500 of port 60500 ended');
+  assert.ok(at - 3000 <= 1750, `found ${at - 3000} ms after it ended`);
+  // Past the budget (2000 holders at 700 reads a second: each every 2.9 s) the probes run again.
+  assert.equal(statusesCoverAlive(1000, 667, DEFAULT_HOLDER_WATCH), true);
+  assert.equal(statusesCoverAlive(2000, 700, DEFAULT_HOLDER_WATCH), false);
+  assert.equal(statusesCoverAlive(100, 0, DEFAULT_HOLDER_WATCH), false);
 });
 
 test('a tracer or a uid change is found within the status budget, round-robin over every session', () => {
