@@ -115,7 +115,8 @@ lock_timeout_ms = 60000
 command_timeout_ms = 15000
 
 # Daemon (\`moshwall daemon\`, run by systemd): how often /proc/net/udp{,6} is checked for changed
-# sockets (a full scan runs only when they changed), and a full reconcile at least this often.
+# sockets (a full scan runs only when they changed), and the firewall checked against the sessions at
+# least this often (every process walked again at least every 10th time; the watch below in between).
 poll_interval_ms = 250
 resync_interval_ms = 30000
 
