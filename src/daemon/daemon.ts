@@ -313,13 +313,13 @@ export async function runDaemon(deps: DaemonDeps): Promise<number> {
     }
   }
 
+  /** The quick opens' pending follow-up timers (cleared on stop). */
+  const followUps = new Set<Timer>();
   /**
    * The shim's quick path (engine openPortQuickly): its one port checked and opened, no full scan; a
    * full reconcile follows QUICK_FOLLOW_UP_MS later. Undefined when the full path must answer (no probe
    * yet, a cap, a refusal or no session on the port: the full path looks again, with its retries).
    */
-  /** The quick opens' pending follow-up timers (cleared on stop). */
-  const followUps = new Set<Timer>();
   const openQuickly = async (port: number): Promise<SyncReport | undefined> => {
     const firewall = probe;
     if (firewall === undefined || fingerprintHasPort(runningSeen, port)) return undefined;
