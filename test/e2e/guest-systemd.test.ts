@@ -257,6 +257,35 @@ async function afterJournalLine(
   assert.ok(await waitUntil(async () => (await count()) > before, 15_000, 50), await journal(guest));
 }
 
+/** Asks the daemon in the guest for a ping over its socket, with the guest's node: true when it answers. */
+async function daemonAnswers(guest: Guest): Promise<boolean> {
+  const script = [
+    "const socket = require('node:net').connect(process.argv[1]);",
+    "let reply = '';",
+    'socket.on(\'connect\', () => socket.write(\'{"op":"ping"}\\n\'));',
+    "socket.on('data', (chunk) => { reply += chunk; if (reply.includes('\\n')) process.exit(reply.startsWith('{\"ok\":true') ? 0 : 1); });",
+    "socket.on('error', () => process.exit(1));",
+    'setTimeout(() => process.exit(1), 2000);',
+  ].join(' ');
+  const result = await guest.run(['node', '-e', script, '/run/moshwall/moshwall.sock'], {
+    timeoutMs: 10_000,
+  });
+  return result.exitCode === 0;
+}
+
+/**
+ * `systemctl <verb> moshwall`, then waits until the daemon answers on its socket: the unit is
+ * Type=simple, so systemctl returns before the new daemon listens, and a session started in between
+ * gets its port from the daemon's poll instead of before MOSH CONNECT (the shim says so).
+ */
+async function daemonRestarted(guest: Guest, verb: 'restart' | 'start' = 'restart'): Promise<void> {
+  await guest.runOk(['systemctl', verb, 'moshwall']);
+  assert.ok(
+    await waitUntil(() => daemonAnswers(guest), 15_000, 100),
+    `the daemon answers no ping after systemctl ${verb}:\n${await journal(guest)}`,
+  );
+}
+
 /** Output of a command for assertion messages. */
 function shown(result: Result): string {
   return `exit ${result.exitCode}\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-3000)}`;
@@ -415,7 +444,7 @@ for (const firewall of ['ufw', 'nftables', 'firewalld'] as const) {
       if (firewall !== 'ufw') {
         // The package's config names UFW; an admin on another firewall says which (then restarts).
         setConfig(g, 'backend', `"${firewall}"`);
-        await g.runOk(['systemctl', 'restart', 'moshwall']);
+        await daemonRestarted(g);
       }
       assert.ok(
         await waitUntil(
@@ -591,7 +620,7 @@ for (const firewall of ['ufw', 'nftables', 'firewalld'] as const) {
       await g.runOk(['systemctl', 'start', 'moshwall']);
       assert.ok(await waitOpen(g, port), 'started again, the daemon opens the live session again');
       setConfig(g, 'on_stop', '"keep"');
-      await g.runOk(['systemctl', 'restart', 'moshwall']);
+      await daemonRestarted(g);
     });
 
     test('reboot with rules of ours in place: nothing stale is open after boot; a session started after boot connects at once', async (t) => {
@@ -599,12 +628,12 @@ for (const firewall of ['ufw', 'nftables', 'firewalld'] as const) {
       if (firewall === 'ufw') {
         // Classic rules live in /etc/ufw and come back with UFW at boot: the daemon must take them out.
         setConfig(g, 'ufw_fast_path', '"off"');
-        await g.runOk(['systemctl', 'restart', 'moshwall']);
+        await daemonRestarted(g);
       }
       for (const mode of firewall === 'ufw' ? ['off', 'auto'] : ['default']) {
         if (mode === 'auto') {
           setConfig(g, 'ufw_fast_path', '"auto"');
-          await g.runOk(['systemctl', 'restart', 'moshwall']);
+          await daemonRestarted(g);
         }
         const port = await idleSession(g);
         const open = await stream(g, port, 300);
