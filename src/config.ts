@@ -47,7 +47,10 @@ export interface Config {
   lockTimeoutMs: number;
   /** Daemon: how often /proc/net/udp{,6} is checked for changed sockets. */
   pollIntervalMs: number;
-  /** Daemon: a full reconcile at least this often, changed or not. */
+  /**
+   * Daemon: the firewall checked against the sessions at least this often, changed or not (every
+   * process walked again at least every 10th time while the holder watch runs).
+   */
   resyncIntervalMs: number;
   /**
    * Daemon: between reconciles, each open session's holder is checked (tracer, uid) and the owners'

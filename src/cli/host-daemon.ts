@@ -84,6 +84,15 @@ function attemptText(reader: ProcReader, path: string): string | undefined {
   }
 }
 
+/** The tracer and uids in pid's status, read the usual way (open, read, close); undefined when unreadable. */
+function statusOf(reader: ProcReader, pid: number): ReturnType<typeof holderStatus> {
+  try {
+    return holderStatus(reader.readText(`/proc/${pid}/status`));
+  } catch {
+    return undefined;
+  }
+}
+
 /** True for the errors of a process (or the system) out of file descriptors. */
 function outOfFiles(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
@@ -100,14 +109,6 @@ function createStatusFiles(reader: ProcReader) {
   const open = new Map<number, number>();
   const head = Buffer.allocUnsafe(STATUS_HEAD_BYTES);
   let budget: number | undefined;
-  /** The status of pid read the usual way (open, read, close), or undefined when it cannot be read. */
-  const readFresh = (pid: number) => {
-    try {
-      return holderStatus(reader.readText(`/proc/${pid}/status`));
-    } catch {
-      return undefined;
-    }
-  };
   /** Closes pid's file, if one is open. */
   const close = (pid: number) => {
     const fd = open.get(pid);
@@ -134,16 +135,16 @@ function createStatusFiles(reader: ProcReader) {
     read(pid: number): ReturnType<typeof holderStatus> {
       try {
         const fd = fileOf(pid);
-        if (fd === undefined) return readFresh(pid);
+        if (fd === undefined) return statusOf(reader, pid);
         const length = readSync(fd, head, 0, STATUS_HEAD_BYTES, 0);
         const status = holderStatus(head.toString('latin1', 0, length));
         // A name long enough to push the lines past the head (escaped, up to 64 bytes: not in practice).
-        if (status === undefined && length === STATUS_HEAD_BYTES) return readFresh(pid);
+        if (status === undefined && length === STATUS_HEAD_BYTES) return statusOf(reader, pid);
         return status;
       } catch (error) {
         close(pid);
         // Out of descriptors says nothing of the process: read it the usual way.
-        return outOfFiles(error) ? readFresh(pid) : undefined;
+        return outOfFiles(error) ? statusOf(reader, pid) : undefined;
       }
     },
     /** Closes the files of every pid not in `pids`. */
@@ -168,7 +169,7 @@ function ownersProcess(
     const fd = statSync(`/proc/${pid}/fd`);
     if (!uids.has(fd.uid)) {
       if (fd.uid !== 0) return undefined;
-      const status = holderStatus(reader.readText(`/proc/${pid}/status`));
+      const status = statusOf(reader, pid);
       if (status === undefined || !(uids.has(status.realUid) || uids.has(status.effectiveUid)))
         return undefined;
     }

@@ -115,8 +115,8 @@ export function statusesCoverAlive(holders: number, perSecond: number, limits: H
  * Watches the genuine holders of the open sessions between reconciles, cheaply, so a port does not stay
  * open for long after its socket leaves genuine hands: each holder is probed for existence every
  * `aliveEveryMs` (the genuine mosh-server gone while its socket lives on means someone else holds it)
- * unless its status reads come as often, and its status is read round-robin, each once per `statusEveryMs` within a budget of reads per
- * second (a tracer attached, the uid changed), and every `sharersEveryMs` the other processes of the
+ * unless its status reads come as often, and its status is read round-robin, each once per
+ * `statusEveryMs` within a budget of reads per second (a tracer attached, the uid changed), and every `sharersEveryMs` the other processes of the
  * sessions' owners are looked through for a session's socket (taken with pidfd_getfd while the genuine
  * server lives on: only its owner, or root, may do that). On a locked host (Yama ptrace_scope 2 or 3:
  * no user can attach to or take a socket from even their own process) the status reads and looks slow

@@ -15,7 +15,7 @@ import type { HolderEdges } from '../../../src/daemon/holder-watch.ts';
 import type { DaemonResponse } from '../../../src/daemon/protocol.ts';
 import { ConfigError } from '../../../src/errors.ts';
 import { createLogger } from '../../../src/log.ts';
-import type { MoshSession, RefusedHolder } from '../../../src/model.ts';
+import type { MoshSession, RefusedHolder, UninspectedProcess } from '../../../src/model.ts';
 import { anySpec, session } from '../../support/builders.ts';
 import { createMemoryBackend } from '../backends/memory-backend.ts';
 
@@ -210,14 +210,31 @@ describe('mayReuseScan', () => {
     assert.equal(mayReuseScan(last(), 'v4:60001:4242', false, true), false, 'something else asked');
     assert.equal(mayReuseScan(last(), 'v4:60001:4242', true, false), false, 'no holder watch');
     assert.equal(mayReuseScan(last(), 'v4:60001:4243', true, true), false, 'the sockets changed');
-    const refused = { pid: 5, port: 60001, uid: 1000, user: 'alice', reason: 'not genuine' };
+    const refused: RefusedHolder = {
+      pid: 5,
+      uid: 1000,
+      user: 'alice',
+      port: 60001,
+      family: 'v4',
+      localAddress: '0.0.0.0',
+      exe: '/usr/bin/python3',
+      reason: 'not genuine',
+    };
+    const uninspected: UninspectedProcess = {
+      pid: 6,
+      uids: [1000],
+      root: false,
+      exe: '',
+      path: '/proc/6/fd',
+      code: 'EACCES',
+    };
     assert.equal(
-      mayReuseScan(last({}, { refused: [refused as never] }), 'v4:60001:4242', true, true),
+      mayReuseScan(last({}, { refused: [refused] }), 'v4:60001:4242', true, true),
       false,
       'a holder refused',
     );
     assert.equal(
-      mayReuseScan(last({}, { uninspected: [{ pid: 6 } as never] }), 'v4:60001:4242', true, true),
+      mayReuseScan(last({}, { uninspected: [uninspected] }), 'v4:60001:4242', true, true),
       false,
       'a process left uninspected',
     );

@@ -59,7 +59,7 @@ test('no existence probes while the status reads come round as often (a gone hol
     },
   };
   const sessions = Array.from({ length: 1000 }, (_, index) =>
-    session({ pid: 1000 + index, port: 60000 + (index % 1000), uid: 1000 }),
+    session({ pid: 1000 + index, port: 60000 + index, uid: 1000 }),
   );
   for (const each of sessions) table.set(each.pid, { tracerPid: 0, realUid: 1000, effectiveUid: 1000 });
   const watch = createHolderWatch(counted, DEFAULT_HOLDER_WATCH);
